@@ -1,0 +1,6 @@
+"""``python -m occgui`` = the ``occgui`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""Command line: ``occgui run|train|eval|backends``; a bare ``occgui [PHOTO]`` opens the GUI.
+
+Every user error is one line on stderr with a non-zero exit code, never a traceback (set
+``OCCGUI_DEBUG=1`` to see tracebacks of unexpected errors).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import OccguiError
+
+SUBCOMMANDS = ("run", "train", "eval", "backends")
+
+
+def _err(msg: str) -> None:
+    print(f"occgui: error: {msg}", file=sys.stderr)
+
+
+def collect_photos(inputs: list[str]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into photo paths; missing paths are kept so
+    that they are reported as failures."""
+    from .imageio import is_image_path
+
+    out: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)))
+        else:
+            out.append(p)
+    return out
+
+
+def _parse_backend_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise OccguiError(f"--backend expects STAGE=NAME, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from .export import export_result
+    from .pipeline.runner import Pipeline, PipelineConfig
+
+    photos = collect_photos(args.inputs)
+    if not photos:
+        _err("no photos found in the given inputs")
+        return 2
+    from .landmarks.landmarks_json import read_landmarks_json
+
+    landmarks = read_landmarks_json(args.landmarks) if args.landmarks else None
+    if landmarks is not None and len(photos) != 1:
+        _err("--landmarks applies to exactly one photo")
+        return 2
+    config = PipelineConfig(device=args.device, face_index=args.face, crop_size=args.crop_size,
+                            texture_size=args.texture_size, backends=_parse_backend_overrides(args.backend))
+    pipeline = Pipeline(config)
+    outdir = Path(args.output)
+    failures: list[tuple[Path, str]] = []
+    batch = len(photos) > 1
+    bar = tqdm(photos, unit="photo", disable=not batch or args.quiet, file=sys.stderr)
+    for photo in bar:
+        bar.set_postfix_str(photo.name[:30])
+        t0 = time.perf_counter()
+        try:
+            result = pipeline.run(photo, landmarks=landmarks)
+            folder = export_result(result, outdir, stem=photo.stem, total_seconds=time.perf_counter() - t0)
+            if not batch and not args.quiet:
+                print(f"wrote {folder} ({time.perf_counter() - t0:.2f} s on {pipeline.device})")
+        except OccguiError as e:
+            failures.append((photo, str(e)))
+            if not batch:
+                _err(f"{photo}: {e}")
+                return 2
+        except MemoryError:
+            failures.append((photo, "out of memory"))
+        except Exception as e:  # a bug: still one line per photo, the batch goes on
+            if os.environ.get("OCCGUI_DEBUG"):
+                raise
+            failures.append((photo, f"internal error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"))
+            if not batch:
+                _err(f"{photo}: {failures[-1][1]}")
+                return 3
+    if batch:
+        ok = len(photos) - len(failures)
+        print(f"{ok}/{len(photos)} photos reconstructed into {outdir}")
+        if failures:
+            print(f"{len(failures)} failed:", file=sys.stderr)
+            for p, msg in failures:
+                print(f"  {p}: {msg}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_backends(args) -> int:
+    from .pipeline.backends import describe_all
+
+    for stage, items in describe_all().items():
+        print(stage)
+        for it in items:
+            flag = "" if it["available"] else "  (not available)"
+            print(f"  {it['name']:<16} {it['description']}{flag}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .device import CHOICES
+
+    ap = argparse.ArgumentParser(prog="occgui", description="Occlusion-robust 3D face reconstruction from one photo.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="reconstruct photos headless (files or folders)")
+    r.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER")
+    r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    r.add_argument("--device", choices=CHOICES, default="auto")
+    r.add_argument("--landmarks", metavar="FILE.json", help="corrected 68 landmarks (photo pixels); re-runs from M_beta")
+    r.add_argument("--face", type=int, default=0, metavar="N", help="which face: 0 = largest (default), 1 = next, ...")
+    r.add_argument("--crop-size", type=int, default=256, choices=(256, 512))
+    r.add_argument("--texture-size", type=int, default=1024, choices=(1024, 2048))
+    r.add_argument("--backend", action="append", metavar="STAGE=NAME", help="choose a backend (see `occgui backends`)")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train the project's networks")
+    tsub = t.add_subparsers(dest="network", required=True)
+    tp = tsub.add_parser("parsing", help="train the parsing U-Net N_alpha (paper §3.2)")
+    from .parsing import train as parsing_train
+    parsing_train.add_arguments(tp)
+    tp.set_defaults(func=parsing_train.run)
+
+    e = sub.add_parser("eval", help="evaluation suite (occlusion robustness, paper §5)")
+    try:
+        from .eval import cli as eval_cli
+    except ImportError:
+        eval_cli = None
+    if eval_cli is not None:
+        eval_cli.add_subcommands(e)
+
+    b = sub.add_parser("backends", help="list the stage backends and which are available")
+    b.set_defaults(func=cmd_backends)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+        from .gui_launcher import launch_gui
+
+        return launch_gui(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except OccguiError as e:
+        _err(str(e))
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

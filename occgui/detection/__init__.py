@@ -1,0 +1,1 @@
+"""Face detection and the similarity-aligned face crop (stage ``detect``)."""

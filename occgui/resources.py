@@ -1,0 +1,43 @@
+"""Locating the files shipped with the product (``resources/`` and ``checkpoints/``).
+
+Works from a source checkout, an installed wheel (data installed under ``occgui/_data``) and a
+PyInstaller bundle (``sys._MEIPASS``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+
+
+def _roots() -> list[Path]:
+    roots = []
+    meipass = getattr(sys, "_MEIPASS", None)
+    if meipass:
+        roots.append(Path(meipass))
+    roots += [_PKG.parent, _PKG / "_data"]
+    return roots
+
+
+def _find(top: str, rel: str) -> Path:
+    for root in _roots():
+        p = root / top / rel
+        if p.exists():
+            return p
+    return _roots()[0] / top / rel if getattr(sys, "_MEIPASS", None) else _PKG.parent / top / rel
+
+
+def resource_path(rel: str) -> Path:
+    """Path of ``resources/<rel>``."""
+    return _find("resources", rel)
+
+
+def checkpoint_path(rel: str) -> Path:
+    """Path of ``checkpoints/<rel>``."""
+    return _find("checkpoints", rel)
+
+
+def sample_photo() -> Path:
+    """The bundled sample photo used by ``occgui run`` demos and the GUI self-test."""
+    return resource_path("samples/astronaut_hand.png")
