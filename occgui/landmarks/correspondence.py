@@ -17,6 +17,7 @@ from scipy.optimize import nnls
 from ..resources import resource_path
 
 CORRESPONDENCE_FILE = "landmarks/mediapipe478_to_ibug68.json"
+MESH_VERTICES = 468  # surface vertices of the MediaPipe mesh (478 minus the 10 iris points)
 
 
 @lru_cache(maxsize=None)
@@ -44,6 +45,7 @@ def fit_point_weights(mesh_xy: np.ndarray, target_xy: np.ndarray, *, candidates:
     with the sum constraint as a heavily weighted extra row.
     """
     dist = np.linalg.norm(mesh_xy - target_xy[:, None, :], axis=2).mean(axis=0)
+    dist[MESH_VERTICES:] = np.inf  # iris points move with the gaze: surface vertices only
     cand = np.argsort(dist)[:candidates]
     n = mesh_xy.shape[0]
     a = np.concatenate([mesh_xy[:, cand, 0], mesh_xy[:, cand, 1]], axis=0)  # (2N, C)

@@ -1,0 +1,261 @@
+"""N_alpha's training data (paper §3.2): clean LFW crops with generated labels, plus seeded occlusion.
+
+* The clean set: every LFW photo of a split goes through the inference pipeline's own detection
+  and crop (``MediaPipeFaceDetector``, largest face, ``aligned_crop`` at 256) and gets its label
+  map from ``labelgen.generate_labels`` and its 68 landmarks from the same mesh. The result is
+  cached as ``.npy`` arrays (memory-mapped) under a cache folder.
+* Splits by the identity's first letter: train = A-P, test = Q-S (no identity in both).
+* Occlusion is added on the fly (``OcclusionSampler``): for training step ``t`` the random
+  stream is ``default_rng([seed, t])``, so a run is reproducible and resumable at any step.
+  The kinds in :data:`HELDOUT_KINDS` never appear in training; they measure generalisation.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import labels as L
+
+#: Bump when the clean labels' definition changes: caches of another version are rebuilt.
+LABELGEN_VERSION = 1
+CROP_SIZE = 256
+SPLITS = {"train": "ABCDEFGHIJKLMNOP", "test": "QRS"}
+#: Occluder kinds held out of training (one or two per family), used only in evaluation.
+HELDOUT_KINDS = ("crossed_fingers", "palms_up", "goggles", "KN95", "hot_beverage_cup", "hamburger", "camera")
+#: Relative frequency of the occluder families in training.
+FAMILY_WEIGHTS = {"hand": 3.0, "mask": 1.5, "sunglasses": 1.0, "glasses": 0.8, "hat": 0.6, "scarf": 0.4,
+                  "cup": 0.8, "food": 0.8, "phone": 0.5, "microphone": 0.5, "object": 1.2}
+
+
+def resolve_data_dirs(data, occluders=None) -> tuple[Path, Path | None]:
+    """``--data`` may be the shared data folder (with ``faces/lfw/lfw-deepfunneled`` and
+    ``occluders``) or the LFW folder itself; returns (lfw_dir, occluders_dir or None)."""
+    d = Path(data)
+    lfw = d / "faces" / "lfw" / "lfw-deepfunneled" if (d / "faces" / "lfw" / "lfw-deepfunneled").is_dir() else d
+    if occluders is not None:
+        occ = Path(occluders)
+    else:
+        cands = [d / "occluders", lfw.parent.parent.parent / "occluders"]
+        occ = next((c for c in cands if c.is_dir()), None)
+    return lfw, occ
+
+
+def list_photos(lfw_dir, split: str) -> list[Path]:
+    """The photos of a split, sorted by identity then file name."""
+    letters = SPLITS[split]
+    root = Path(lfw_dir)
+    return sorted(p for person in root.iterdir() if person.is_dir() and person.name[:1] in letters
+                  for p in person.glob("*.jpg"))
+
+
+# ----------------------------------------------------------------------------- clean crops
+_DETECTOR = None
+
+
+def prepare_photo(path) -> dict | None:
+    """Crop + mesh + labels of one photo exactly as at inference; ``None`` when no face/mesh."""
+    global _DETECTOR
+    from ..detection.crop import aligned_crop
+    from ..detection.mediapipe_detector import MediaPipeFaceDetector
+    from ..errors import OccguiError
+    from ..imageio import load_image
+    from ..landmarks.correspondence import mesh_to_ibug68
+    from .labelgen import crop_mesh, generate_labels
+
+    if _DETECTOR is None:
+        _DETECTOR = MediaPipeFaceDetector()
+    try:
+        img = load_image(path)
+        faces = sorted(_DETECTOR.detect(img.rgb), key=lambda d: -d.area)
+        if not faces:
+            return None
+        crop = aligned_crop(img.rgb, faces[0], CROP_SIZE).image
+        mesh = crop_mesh(crop)
+        lab = generate_labels(crop, mesh)
+    except OccguiError:
+        return None
+    return {"crop": crop, "labels": lab, "mesh": mesh.astype(np.float32),
+            "lmk68": mesh_to_ibug68(mesh).astype(np.float32)}
+
+
+def _init_worker():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    cv2.setNumThreads(1)
+
+
+@dataclass
+class CleanSet:
+    """Clean crops (N,256,256,3 uint8), labels (N,256,256 uint8), landmarks (N,68,2), mesh (N,478,3)."""
+
+    crops: np.ndarray
+    labels: np.ndarray
+    lmk68: np.ndarray
+    mesh: np.ndarray
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, idx) -> "CleanSet":
+        idx = np.asarray(idx, dtype=np.int64)
+        return CleanSet(self.crops[idx], self.labels[idx], self.lmk68[idx], self.mesh[idx],
+                        [self.names[i] for i in idx])
+
+
+def clean_set_from_photos(paths, progress: bool = False) -> CleanSet:
+    """Build a (small) clean set in memory, in this process."""
+    items, names = [], []
+    it = paths
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(paths, desc="labels", unit="photo")
+    for p in it:
+        r = prepare_photo(p)
+        if r is not None:
+            items.append(r)
+            names.append(f"{Path(p).parent.name}/{Path(p).name}")
+    if not items:
+        raise RuntimeError("no usable face in the given photos")
+    return CleanSet(np.stack([r["crop"] for r in items]), np.stack([r["labels"] for r in items]),
+                    np.stack([r["lmk68"] for r in items]), np.stack([r["mesh"] for r in items]), names)
+
+
+def cache_folder(cache_dir, split: str) -> Path:
+    return Path(cache_dir) / f"parsing_lfw_{split}_v{LABELGEN_VERSION}_{CROP_SIZE}"
+
+
+def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progress: bool = True,
+                    limit: int | None = None) -> CleanSet:
+    """Load the cached clean set of ``split``, building it first (in ``workers`` processes) when absent."""
+    folder = cache_folder(cache_dir, split)
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("complete") and meta.get("version") == LABELGEN_VERSION and meta.get("limit") == limit:
+            return load_clean_set(folder)
+    paths = list_photos(lfw_dir, split)
+    if limit is not None:
+        paths = paths[:limit]
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(paths)
+    arrays = {
+        "crops": np.lib.format.open_memmap(folder / "crops.npy", "w+", np.uint8, (n, CROP_SIZE, CROP_SIZE, 3)),
+        "labels": np.lib.format.open_memmap(folder / "labels.npy", "w+", np.uint8, (n, CROP_SIZE, CROP_SIZE)),
+        "lmk68": np.lib.format.open_memmap(folder / "lmk68.npy", "w+", np.float32, (n, 68, 2)),
+        "mesh": np.lib.format.open_memmap(folder / "mesh.npy", "w+", np.float32, (n, 478, 3)),
+    }
+    names, failed = [], []
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(max(1, workers), initializer=_init_worker) as pool:
+        it = pool.imap(prepare_photo, [str(p) for p in paths], chunksize=8)
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(it, total=n, desc=f"clean {split} set", unit="photo")
+        for p, r in zip(paths, it):
+            rel = f"{p.parent.name}/{p.name}"
+            if r is None:
+                failed.append(rel)
+                continue
+            k = len(names)
+            for key, arr in arrays.items():
+                arr[k] = r["crop" if key == "crops" else key]
+            names.append(rel)
+    for arr in arrays.values():
+        arr.flush()
+    meta = {"version": LABELGEN_VERSION, "split": split, "identities": SPLITS[split], "count": len(names),
+            "photos": names, "failed": failed, "limit": limit, "complete": True}
+    meta_path.write_text(json.dumps(meta))
+    return load_clean_set(folder)
+
+
+def load_clean_set(folder) -> CleanSet:
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    n = meta["count"]
+    ld = lambda k: np.load(folder / f"{k}.npy", mmap_mode="r")[:n]  # noqa: E731
+    return CleanSet(ld("crops"), ld("labels"), ld("lmk68"), ld("mesh"), list(meta["photos"]))
+
+
+# ----------------------------------------------------------------------------- occluded samples
+def occlude_sample(rng: np.random.Generator, crop: np.ndarray, labels: np.ndarray, lmk68: np.ndarray,
+                   library, count: int, family_weights: dict | None = None):
+    """Paste ``count`` occluders; the paste masks become the occluder class. Returns (rgb, labels, placements)."""
+    from ..occluders import occlude
+
+    if count <= 0 or not len(library):
+        return np.asarray(crop).copy(), np.asarray(labels).copy(), []
+    rgb, mask, placements = occlude(rng, crop, lmk68, library, count=count, family_weights=family_weights)
+    lab = np.asarray(labels).copy()
+    lab[mask] = L.OCCLUDER
+    return rgb, lab, placements
+
+
+def _augment(rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Alignment jitter (similarity warp), mirror, photometric jitter, blur, noise, JPEG."""
+    s = rgb.shape[0]
+    if rng.random() < 0.8:
+        ang, sc = rng.uniform(-10, 10), np.exp(rng.uniform(-0.1, 0.1))
+        m = cv2.getRotationMatrix2D((s / 2, s / 2), ang, sc)
+        m[:, 2] += rng.uniform(-0.04, 0.04, size=2) * s
+        rgb = cv2.warpAffine(rgb, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        lab = cv2.warpAffine(lab, m, (s, s), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < 0.5:
+        rgb, lab = rgb[:, ::-1], L.MIRROR[lab[:, ::-1]]
+    x = rgb.astype(np.float32)
+    if rng.random() < 0.8:
+        x = (x - x.mean()) * rng.uniform(0.7, 1.3) + x.mean() * rng.uniform(0.7, 1.3)
+        gray = x.mean(axis=2, keepdims=True)
+        x = gray + (x - gray) * (0.0 if rng.random() < 0.05 else rng.uniform(0.6, 1.4))
+        x = x * rng.uniform(0.92, 1.08, size=3)
+    if rng.random() < 0.2:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(1, 6), size=x.shape).astype(np.float32)
+    out = np.clip(x + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        out = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(out), np.ascontiguousarray(lab)
+
+
+def resize_input(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize a crop to the network's input size (area averaging when shrinking), as at inference."""
+    if rgb.shape[0] == size:
+        return rgb
+    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+class OcclusionSampler:
+    """Seeded training batches: clean crop -> 0..2 occluders -> augmentation -> (input, labels).
+
+    ``batch(step, n)`` depends only on ``(seed, step)``: the image indices, occluders,
+    placements and augmentations all come from ``np.random.default_rng([seed, step])``.
+    Inputs are resized to ``input_size``; labels stay at the crop's 256 px.
+    """
+
+    def __init__(self, clean: CleanSet, library, *, seed: int, input_size: int, p_clean: float = 0.15,
+                 p_two: float = 0.25, augment: bool = True):
+        self.clean, self.library, self.seed = clean, library, int(seed)
+        self.input_size, self.p_clean, self.p_two, self.augment = int(input_size), p_clean, p_two, augment
+
+    def sample(self, rng: np.random.Generator, i: int) -> tuple[np.ndarray, np.ndarray]:
+        u = rng.random()
+        count = 0 if u < self.p_clean else 2 if u > 1 - self.p_two else 1
+        rgb, lab, _ = occlude_sample(rng, self.clean.crops[i], self.clean.labels[i], self.clean.lmk68[i],
+                                     self.library, count, FAMILY_WEIGHTS)
+        if self.augment:
+            rgb, lab = _augment(rng, rgb, lab)
+        return resize_input(rgb, self.input_size), lab
+
+    def batch(self, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(step)])
+        idx = rng.integers(len(self.clean), size=n)
+        xs, ys = zip(*(self.sample(rng, int(i)) for i in idx))
+        return np.stack(xs), np.stack(ys)
