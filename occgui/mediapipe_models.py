@@ -5,6 +5,7 @@ Model objects are not thread-safe, so each is guarded by a lock and created once
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from functools import lru_cache
@@ -13,6 +14,27 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _LOCK = threading.Lock()
+_WARM: set[int] = set()
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence C++ log lines (file descriptor 2) while a MediaPipe graph starts up."""
+    if os.environ.get("OCCGUI_DEBUG"):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @lru_cache(maxsize=None)
@@ -28,20 +50,23 @@ def _mp():
 @lru_cache(maxsize=None)
 def face_detector(model_selection: int):
     """MediaPipe BlazeFace: 0 = short range (faces within ~2 m), 1 = full range."""
-    return _mp().solutions.face_detection.FaceDetection(model_selection=model_selection,
-                                                        min_detection_confidence=0.5)
+    with _quiet_native_stderr():
+        return _mp().solutions.face_detection.FaceDetection(model_selection=model_selection,
+                                                            min_detection_confidence=0.5)
 
 
 @lru_cache(maxsize=None)
 def face_mesh(max_faces: int = 1):
     """MediaPipe Face Mesh with attention refinement: 478 3D points (468 + 10 iris)."""
-    return _mp().solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True,
-                                              max_num_faces=max_faces, min_detection_confidence=0.3)
+    with _quiet_native_stderr():
+        return _mp().solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True,
+                                                  max_num_faces=max_faces, min_detection_confidence=0.3)
 
 
 @lru_cache(maxsize=None)
 def selfie_segmenter():
-    return _mp().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+    with _quiet_native_stderr():
+        return _mp().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
 
 def run(model, rgb):
@@ -49,7 +74,12 @@ def run(model, rgb):
     import numpy as np
 
     with _LOCK:
-        return model.process(np.ascontiguousarray(rgb))
+        if id(model) in _WARM:
+            return model.process(np.ascontiguousarray(rgb))
+        with _quiet_native_stderr():
+            out = model.process(np.ascontiguousarray(rgb))
+        _WARM.add(id(model))
+        return out
 
 
 @lru_cache(maxsize=None)

@@ -10,8 +10,8 @@ Method (documented in :mod:`occgui.geometry.uv_layout`):
    right-handed frame (x right, y up, z towards the viewer).
 2. Mirror permutation: the mirrored photo's mesh, mirrored back, puts vertex j where the subject's
    mirror vertex is; a Hungarian assignment (``scipy.optimize.linear_sum_assignment``) of its 468
-   vertices to the original ones gives the permutation, which must be an involution and an
-   automorphism of the package's edge graph (checked).
+   vertices to the original ones gives the permutation, which must be an involution mapping the
+   package's edge graph onto itself, up to quads whose diagonal is chosen asymmetrically (checked).
 3. Frontalisation and symmetry: both observations are averaged, the symmetry plane is fitted
    (normal = principal direction of the vectors joining mirror pairs), the mesh is rotated so that
    the plane is x = 0, and the mesh is averaged with its mirror image (exactly symmetric).
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occgui import mediapipe_models as mpm  # noqa: E402
 from occgui.detection.mediapipe_detector import MediaPipeFaceDetector  # noqa: E402
 from occgui.geometry import topology as T  # noqa: E402
-from occgui.geometry.uv_layout import (fit_to_unit_square, lscm, mirror_is_automorphism,  # noqa: E402
+from occgui.geometry.uv_layout import (fit_to_unit_square, lscm, mirror_edge_defects,  # noqa: E402
                                        symmetrize_uv)
 from occgui.imageio import load_image  # noqa: E402
 from occgui.landmarks import ibug68  # noqa: E402
@@ -114,9 +114,13 @@ def landmark_uv(reference478: np.ndarray, vertices: np.ndarray, faces: np.ndarra
     import trimesh
 
     pts = correspondence_matrix() @ reference478
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    closest, _, tri = trimesh.proximity.closest_point(mesh, pts)
-    bary = trimesh.triangles.points_to_barycentric(vertices[faces[tri]], closest)
+    tris = vertices[faces]
+    nf, npt = len(faces), len(pts)
+    cand = trimesh.triangles.closest_point(np.repeat(tris[None], npt, 0).reshape(-1, 3, 3),
+                                           np.repeat(pts, nf, axis=0)).reshape(npt, nf, 3)
+    tri = np.argmin(np.linalg.norm(cand - pts[:, None, :], axis=2), axis=1)
+    closest = cand[np.arange(npt), tri]
+    bary = trimesh.triangles.points_to_barycentric(tris[tri], closest)
     luv = (bary[:, :, None] * uv[faces[tri]]).sum(axis=1)
     m = ibug68.MIRROR
     return 0.5 * (luv + np.stack([1.0 - luv[m, 0], luv[m, 1]], axis=1))
@@ -132,8 +136,10 @@ def build(margin: float) -> tuple[dict, dict]:
     xm[:, 0] = w - xm[:, 0]                       # mirrored back: same photo frame, mirror-image face
     perm = mirror_permutation(x, xm)
     edges = mpm.tessellation_edges()
-    if not mirror_is_automorphism(edges, perm):
-        raise SystemExit("the Hungarian mirror matching is not an automorphism of the mesh graph")
+    try:
+        defects = mirror_edge_defects(edges, perm)
+    except ValueError as e:
+        raise SystemExit(f"the Hungarian mirror matching is wrong: {e}") from None
     xa = 0.5 * (x[:T.NUM_MESH_VERTICES] + xm[:T.NUM_MESH_VERTICES][perm])
     centre, rot = frontal_frame(xa, perm)
     xf = (xa - centre) @ rot.T
@@ -163,7 +169,8 @@ def build(margin: float) -> tuple[dict, dict]:
     meta = {"method": "LSCM of the frontalised, symmetrised MediaPipe mesh of skimage.data.astronaut() "
                       "(and its mirror image); pins: forehead top and chin on the mid-line",
             "mediapipe_version": mediapipe.__version__, "margin": margin, "pins": [int(top), int(bottom)],
-            "midline_vertices": int(len(midline)), "topology": facts, "holes": [int(len(h)) for h in holes],
+            "midline_vertices": int(len(midline)),
+            "asymmetric_quad_diagonals": [list(map(int, d)) for d in defects], "topology": facts, "holes": [int(len(h)) for h in holes],
             "distortion": stats, "min_uv_triangle_area": float(areas.min())}
     return {"uv": uv, "mirror": perm, "landmark_uv": luv}, meta
 

@@ -5,8 +5,9 @@ holds, for the 468 MediaPipe face-mesh vertices:
 
 * ``uv`` (468, 2): texture coordinates in [0, 1] (u right, v up, OBJ/glTF-style before the
   image-row flip), identical for every face;
-* ``mirror`` (468,): the mirror-vertex permutation, an involution and an automorphism of the
-  mesh's edge graph, with ``uv[mirror[i]] == (1 - u_i, v_i)`` exactly, so "the symmetric
+* ``mirror`` (468,): the mirror-vertex permutation, an involution that maps the mesh's edge
+  graph onto itself except for three quads whose diagonal MediaPipe chose asymmetrically
+  (:func:`mirror_edge_defects`), with ``uv[mirror[i]] == (1 - u_i, v_i)`` exactly, so "the symmetric
   counterpart of a texel" is a horizontal flip of the texture;
 * ``landmark_uv`` (68, 2): where the 68 iBUG landmarks lie in the chart (mirror-symmetric under
   :data:`occgui.landmarks.ibug68.MIRROR`);
@@ -124,10 +125,29 @@ def fit_to_unit_square(uv: np.ndarray, margin: float) -> np.ndarray:
     return (uv - 0.5 * (lo + hi)) * s + 0.5
 
 
-def mirror_is_automorphism(edges: np.ndarray, mirror: np.ndarray) -> bool:
-    """True when ``mirror`` is an involution that maps every edge of ``edges`` onto an edge."""
+def mirror_edge_defects(edges: np.ndarray, mirror: np.ndarray) -> list[tuple[int, int]]:
+    """Edges that ``mirror`` does not map onto an edge; raises ``ValueError`` unless tolerable.
+
+    ``mirror`` must be an involution. MediaPipe's tessellation is symmetric except for a few quads
+    whose diagonal was chosen asymmetrically (the mirror quad uses the other diagonal); such edges
+    are returned. Any other unmapped edge means the permutation is wrong.
+    """
     mirror = np.asarray(mirror)
     if not np.array_equal(mirror[mirror], np.arange(len(mirror))):
-        return False
+        raise ValueError("the mirror permutation is not an involution")
     und = {(min(a, b), max(a, b)) for a, b in np.asarray(edges).tolist()}
-    return all((min(mirror[a], mirror[b]), max(mirror[a], mirror[b])) in und for a, b in und)
+    adj: dict[int, set[int]] = {}
+    for a, b in und:
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+    defects = []
+    for a, b in sorted(und):
+        ma, mb = int(mirror[a]), int(mirror[b])
+        if (min(ma, mb), max(ma, mb)) in und:
+            continue
+        opposite = sorted(adj[a] & adj[b])
+        mo = sorted(int(mirror[o]) for o in opposite)
+        if len(mo) != 2 or (mo[0], mo[1]) not in und:
+            raise ValueError(f"edge {(a, b)} has no mirror edge and is not a flipped quad diagonal")
+        defects.append((a, b))
+    return defects

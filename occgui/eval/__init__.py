@@ -1,0 +1,1 @@
+"""Evaluation suite: measurements of the pipeline's stages against baselines (``occgui eval``)."""

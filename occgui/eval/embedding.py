@@ -1,0 +1,76 @@
+"""Identity distance: dlib's public-domain 128-D face embedding (``face-recognition-models``).
+
+The model is dlib's ResNet (``dlib_face_recognition_resnet_model_v1``) with its 5-point shape
+predictor for alignment. Distances are Euclidean; dlib's documented same-person threshold is
+0.6 (:data:`SAME_PERSON_THRESHOLD`).
+
+For comparing a synthesized face with the clean photo the *alignment must be shared*: the
+5-point shape is computed once (on the reference image, inside a face box that is also shared)
+and reused for every variant, so that only pixel content -- not detection or landmark noise --
+enters the distance. :meth:`FaceEmbedder.shape` returns that reusable shape.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+#: dlib's documented decision threshold for "same person" on LFW.
+SAME_PERSON_THRESHOLD = 0.6
+
+
+class FaceEmbedder:
+    """128-D dlib face descriptors of RGB uint8 images with an explicit, reusable alignment."""
+
+    def __init__(self, jitter: int = 0):
+        import dlib
+        import face_recognition_models as frm
+
+        self._dlib = dlib
+        self._encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self._pose5 = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+        self._hog = dlib.get_frontal_face_detector()
+        self._jitter = int(jitter)
+        self._lock = threading.Lock()
+
+    def face_box(self, rgb: np.ndarray, landmarks68: np.ndarray | None = None):
+        """A dlib rectangle around the face: dlib's HOG detection nearest the image centre, else
+        (no detection) the box dlib's detector would give, estimated from ``landmarks68``, else
+        a central box."""
+        img = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+        with self._lock:
+            rects = list(self._hog(img, 1))
+        h, w = img.shape[:2]
+        if landmarks68 is not None:
+            c = np.asarray(landmarks68, dtype=np.float64)[17:].mean(axis=0)
+        else:
+            c = np.array([w / 2.0, h / 2.0])
+        if rects:
+            return min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
+        if landmarks68 is not None:
+            p = np.asarray(landmarks68, dtype=np.float64)
+            x0, y0 = p[:, 0].min(), p[17:27, 1].min()
+            x1, y1 = p[:, 0].max(), p[:, 1].max()
+            return self._dlib.rectangle(int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1)))
+        s = min(h, w)
+        return self._dlib.rectangle(int(0.3 * s), int(0.33 * s), int(0.7 * s), int(0.75 * s))
+
+    def shape(self, rgb: np.ndarray, box=None, landmarks68: np.ndarray | None = None):
+        """The 5-point alignment shape of the face in ``rgb`` (inside ``box`` when given)."""
+        img = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+        if box is None:
+            box = self.face_box(img, landmarks68)
+        with self._lock:
+            return self._pose5(img, box)
+
+    def embed(self, rgb: np.ndarray, shape) -> np.ndarray:
+        """The 128-D descriptor of ``rgb`` aligned by ``shape`` (from :meth:`shape`)."""
+        img = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+        with self._lock:
+            d = self._encoder.compute_face_descriptor(img, shape, self._jitter)
+        return np.asarray(d, dtype=np.float64)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two descriptors (below 0.6: same person by dlib's threshold)."""
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))

@@ -1,0 +1,71 @@
+"""The de-occluded face I_out, with a before/after comparison against the photo crop.
+
+"Compare" splits the view with a divider the user drags: the photo crop (I_fac) on the left,
+I_out on the right. "Filled" tints the re-synthesized pixels so it is clear what was invented.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtWidgets import QToolButton
+
+from .image_canvas import ImageCanvas
+from .pane import Pane
+
+FILL_TINT = np.array([80, 160, 255], dtype=np.float32)
+
+
+class DeoccludedView(Pane):
+    """Pane showing I_out; see the module docstring."""
+
+    def __init__(self, parent=None):
+        super().__init__("I_out  de-occluded", None, "", parent)
+        self.canvas = ImageCanvas("de-occluded face (I_out)")
+        self.set_body(self.canvas)
+        self.compare_button = QToolButton(self)
+        self.compare_button.setText("Compare")
+        self.compare_button.setCheckable(True)
+        self.compare_button.setToolTip("Compare with the photo: drag the divider (photo left, I_out right)")
+        self.compare_button.toggled.connect(self._update)
+        self.filled_button = QToolButton(self)
+        self.filled_button.setText("Filled")
+        self.filled_button.setCheckable(True)
+        self.filled_button.setToolTip("Tint the pixels that were re-synthesized")
+        self.filled_button.toggled.connect(self._update)
+        self.add_tool(self.filled_button)
+        self.add_tool(self.compare_button)
+        self._display = None
+
+    def clear(self) -> None:
+        self._display = None
+        self.canvas.set_image(None)
+        self.canvas.set_second_image(None)
+        self.set_subtitle("")
+        self.set_stale(False)
+
+    def set_display(self, display, backend: str = "") -> None:
+        """Show a :class:`~occgui.gui.view_data.SynthesisDisplay`."""
+        self._display = display
+        share = float(display.filled.mean()) * 100.0 if display.filled.size else 0.0
+        self.set_subtitle(f"{backend}  \u00b7  {share:.1f}% re-synthesized" if backend else f"{share:.1f}% re-synthesized")
+        self.canvas.set_second_image(display.photo_crop)
+        self._update()
+
+    def _update(self) -> None:
+        d = self._display
+        if d is None:
+            return
+        img = d.image
+        if self.filled_button.isChecked() and d.filled.any():
+            img = img.astype(np.float32)
+            img[d.filled] = 0.55 * img[d.filled] + 0.45 * FILL_TINT
+            img = img.astype(np.uint8)
+        self.canvas.set_image(img)
+        self.canvas.set_compare(self.compare_button.isChecked(), ("photo", "I_out"))
+
+    def set_stale(self, stale: bool) -> None:  # also dims the image
+        super().set_stale(stale)
+        self.canvas.set_dimmed(stale)
+
+    @property
+    def comparing(self) -> bool:
+        return self.compare_button.isChecked()

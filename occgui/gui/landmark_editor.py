@@ -1,0 +1,278 @@
+"""The photo + landmarks editor (pyqtgraph): 68 draggable handles joined by the iBUG contours.
+
+* The photo is the pipeline's *working* image; landmarks come and go in *photo* pixels and are
+  drawn at ``photo * scale``. Pixel centres sit on integer coordinates, y points down.
+* Hovering a handle enlarges it and shows its index and name; dragging moves it and the
+  contours follow live; a drag that starts off a handle pans, the wheel zooms.
+* Points moved away from their detected position are drawn in another colour, with a thin line
+  back to a faint dot at the detected position, so every correction stays visible.
+* A parsing map can be overlaid (placed through the crop's affine transform) with an opacity.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QCursor, QTransform
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from ..landmarks import ibug68
+from . import theme
+from .undo_commands import landmark_name
+
+#: Handle hit radius in screen pixels.
+HIT_RADIUS_PX = 9.0
+HANDLE_SIZE = 8
+CONTOUR_EDGES = np.array([(c[i], c[i + 1]) for c in ibug68.CONTOURS for i in range(len(c) - 1)], dtype=np.int64)
+
+
+class LandmarkHandles(pg.GraphItem):
+    """The 68 handles and their contour lines, with hover and drag in view coordinates."""
+
+    hoverChanged = Signal(int)                  # index under the cursor, -1 for none
+    dragStarted = Signal(int)
+    dragMoved = Signal(int, float, float)       # index, view x, view y
+    dragFinished = Signal(int)
+
+    def __init__(self):
+        super().__init__()
+        self._pos = np.zeros((0, 2))
+        self._edited = np.zeros(0, bool)
+        self._hover = -1
+        self._drag_index: int | None = None
+        self._drag_offset = QPointF(0, 0)
+        self.setZValue(20)
+
+    def set_points(self, pos: np.ndarray, edited: np.ndarray | None = None) -> None:
+        self._pos = np.array(pos, dtype=np.float64)
+        self._edited = np.zeros(len(self._pos), bool) if edited is None else np.asarray(edited, bool)
+        if len(self._pos) == 0:
+            self.setData(pos=np.zeros((0, 2)), adj=None)
+            return
+        brushes = [pg.mkBrush(theme.HANDLE_EDITED if e else theme.HANDLE) for e in self._edited]
+        self.setData(pos=self._pos, adj=CONTOUR_EDGES, pen=pg.mkPen(theme.CONTOUR, width=1.4),
+                     size=HANDLE_SIZE, symbol="o", pxMode=True, symbolBrush=brushes,
+                     symbolPen=pg.mkPen(20, 20, 20, 220, width=1.2))
+
+    @property
+    def points(self) -> np.ndarray:
+        return self._pos.copy()
+
+    def nearest(self, pos: QPointF) -> int | None:
+        """Index of the handle within :data:`HIT_RADIUS_PX` screen pixels of ``pos``, if any."""
+        if len(self._pos) == 0:
+            return None
+        px = self.pixelSize()
+        sx, sy = (px[0] or 1.0), (px[1] or 1.0)
+        d = np.hypot((self._pos[:, 0] - pos.x()) / sx, (self._pos[:, 1] - pos.y()) / sy)
+        i = int(np.argmin(d))
+        return i if d[i] <= HIT_RADIUS_PX else None
+
+    def _set_hover(self, index: int) -> None:
+        if index != self._hover:
+            self._hover = index
+            self.hoverChanged.emit(index)
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802 -- pyqtgraph's name
+        if self._drag_index is not None:
+            return
+        if ev.isExit():
+            self._set_hover(-1)
+            self.unsetCursor()
+            return
+        i = self.nearest(ev.pos())
+        if i is not None:
+            ev.acceptDrags(Qt.MouseButton.LeftButton)
+            ev.acceptClicks(Qt.MouseButton.LeftButton)
+            self.setCursor(QCursor(Qt.CursorShape.OpenHandCursor))
+        else:
+            self.unsetCursor()
+        self._set_hover(-1 if i is None else i)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton and self.nearest(ev.pos()) is not None:
+            ev.accept()
+        else:
+            ev.ignore()
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802
+        if ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        if ev.isStart():
+            i = self.nearest(ev.buttonDownPos())
+            if i is None:
+                ev.ignore()
+                return
+            self._drag_index = i
+            self._drag_offset = QPointF(*self._pos[i]) - ev.buttonDownPos()
+            self.setCursor(QCursor(Qt.CursorShape.ClosedHandCursor))
+            self.dragStarted.emit(i)
+        elif self._drag_index is None:
+            ev.ignore()
+            return
+        i = self._drag_index
+        p = ev.pos() + self._drag_offset
+        self._pos[i] = (p.x(), p.y())
+        self.setData(pos=self._pos)
+        self.dragMoved.emit(i, float(p.x()), float(p.y()))
+        ev.accept()
+        if ev.isFinish():
+            self._drag_index = None
+            self.setCursor(QCursor(Qt.CursorShape.OpenHandCursor))
+            self.dragFinished.emit(i)
+
+
+class LandmarkEditor(QWidget):
+    """The photo view with editable landmarks; emits edits in photo pixels."""
+
+    dragStarted = Signal(int)
+    pointDragged = Signal(int, float, float)     # index, photo x, photo y
+    dragFinished = Signal(int)
+    hoverChanged = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._scale = 1.0
+        self._detected: np.ndarray | None = None
+        self._image_size: tuple[int, int] | None = None
+        self.view = pg.GraphicsView(self, background=theme.VIEW_BG)
+        self.view.setAcceptDrops(False)
+        self.vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.02)
+        self.view.setCentralItem(self.vb)
+        self.photo_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
+        self.overlay_item.setZValue(5)
+        self.overlay_item.setOpacity(0.5)
+        self.overlay_item.hide()
+        self.ghost_lines = pg.PlotCurveItem(pen=pg.mkPen(255, 255, 255, 150, width=1, style=Qt.PenStyle.DashLine),
+                                            connect="pairs")
+        self.ghost_lines.setZValue(15)
+        self.ghosts = pg.ScatterPlotItem(size=6, symbol="o", pen=pg.mkPen(255, 255, 255, 170),
+                                         brush=pg.mkBrush(0, 0, 0, 0), pxMode=True)
+        self.ghosts.setZValue(16)
+        self.handles = LandmarkHandles()
+        self.hover_marker = pg.ScatterPlotItem(size=17, symbol="o", pen=pg.mkPen(theme.HOVER, width=2),
+                                               brush=pg.mkBrush(0, 0, 0, 0), pxMode=True)
+        self.hover_marker.setZValue(25)
+        self.hover_label = pg.TextItem("", color="w", fill=pg.mkBrush(20, 22, 25, 215), anchor=(-0.15, 1.15))
+        self.hover_label.setZValue(30)
+        self.hover_label.hide()
+        for item in (self.photo_item, self.overlay_item, self.ghost_lines, self.ghosts, self.handles,
+                     self.hover_marker, self.hover_label):
+            self.vb.addItem(item)
+        self.placeholder = pg.TextItem("Drop a photo here, or File \u25b8 Open (Ctrl+O)", color=theme.TEXT_DIM,
+                                       anchor=(0.5, 0.5))
+        self.vb.addItem(self.placeholder)
+        self.vb.setRange(QRectF(-100, -100, 200, 200))
+        self.placeholder.setPos(0, 0)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.view)
+        self.handles.dragStarted.connect(self.dragStarted)
+        self.handles.dragMoved.connect(self._on_drag_moved)
+        self.handles.dragFinished.connect(self.dragFinished)
+        self.handles.hoverChanged.connect(self._on_hover)
+
+    # -- content -----------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.photo_item.clear()
+        self.overlay_item.hide()
+        self.handles.set_points(np.zeros((0, 2)))
+        self.ghosts.setData([])
+        self.ghost_lines.setData([], [])
+        self._detected = None
+        self._image_size = None
+        self._on_hover(-1)
+        self.placeholder.setText("Loading\u2026")
+        self.placeholder.show()
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder.setText(text)
+        self.placeholder.setVisible(bool(text) and self._image_size is None)
+
+    def set_photo(self, rgb: np.ndarray, scale: float) -> None:
+        """Show the working image ``rgb`` (photo downscaled by ``scale``) and fit it."""
+        self._scale = float(scale)
+        h, w = rgb.shape[:2]
+        self.photo_item.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.photo_item.setRect(QRectF(-0.5, -0.5, w, h))
+        self._image_size = (w, h)
+        self.placeholder.hide()
+        self.fit()
+
+    def fit(self) -> None:
+        """Zoom to show the whole photo."""
+        if self._image_size is not None:
+            w, h = self._image_size
+            self.vb.setRange(QRectF(-0.5, -0.5, w, h), padding=0.01)
+
+    def set_points(self, photo_points: np.ndarray | None, detected_photo: np.ndarray | None = None) -> None:
+        """Show the 68 points (photo px); ``detected_photo`` marks which ones were moved."""
+        if photo_points is None:
+            self.handles.set_points(np.zeros((0, 2)))
+            self.ghosts.setData([])
+            self.ghost_lines.setData([], [])
+            return
+        pts = np.asarray(photo_points, dtype=np.float64) * self._scale
+        edited = np.zeros(len(pts), bool)
+        if detected_photo is not None:
+            det = np.asarray(detected_photo, dtype=np.float64) * self._scale
+            edited = np.hypot(*(np.asarray(photo_points) - np.asarray(detected_photo)).T) > 0.05
+            moved = np.flatnonzero(edited)
+            self.ghosts.setData(pos=det[moved]) if len(moved) else self.ghosts.setData([])
+            if len(moved):
+                xy = np.empty((2 * len(moved), 2))
+                xy[0::2], xy[1::2] = det[moved], pts[moved]
+                self.ghost_lines.setData(xy[:, 0], xy[:, 1])
+            else:
+                self.ghost_lines.setData([], [])
+        self.handles.set_points(pts, edited)
+        if self.handles._hover >= 0:
+            self._on_hover(self.handles._hover, force=True)
+
+    def set_overlay(self, rgba: np.ndarray | None, from_crop: np.ndarray | None = None) -> None:
+        """Overlay an RGBA map given in crop pixels (``from_crop``: crop px -> working px)."""
+        if rgba is None:
+            self.overlay_item.hide()
+            return
+        self.overlay_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        a = np.asarray(from_crop, dtype=np.float64)
+        dx = a[0, 2] - 0.5 * (a[0, 0] + a[0, 1])
+        dy = a[1, 2] - 0.5 * (a[1, 0] + a[1, 1])
+        self.overlay_item.setTransform(QTransform(a[0, 0], a[1, 0], a[0, 1], a[1, 1], dx, dy))
+        self.overlay_item.show()
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        self.overlay_item.setOpacity(float(opacity))
+
+    # -- coordinates (also used by tests and the self-test) ------------------------------------
+    def photo_to_view(self, xy) -> QPointF:
+        return QPointF(float(xy[0]) * self._scale, float(xy[1]) * self._scale)
+
+    def photo_to_widget(self, xy) -> QPointF:
+        """Position of photo pixel ``xy`` in ``self.view.viewport()`` coordinates."""
+        scene = self.vb.mapViewToScene(self.photo_to_view(xy))
+        return QPointF(self.view.mapFromScene(scene))
+
+    # -- events ------------------------------------------------------------------------------
+    def _on_drag_moved(self, index: int, x: float, y: float) -> None:
+        self._on_hover(index, force=True)
+        self.pointDragged.emit(index, x / self._scale, y / self._scale)
+
+    def _on_hover(self, index: int, force: bool = False) -> None:
+        pts = self.handles._pos
+        if index < 0 or index >= len(pts):
+            self.hover_marker.setData([])
+            self.hover_label.hide()
+            self.hoverChanged.emit(-1)
+            return
+        x, y = pts[index]
+        self.hover_marker.setData(pos=[(x, y)])
+        self.hover_label.setText(f"{index}  {landmark_name(index)}  ({x / self._scale:.1f}, {y / self._scale:.1f})")
+        self.hover_label.setPos(x, y)
+        self.hover_label.show()
+        self.hoverChanged.emit(index)
+
+    def hovered_point(self) -> int:
+        return self.handles._hover

@@ -1,0 +1,499 @@
+"""The occgui main window: photo + landmarks, the three parsing maps, I_out and the 3D face.
+
+Layout (1600x1000 by default)::
+
+    [stage chips ....................................... Re-run  Export]
+    [message line (only when there is something to say)               ]
+    +-------------------------------------+---------------------------+
+    | Photo + landmarks (editable)        | 3D face (pyvista)         |
+    +-------------------------------------+---------------------------+
+    | M_alpha | M_beta | M_gamma | labels | I_out (compare)           |
+    +-------------------------------------+---------------------------+
+    [stage name .......................... progress  Cancel  Device   ]
+
+The window is a view: every action goes through :class:`~occgui.gui.session.Session`, which
+owns the document, the undo stack and the pipeline worker thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMessageBox, QPushButton,
+                               QSplitter, QToolButton, QVBoxLayout, QWidget)
+
+from ..imageio import IMAGE_SUFFIXES
+from ..pipeline.runner import STAGES, PipelineConfig
+from . import document as D
+from .deoccluded_view import DeoccludedView
+from .landmark_editor import LandmarkEditor
+from .maps_panel import MAPS, STAGE_TO_KIND, MapsPanel
+from .mesh_view import MeshView
+from .message_banner import MessageBanner
+from .pane import Pane
+from .session import Session
+from .settings import AppSettings
+from .settings_dialog import SettingsDialog
+from .stage_strip import StageStrip
+from .status_panel import RunStatus
+
+DEFAULT_SIZE = QSize(1600, 1000)
+IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{s}" for s in IMAGE_SUFFIXES))
+
+
+class MainWindow(QMainWindow):
+    """The application window; ``open_photo``, ``rerun`` and ``export_to`` are its scriptable API."""
+
+    def __init__(self, config: PipelineConfig | None = None, settings: AppSettings | None = None,
+                 device: str | None = None, parent=None):
+        super().__init__(parent)
+        self.settings = settings or AppSettings()
+        self.session = Session(config, self)
+        self.session.auto_rerun = self.settings.auto_rerun()
+        self.setAcceptDrops(True)
+        self.setWindowTitle("occgui")
+        self._closed = False
+        self._build_views()
+        self._build_actions()
+        self._build_menus()
+        self._connect()
+        self._restore_layout()
+        self.session.set_device(device or self.settings.device())
+        self.session.warm_up()
+
+    # -- construction --------------------------------------------------------------------------
+    def _build_views(self) -> None:
+        self.editor = LandmarkEditor()
+        self.photo_pane = Pane("Photo  \u00b7  landmarks", self.editor,
+                               "drag a point to correct it \u00b7 wheel zooms \u00b7 drag elsewhere pans")
+        self.maps = MapsPanel()
+        self.deoccluded = DeoccludedView()
+        self.mesh_view = MeshView()
+        self.mesh_view.set_mode(self.settings.mesh_mode())
+        self.stage_strip = StageStrip()
+        self.banner = MessageBanner()
+
+        self.top_split = QSplitter(Qt.Orientation.Horizontal)
+        self.top_split.addWidget(self.photo_pane)
+        self.top_split.addWidget(self.mesh_view)
+        self.bottom_split = QSplitter(Qt.Orientation.Horizontal)
+        self.bottom_split.addWidget(self.maps)
+        self.bottom_split.addWidget(self.deoccluded)
+        for sp in (self.top_split, self.bottom_split):
+            sp.setChildrenCollapsible(False)
+            sp.setHandleWidth(6)
+        self.top_split.splitterMoved.connect(lambda *_: self._sync_columns(self.top_split, self.bottom_split))
+        self.bottom_split.splitterMoved.connect(lambda *_: self._sync_columns(self.bottom_split, self.top_split))
+        self.main_split = QSplitter(Qt.Orientation.Vertical)
+        self.main_split.addWidget(self.top_split)
+        self.main_split.addWidget(self.bottom_split)
+        self.main_split.setChildrenCollapsible(False)
+        self.main_split.setHandleWidth(6)
+
+        self.rerun_button = QPushButton("Re-run")
+        self.rerun_button.setToolTip("Recompute what the landmark edits changed (Ctrl+R)")
+        self.export_button = QPushButton("Export\u2026")
+        self.export_button.setToolTip("Write mesh, texture, maps, I_out and landmarks to a folder (Ctrl+E)")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.stage_strip, 1)
+        top.addWidget(self.rerun_button)
+        top.addWidget(self.export_button)
+
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(8, 6, 8, 4)
+        lay.setSpacing(6)
+        lay.addLayout(top)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.main_split, 1)
+        self.setCentralWidget(central)
+        self.status = RunStatus(self.statusBar())
+
+    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            a.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip)
+        a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _build_actions(self) -> None:
+        s = self.session
+        self.open_action = self._action("&Open Photo\u2026", self.choose_photo, QKeySequence.StandardKey.Open,
+                                        "Open a photo and reconstruct its face")
+        self.save_landmarks_action = self._action("&Save Landmarks\u2026", self.choose_save_landmarks, "Ctrl+S",
+                                                  "Save the 68 landmarks (photo pixels) as JSON")
+        self.load_landmarks_action = self._action("&Load Landmarks\u2026", self.choose_load_landmarks, "Ctrl+L",
+                                                  "Replace the landmarks with those of a JSON file")
+        self.export_action = self._action("&Export\u2026", self.choose_export, "Ctrl+E",
+                                          "Export mesh (OBJ/MTL/PNG, PLY, GLB), maps, I_out and landmarks")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.undo_action = s.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.redo_action = s.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.addAction(self.undo_action)
+        self.addAction(self.redo_action)
+        self.reset_landmarks_action = self._action("Reset Landmarks to &Detected", s.reset_landmarks,
+                                                   "Ctrl+Shift+R", "Undo every correction in one step")
+        self.preferences_action = self._action("&Preferences\u2026", self.show_preferences, "Ctrl+,")
+        self.rerun_action = self._action("&Re-run", self.rerun, "Ctrl+R",
+                                         "Recompute the stages downstream of the landmarks")
+        self.cancel_action = self._action("&Cancel Run", s.cancel, "Esc")
+        self.cancel_action.setEnabled(False)
+        self.auto_rerun_action = self._action("Re-run &Automatically After Edits", self._toggle_auto_rerun)
+        self.auto_rerun_action.setCheckable(True)
+        self.auto_rerun_action.setChecked(s.auto_rerun)
+        self.fit_action = self._action("&Fit Photo", self.editor.fit, "Ctrl+0")
+        self.reset_view_action = self._action("Reset &3D View", self.mesh_view.reset_view, "Ctrl+3")
+        self.mode_actions = {m: self._action(f"3D: {m.capitalize()}", lambda _=False, m=m: self._set_mesh_mode(m))
+                             for m in ("texture", "shaded", "wireframe")}
+        self.about_action = self._action("&About occgui", self.show_about)
+
+        for a in (self.save_landmarks_action, self.load_landmarks_action, self.export_action,
+                  self.reset_landmarks_action, self.rerun_action):
+            a.setEnabled(False)
+
+        for text, action in (("\u21b6", self.undo_action), ("\u21b7", self.redo_action)):
+            b = QToolButton(self.photo_pane)
+            b.setDefaultAction(action)
+            b.setText(text)
+            self.photo_pane.add_tool(b)
+        for text, action, tip in (("Reset", self.reset_landmarks_action, "Reset landmarks to detected (Ctrl+Shift+R)"),
+                                  ("Fit", self.fit_action, "Fit the photo (Ctrl+0)")):
+            b = QToolButton(self.photo_pane)
+            b.setDefaultAction(action)
+            b.setText(text)
+            b.setToolTip(tip)
+            self.photo_pane.add_tool(b)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        f.addAction(self.open_action)
+        self.recent_menu = QMenu("Open &Recent", self)
+        f.addMenu(self.recent_menu)
+        f.addSeparator()
+        f.addAction(self.load_landmarks_action)
+        f.addAction(self.save_landmarks_action)
+        f.addSeparator()
+        f.addAction(self.export_action)
+        f.addSeparator()
+        f.addAction(self.quit_action)
+        e = mb.addMenu("&Edit")
+        e.addAction(self.undo_action)
+        e.addAction(self.redo_action)
+        e.addAction(self.reset_landmarks_action)
+        e.addSeparator()
+        e.addAction(self.preferences_action)
+        r = mb.addMenu("&Run")
+        r.addAction(self.rerun_action)
+        r.addAction(self.cancel_action)
+        r.addSeparator()
+        r.addAction(self.auto_rerun_action)
+        v = mb.addMenu("&View")
+        v.addAction(self.fit_action)
+        v.addAction(self.reset_view_action)
+        v.addSeparator()
+        for a in self.mode_actions.values():
+            v.addAction(a)
+        h = mb.addMenu("&Help")
+        h.addAction(self.about_action)
+        self._refresh_recent_menu()
+
+    def _connect(self) -> None:
+        s = self.session
+        s.photoOpened.connect(self._on_photo_opened)
+        s.stageResult.connect(self._on_stage_result)
+        s.stageStateChanged.connect(self._on_stage_state)
+        s.landmarksChanged.connect(self._on_landmarks_changed)
+        s.stalenessChanged.connect(self._on_staleness)
+        s.progress.connect(self.status.set_progress)
+        s.busyChanged.connect(self._on_busy)
+        s.runFinished.connect(self._on_run_finished)
+        s.message.connect(self.banner.show_message)
+        s.deviceReady.connect(lambda _dev, desc, _cuda: self.status.set_device(desc))
+        s.undo_stack.cleanChanged.connect(lambda _c: self._update_title())
+        self.status.cancel_button.clicked.connect(s.cancel)
+        self.rerun_button.clicked.connect(self.rerun)
+        self.export_button.clicked.connect(self.choose_export)
+        self.rerun_button.setEnabled(False)
+        self.export_button.setEnabled(False)
+        self.editor.dragStarted.connect(self._on_drag_started)
+        self.editor.pointDragged.connect(self._on_point_dragged)
+        self.editor.dragFinished.connect(lambda _i: s.end_drag())
+        self.maps.overlayChanged.connect(self._on_overlay_changed)
+        self.maps.opacityChanged.connect(self.editor.set_overlay_opacity)
+        self.editor.set_overlay_opacity(self.maps.opacity)
+        for b in self.mesh_view.mode_buttons.values():
+            b.clicked.connect(lambda _=False: self.settings.set_mesh_mode(self.mesh_view.mode))
+        self._drag_id = 0
+
+    def _restore_layout(self) -> None:
+        geom = self.settings.geometry()
+        if geom is None or not self.restoreGeometry(geom):
+            self.resize(DEFAULT_SIZE)
+        restored = False
+        for name, sp in (("main", self.main_split), ("top", self.top_split), ("bottom", self.bottom_split)):
+            st = self.settings.splitter_state(name)
+            if st is not None:
+                restored = sp.restoreState(st) or restored
+        if not restored:
+            self.reset_layout()
+
+    def reset_layout(self) -> None:
+        """The default proportions: photo and 3D on top, maps and I_out below."""
+        w, h = max(self.width(), 800), max(self.height(), 600)
+        left = int(w * 0.6)
+        self.top_split.setSizes([left, w - left])
+        self.bottom_split.setSizes([left, w - left])
+        self.main_split.setSizes([int(h * 0.64), int(h * 0.36)])
+
+    def _sync_columns(self, src: QSplitter, dst: QSplitter) -> None:
+        if dst.sizes() != src.sizes():
+            dst.blockSignals(True)
+            dst.setSizes(src.sizes())
+            dst.blockSignals(False)
+
+    # -- scriptable API ------------------------------------------------------------------------
+    def open_photo(self, path) -> bool:
+        """Open ``path`` and start the pipeline (False and a message line when it is not a photo)."""
+        ok = self.session.open_photo(path)
+        if ok:
+            p = Path(path).resolve()
+            self.settings.add_recent_file(p)
+            self.settings.set_last_folder(p.parent)
+            self._refresh_recent_menu()
+        return ok
+
+    def rerun(self) -> bool:
+        return self.session.rerun()
+
+    def export_to(self, folder) -> bool:
+        """Export into ``folder`` (no dialog); the files land in ``folder/<photo stem>/``."""
+        ok = self.session.export_to(folder)
+        if ok:
+            self.settings.set_last_folder(folder)
+        return ok
+
+    # -- dialogs -------------------------------------------------------------------------------
+    def choose_photo(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", self.settings.last_folder(), IMAGE_FILTER)
+        if path:
+            self.open_photo(path)
+
+    def choose_export(self) -> None:
+        if not self.session.document.has_photo:
+            self.banner.show_message("warning", "Nothing to export: open a photo first.")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.settings.last_folder())
+        if folder:
+            self.export_to(folder)
+
+    def choose_save_landmarks(self) -> None:
+        doc = self.session.document
+        stem = doc.photo.stem if doc.photo else "landmarks"
+        start = str(Path(self.settings.last_folder()) / f"{stem}_landmarks.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save landmarks", start, "Landmarks JSON (*.json)")
+        if path:
+            if self.session.save_landmarks(path):
+                self.settings.set_last_folder(Path(path).parent)
+
+    def choose_load_landmarks(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load landmarks", self.settings.last_folder(),
+                                              "Landmarks JSON (*.json);;All files (*)")
+        if path:
+            if self.session.load_landmarks(path):
+                self.settings.set_last_folder(Path(path).parent)
+
+    def show_preferences(self) -> None:
+        s = self.session
+        dlg = SettingsDialog(self.settings.device(), s.auto_rerun, s.cuda_available, s.device_description, self)
+        if dlg.exec():
+            self.apply_preferences(dlg.device, dlg.auto_rerun)
+
+    def apply_preferences(self, device: str, auto_rerun: bool) -> None:
+        if device != self.settings.device():
+            self.settings.set_device(device)
+            self.session.set_device(device)
+            self.status.set_device("\u2026 (applies to the next run)")
+        self._set_auto_rerun(auto_rerun)
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About occgui",
+                          "<b>occgui</b> \u2014 a complete textured 3D face from one partly occluded photo.<br>"
+                          "Generative face parsing map guided 3D face reconstruction: M\u03b1 (U-Net), "
+                          "M\u03b2 (landmarks), M\u03b3 (Algorithm 1), I_out (de-occlusion), mesh and texture."
+                          "<br><br>Drag landmarks to correct them; Ctrl+R recomputes only what they change.")
+
+    # -- recent files ----------------------------------------------------------------------------
+    def _refresh_recent_menu(self) -> None:
+        m = self.recent_menu
+        m.clear()
+        files = self.settings.recent_files()
+        for n, f in enumerate(files):
+            a = m.addAction(f"&{n + 1}  {Path(f).name}" if n < 9 else Path(f).name)
+            a.setToolTip(f)
+            a.setStatusTip(f)
+            a.triggered.connect(lambda _=False, f=f: self._open_recent(f))
+        if files:
+            m.addSeparator()
+            m.addAction("Clear Recent", self._clear_recent)
+        m.setEnabled(bool(files))
+
+    def _open_recent(self, path: str) -> None:
+        if not Path(path).exists():
+            self.settings.remove_recent_file(path)
+            self._refresh_recent_menu()
+        self.open_photo(path)
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self._refresh_recent_menu()
+
+    # -- drag and drop ---------------------------------------------------------------------------
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802 -- Qt's name
+        md = ev.mimeData()
+        if md.hasUrls() or md.hasText() or md.hasImage():
+            ev.acceptProposedAction()
+        else:
+            ev.ignore()
+
+    def dragMoveEvent(self, ev) -> None:  # noqa: N802
+        ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802
+        md = ev.mimeData()
+        paths = [u.toLocalFile() for u in md.urls() if u.isLocalFile()] if md.hasUrls() else []
+        ev.acceptProposedAction()
+        if not paths:
+            self.banner.show_message("error", "Dropped item is not an image file: drop a photo file (JPEG, PNG, ...).")
+            return
+        if len(paths) > 1:
+            self.banner.show_message("info", f"{len(paths)} files dropped: opening the first one, {Path(paths[0]).name}.")
+        self.open_photo(paths[0])
+
+    # -- session events --------------------------------------------------------------------------
+    def _on_photo_opened(self, path: str) -> None:
+        self.editor.clear()
+        self.maps.clear()
+        self.deoccluded.clear()
+        self.mesh_view.clear()
+        self.banner.hide()
+        self._update_title()
+        for a in (self.save_landmarks_action, self.load_landmarks_action, self.reset_landmarks_action):
+            a.setEnabled(False)
+        self.export_action.setEnabled(True)
+        self.export_button.setEnabled(True)
+        self.rerun_action.setEnabled(True)
+        self.rerun_button.setEnabled(True)
+
+    def _on_stage_result(self, stage: str, value, display) -> None:
+        if stage == "load":
+            self.editor.set_photo(value.rgb, value.scale)
+            w, h = value.photo_size
+            self.photo_pane.set_subtitle(f"{w}\u00d7{h} px \u00b7 drag a point to correct it \u00b7 wheel zooms")
+        elif stage in STAGE_TO_KIND:
+            self.maps.set_map(STAGE_TO_KIND[stage], display)
+        elif stage == "synthesize":
+            self.deoccluded.set_display(display, getattr(value, "backend", ""))
+        elif stage in ("geometry", "texture"):
+            self.mesh_view.set_display(display)
+        if stage == "landmarks":
+            for a in (self.save_landmarks_action, self.load_landmarks_action):
+                a.setEnabled(True)
+
+    def _on_stage_state(self, stage: str) -> None:
+        doc = self.session.document
+        state = doc.states[stage]
+        if stage in doc.stale_stages() and state in (D.DONE, D.CACHED):
+            state = "stale"
+        self.stage_strip.set_state(stage, state, doc.seconds.get(stage))
+
+    def _on_staleness(self, stale: frozenset) -> None:
+        for kind, (stage, *_rest) in MAPS.items():
+            self.maps.set_stale(kind, stage in stale)
+        self.deoccluded.set_stale("synthesize" in stale)
+        self.mesh_view.set_stale(bool({"geometry", "texture"} & stale))
+        for s in STAGES:
+            self._on_stage_state(s)
+        self.rerun_button.setObjectName("Primary" if stale else "")
+        self.rerun_button.style().unpolish(self.rerun_button)
+        self.rerun_button.style().polish(self.rerun_button)
+        self._update_title()
+
+    def _on_landmarks_changed(self) -> None:
+        doc = self.session.document
+        self.editor.set_points(doc.landmarks, doc.detected)
+        self.reset_landmarks_action.setEnabled(doc.edited)
+        if doc.landmarks is not None and doc.detected is not None:
+            import numpy as np
+
+            n = int(np.sum(np.hypot(*(doc.landmarks - doc.detected).T) > 0.05))
+            self.photo_pane.set_subtitle(f"{n} of 68 points corrected \u00b7 Ctrl+Z undoes" if n else
+                                         "68 detected points \u00b7 drag one to correct it \u00b7 wheel zooms")
+
+    def _on_busy(self, busy: bool) -> None:
+        self.status.set_busy(busy)
+        self.cancel_action.setEnabled(busy)
+
+    def _on_run_finished(self, outcome) -> None:
+        self._on_staleness(self.session.document.stale_stages())
+
+    def _on_overlay_changed(self, kind: str) -> None:
+        d = self.maps.display(kind) if kind else None
+        self.editor.set_overlay(d.overlay if d is not None else None, d.from_crop if d is not None else None)
+
+    def _on_drag_started(self, index: int) -> None:
+        self._drag_id = self.session.begin_drag()
+
+    def _on_point_dragged(self, index: int, x: float, y: float) -> None:
+        self.session.move_landmark(index, (x, y), self._drag_id)
+
+    def _toggle_auto_rerun(self) -> None:
+        self._set_auto_rerun(self.auto_rerun_action.isChecked())
+
+    def _set_auto_rerun(self, on: bool) -> None:
+        self.session.auto_rerun = bool(on)
+        self.settings.set_auto_rerun(bool(on))
+        self.auto_rerun_action.setChecked(bool(on))
+
+    def _set_mesh_mode(self, mode: str) -> None:
+        self.mesh_view.set_mode(mode)
+        self.settings.set_mesh_mode(mode)
+
+    def _update_title(self) -> None:
+        doc = self.session.document
+        if doc.photo is None:
+            self.setWindowTitle("occgui")
+            return
+        flags = []
+        if doc.edited:
+            flags.append("landmarks edited")
+        if doc.is_stale:
+            flags.append("out of date")
+        self.setWindowTitle(f"{doc.photo.name} \u2014 occgui" + (f"  [{', '.join(flags)}]" if flags else ""))
+
+    # -- closing ---------------------------------------------------------------------------------
+    def closeEvent(self, ev) -> None:  # noqa: N802
+        if self._closed:
+            super().closeEvent(ev)
+            return
+        self._closed = True
+        self.settings.set_geometry(self.saveGeometry())
+        for name, sp in (("main", self.main_split), ("top", self.top_split), ("bottom", self.bottom_split)):
+            self.settings.set_splitter_state(name, sp.saveState())
+        self.settings.sync()
+        self.session.shutdown()
+        self.mesh_view.shutdown()
+        super().closeEvent(ev)
+
+    def showEvent(self, ev) -> None:  # noqa: N802
+        super().showEvent(ev)
+        if self.settings.splitter_state("main") is None:
+            QTimer.singleShot(0, self.reset_layout)

@@ -1,0 +1,47 @@
+"""Edit \u25b8 Preferences: the compute device and automatic re-runs."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout
+
+DEVICE_LABELS = {"auto": "Automatic (CUDA when available, else CPU)", "cpu": "CPU", "cuda": "CUDA (NVIDIA GPU)"}
+
+
+class SettingsDialog(QDialog):
+    """A small dialog; read :attr:`device` and :attr:`auto_rerun` after ``exec()``."""
+
+    def __init__(self, device: str, auto_rerun: bool, cuda_available: bool, current: str, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Preferences")
+        self.setMinimumWidth(440)
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.device_combo = QComboBox(self)
+        for key, text in DEVICE_LABELS.items():
+            self.device_combo.addItem(text, key)
+        self.device_combo.setCurrentIndex(list(DEVICE_LABELS).index(device if device in DEVICE_LABELS else "auto"))
+        if not cuda_available:
+            item = self.device_combo.model().item(list(DEVICE_LABELS).index("cuda"))
+            item.setEnabled(False)
+            item.setToolTip("No CUDA device is available on this machine")
+        form.addRow("Compute device:", self.device_combo)
+        note = QLabel(f"Now running on: {current or 'not started yet'}. "
+                      "A new device applies from the next run (models are reloaded).")
+        note.setWordWrap(True)
+        note.setObjectName("PaneSubtitle")
+        form.addRow("", note)
+        self.auto_rerun_box = QCheckBox("Re-run automatically after a landmark edit", self)
+        self.auto_rerun_box.setChecked(auto_rerun)
+        form.addRow("Landmarks:", self.auto_rerun_box)
+        lay.addLayout(form)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    @property
+    def device(self) -> str:
+        return str(self.device_combo.currentData())
+
+    @property
+    def auto_rerun(self) -> bool:
+        return self.auto_rerun_box.isChecked()

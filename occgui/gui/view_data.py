@@ -1,0 +1,102 @@
+"""Display data prepared from stage results, free of Qt so that it runs in the worker thread.
+
+The GUI thread must never stall for long (the heartbeat test allows 100 ms), so everything
+array-heavy is done here, next to the pipeline: colourising the parsing maps, building the
+VTK mesh with normals and texture coordinates, wrapping the texture. The views then only hand
+these ready objects to Qt / VTK.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import labels as L
+
+
+@dataclass(frozen=True)
+class MapDisplay:
+    """A parsing map ready to show: colour image, transparent-background overlay, raw labels."""
+
+    kind: str                 # alpha | beta | gamma
+    rgb: np.ndarray           # SxSx3 uint8, palette colours
+    overlay: np.ndarray       # SxSx4 uint8, background fully transparent
+    labels: np.ndarray        # SxS uint8 (hover read-out)
+    from_crop: np.ndarray     # 2x3 affine crop px -> working px (to place the overlay on the photo)
+
+
+@dataclass(frozen=True)
+class SynthesisDisplay:
+    """I_out and the photo crop it replaces, for the before/after comparison."""
+
+    image: np.ndarray         # SxSx3 uint8, I_out
+    photo_crop: np.ndarray    # SxSx3 uint8, I_fac
+    filled: np.ndarray        # SxS bool, re-synthesized pixels
+
+
+@dataclass(frozen=True)
+class MeshDisplay:
+    """The face mesh as a pyvista PolyData (normals and texture coordinates set), with its
+    texture once stage ``texture`` has run."""
+
+    polydata: object          # pyvista.PolyData
+    texture: object | None    # pyvista.Texture or None
+    n_vertices: int
+    n_faces: int
+
+
+def map_display(parsing_map, crop) -> MapDisplay:
+    """Colourise a ``ParsingMap`` (crop pixels) for the map panes and the photo overlay."""
+    labels = np.ascontiguousarray(parsing_map.labels)
+    rgb = np.ascontiguousarray(L.colorize(labels))
+    alpha = np.where(labels == L.BACKGROUND, 0, 255).astype(np.uint8)
+    overlay = np.ascontiguousarray(np.dstack([rgb, alpha]))
+    return MapDisplay(parsing_map.kind, rgb, overlay, labels, np.array(crop.from_crop, dtype=np.float64))
+
+
+def synthesis_display(synthesis, crop) -> SynthesisDisplay:
+    return SynthesisDisplay(np.ascontiguousarray(synthesis.image), np.ascontiguousarray(crop.image),
+                            np.asarray(synthesis.filled, dtype=bool))
+
+
+def mesh_polydata(face_mesh):
+    """``FaceMesh`` -> ``pyvista.PolyData`` with point normals and active texture coordinates."""
+    import pyvista as pv
+
+    vertices = np.asarray(face_mesh.vertices, dtype=np.float64)
+    faces = np.asarray(face_mesh.faces, dtype=np.int64)
+    poly = pv.PolyData.from_regular_faces(vertices, faces)
+    poly.active_texture_coordinates = np.asarray(face_mesh.uv, dtype=np.float32)
+    poly = poly.compute_normals(point_normals=True, cell_normals=False, split_vertices=False,
+                                consistent_normals=False, auto_orient_normals=False)
+    return poly
+
+
+def mesh_texture(texture):
+    """``Texture`` -> ``pyvista.Texture`` (row 0 of the image is the top, v = 1, as in OBJ)."""
+    import pyvista as pv
+
+    tex = pv.Texture(np.ascontiguousarray(texture.image))
+    tex.interpolate = True
+    tex.mipmap = True
+    return tex
+
+
+def mesh_display(face_mesh, texture=None) -> MeshDisplay:
+    poly = mesh_polydata(face_mesh)
+    tex = mesh_texture(texture) if texture is not None else None
+    return MeshDisplay(poly, tex, int(poly.n_points), int(poly.n_cells))
+
+
+def prepare(stage: str, value, values: dict) -> object | None:
+    """Display data of one stage result; ``values`` holds the run's other results so far
+    (stage name -> result). Returns None for stages shown straight from their result."""
+    if stage in ("parse", "landmark_map", "merge"):
+        return map_display(value, values["detect"])
+    if stage == "synthesize":
+        return synthesis_display(value, values["detect"])
+    if stage == "geometry":
+        return mesh_display(value)
+    if stage == "texture":
+        return mesh_display(values["geometry"], value)
+    return None

@@ -1,0 +1,80 @@
+"""Piecewise-affine (Delaunay) warps between point sets, used by the de-occlusion stage (§3.3).
+
+A :class:`PiecewiseAffine` is built from corresponding ``dst`` and ``src`` points: the plane of
+``dst`` is triangulated (Delaunay) and every triangle maps affinely onto the triangle of the
+same vertices in ``src``. :meth:`PiecewiseAffine.map` gives, for destination pixels, where to
+sample the source image; :func:`sample` resamples an image there (``cv2.remap``). Only the
+pixels that are asked for are mapped, so filling a small hole stays cheap.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+
+class PiecewiseAffine:
+    """Maps points of the ``dst`` frame to the ``src`` frame through a Delaunay triangulation of ``dst``."""
+
+    def __init__(self, dst: np.ndarray, src: np.ndarray):
+        dst = np.asarray(dst, dtype=np.float64)
+        src = np.asarray(src, dtype=np.float64)
+        if dst.shape != src.shape or dst.ndim != 2 or dst.shape[1] != 2 or len(dst) < 3:
+            raise ValueError(f"need two (N,2) point sets of equal size, got {dst.shape} and {src.shape}")
+        self.dst, self.src = dst, src
+        self.tri = Delaunay(dst)
+        simplices = self.tri.simplices
+        # per triangle: 3x3 affine (dst homogeneous -> src), solved from its three vertices
+        d = np.concatenate([dst[simplices], np.ones((len(simplices), 3, 1))], axis=2)   # (T,3,3)
+        s = src[simplices]                                                             # (T,3,2)
+        self._affine = np.linalg.solve(d + 1e-12 * np.eye(3), s)                        # (T,3,2)
+
+    def map(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,2)`` destination points -> (``(N,2)`` source points, ``(N,)`` bool inside the mesh)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        simplex = self.tri.find_simplex(xy)
+        inside = simplex >= 0
+        out = np.full(xy.shape, np.nan)
+        if inside.any():
+            a = self._affine[simplex[inside]]                                          # (M,3,2)
+            h = np.concatenate([xy[inside], np.ones((int(inside.sum()), 1))], axis=1)
+            out[inside] = np.einsum("mi,mij->mj", h, a)
+        return out, inside
+
+
+def fit_affine(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 affine taking ``dst`` points to ``src`` points (a reflection allowed)."""
+    dst = np.asarray(dst, dtype=np.float64)
+    h = np.concatenate([dst, np.ones((len(dst), 1))], axis=1)
+    sol, *_ = np.linalg.lstsq(h, np.asarray(src, dtype=np.float64), rcond=None)
+    return sol.T
+
+
+def pixel_grid(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of ``mask``'s pixels and their (N,2) x,y coordinates."""
+    ys, xs = np.nonzero(mask)
+    return (ys, xs), np.stack([xs, ys], axis=1).astype(np.float64)
+
+
+def sample(image: np.ndarray, src_xy: np.ndarray, *, interpolation=cv2.INTER_LINEAR,
+           border_value=0) -> np.ndarray:
+    """Bilinear samples of ``image`` at ``(N,2)`` float positions (NaN positions give ``border_value``)."""
+    xy = np.asarray(src_xy, dtype=np.float32)
+    xy = np.where(np.isfinite(xy), xy, -1e4).astype(np.float32)
+    n = len(xy)
+    mx = np.ascontiguousarray(xy[:, 0].reshape(1, n))
+    my = np.ascontiguousarray(xy[:, 1].reshape(1, n))
+    out = cv2.remap(image, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+    return out.reshape((n,) + image.shape[2:])
+
+
+def warp_image(image: np.ndarray, warp: PiecewiseAffine, shape: tuple[int, int], *,
+               interpolation=cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
+    """Resample ``image`` (source frame) onto a full ``shape`` destination grid; returns
+    (warped image, bool map of the destination pixels inside the triangulation)."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    xy = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    src, inside = warp.map(xy)
+    vals = sample(image, src, interpolation=interpolation)
+    return vals.reshape((h, w) + image.shape[2:]), inside.reshape(h, w)

@@ -1,0 +1,127 @@
+"""The pipeline runner: cache keys, re-runs after a landmark correction, progress and cancellation.
+
+Heavy stages are replaced by small test backends registered through the public backend seam, so
+these tests check the runner's own logic quickly; the real stages are covered by their own tests
+and by tests/test_cli.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from occgui import labels as L
+from occgui.errors import Cancelled, NoFaceError
+from occgui.pipeline import backends
+from occgui.pipeline.results import Camera, FaceMesh, Synthesis, Texture
+from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig, downstream_of
+
+
+class _Parse:
+    name, version = "test-parse", "1"
+
+    def parse(self, crop):
+        m = np.full(crop.shape[:2], L.SKIN, np.uint8)
+        m[100:130, 140:190] = L.OCCLUDER
+        return m
+
+
+class _Synth:
+    name, version = "test-synth", "1"
+
+    def synthesize(self, crop, landmarks, alpha, gamma):
+        return Synthesis(image=crop.copy(), filled=alpha == L.OCCLUDER, backend=self.name)
+
+
+class _Geom:
+    name, version = "test-geom", "1"
+
+    def build(self, image, crop, landmarks):
+        pts = image.working_to_photo(crop.crop_to_working(landmarks.points))
+        v = np.column_stack([pts[:, 0], -pts[:, 1], np.zeros(68)])
+        return FaceMesh(vertices=v, faces=np.array([[0, 8, 16]]), uv=np.zeros((68, 2)), camera=Camera(1.0, 0.0, 0.0))
+
+
+class _Tex:
+    name, version = "test-tex", "1"
+
+    def build(self, image, crop, alpha, synthesis, mesh):
+        return Texture(image=np.zeros((8, 8, 3), np.uint8), source=np.ones((8, 8), np.uint8), backend=self.name)
+
+
+backends.register("parse", "test", lambda ctx: _Parse())
+backends.register("synthesize", "test", lambda ctx: _Synth())
+backends.register("geometry", "test", lambda ctx: _Geom())
+backends.register("texture", "test", lambda ctx: _Tex())
+TEST_BACKENDS = {"parse": "test", "synthesize": "test", "geometry": "test", "texture": "test"}
+
+
+@pytest.fixture()
+def pipeline():
+    return Pipeline(PipelineConfig(device="cpu", backends=dict(TEST_BACKENDS)))
+
+
+def test_downstream_of_landmarks_excludes_crop_and_alpha():
+    d = downstream_of("landmarks")
+    assert "parse" not in d and "detect" not in d and "load" not in d
+    assert set(d) == {"landmark_map", "merge", "synthesize", "geometry", "texture"}
+
+
+def test_rerun_with_corrected_landmarks_recomputes_only_downstream(pipeline, sample_photo):
+    r1 = pipeline.run(sample_photo)
+    assert all(r1.get(s) is not None for s in STAGES)
+    counts1 = dict(pipeline.run_counts)
+    assert all(counts1[s] == 1 for s in STAGES)
+
+    r2 = pipeline.run(sample_photo)                      # same inputs: everything cached
+    assert r2.cached == list(STAGES) and dict(pipeline.run_counts) == counts1
+
+    pts = r1.landmarks_in_photo().copy()
+    pts[45] += (6.0, -4.0)
+    r3 = pipeline.run(sample_photo, landmarks=pts)
+    for s in ("load", "detect", "landmarks", "parse"):
+        assert pipeline.run_counts[s] == 1, s             # crop, detection and M_alpha reused
+    for s in ("landmark_map", "merge", "synthesize", "geometry", "texture"):
+        assert pipeline.run_counts[s] == 2, s
+    assert r3.alpha is r1.alpha and r3.crop is r1.crop
+    assert r3.landmarks.edited and np.allclose(r3.landmarks_in_photo(), pts, atol=1e-6)
+    assert not np.array_equal(r3.beta.labels, r1.beta.labels)
+    assert not np.allclose(r3.mesh.vertices, r1.mesh.vertices)
+
+    r4 = pipeline.run(sample_photo)                      # back to detected: no new detection
+    assert pipeline.run_counts["landmarks"] == 1 and not r4.landmarks.edited
+
+
+def test_progress_events_and_cancel(pipeline, sample_photo):
+    events = []
+    pipeline.run(sample_photo, progress=events.append)
+    states = [(e.stage, e.state) for e in events]
+    assert states[0] == ("load", "started") and states[-1] == ("texture", "finished")
+    assert all(e.result is not None for e in events if e.state == "finished")
+
+    seen = []
+
+    def cancel():
+        return len(seen) >= 3
+
+    with pytest.raises(Cancelled):
+        pipeline.run(sample_photo, landmarks=np.zeros((68, 2)) + 200, progress=lambda e: seen.append(e), cancel=cancel)
+
+
+def test_stop_after_and_bad_face_index(sample_photo):
+    p = Pipeline(PipelineConfig(device="cpu", backends=dict(TEST_BACKENDS)))
+    r = p.run(sample_photo, stop_after="parse")
+    assert r.alpha is not None and r.gamma is None
+    p2 = Pipeline(PipelineConfig(device="cpu", face_index=3, backends=dict(TEST_BACKENDS)))
+    with pytest.raises(NoFaceError, match="only 1 face"):
+        p2.run(sample_photo)
+
+
+def test_array_source_and_bad_landmarks(pipeline):
+    import skimage.data
+
+    from occgui.errors import OccguiError
+
+    r = pipeline.run(skimage.data.astronaut(), stop_after="landmarks")
+    assert r.image.source == "<array>" and r.landmarks.points.shape == (68, 2)
+    with pytest.raises(OccguiError, match="68"):
+        pipeline.run(skimage.data.astronaut(), landmarks=np.zeros((5, 2)))
