@@ -490,27 +490,42 @@ def composite(rgb: np.ndarray, landmarks68: np.ndarray, occluder: Occluder,
     """
     img = np.asarray(rgb, dtype=np.uint8)[:, :, :3]
     h, w = img.shape[:2]
+    mask = np.zeros((h, w), bool)
     m = placement_transform(occluder, placement)
+    # work inside the region the occluder (plus its blur and shadow) can reach
+    ow, oh = occluder.size
+    corners = np.array([[0, 0, 1], [ow, 0, 1], [ow, oh, 1], [0, oh, 1]], dtype=np.float64) @ m.T
+    if np.any(corners[:, 2] <= 1e-9):
+        return img.copy(), mask
+    corners = corners[:, :2] / corners[:, 2:3]
+    margin = 3 * max(placement.feather, placement.blur, placement.shadow_blur) + 2 + max(map(abs, placement.shadow_offset))
+    x0, y0 = np.floor(corners.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(corners.max(axis=0) + margin).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return img.copy(), mask
+    rh, rw = y1 - y0, x1 - x0
+    m = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64) @ m
     src = occluder.rgba.astype(np.float32) / 255.0
     src[:, :, :3] *= src[:, :, 3:4]                                  # premultiply
-    warped = _warp_rgba(src, m, (h, w))
+    warped = _warp_rgba(src, m, (rh, rw))
     alpha = np.clip(warped[:, :, 3], 0.0, 1.0)
-    mask = alpha >= 0.5
-    if not mask.any():
+    roi_mask = alpha >= 0.5
+    if not roi_mask.any():
         return img.copy(), mask
     colour = np.where(alpha[:, :, None] > 1e-4, warped[:, :, :3] / np.maximum(alpha[:, :, None], 1e-4), 0.0)
     colour = _jitter_colour(np.clip(colour, 0, 1).astype(np.float32), alpha, placement.colour,
                             _face_luminance(img, landmarks68))
-    ys, xs = np.nonzero(mask)
     if placement.shading:
+        ys, xs = np.nonzero(roi_mask)
         t = math.radians(placement.shading_angle)
         cx, cy = xs.mean(), ys.mean()
         ext = max(float(np.ptp(xs)), float(np.ptp(ys)), 1.0) / 2
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        gx, gy = np.meshgrid(np.arange(rw, dtype=np.float32), np.arange(rh, dtype=np.float32))
         grad = ((gx - cx) * math.cos(t) + (gy - cy) * math.sin(t)) / ext
         colour = colour * (1.0 + placement.shading * np.clip(grad, -1, 1))[:, :, None]
     if placement.noise:
-        noise = np.random.default_rng(placement.noise_seed).normal(0.0, placement.noise / 255.0, size=(h, w, 3))
+        noise = np.random.default_rng(placement.noise_seed).normal(0.0, placement.noise / 255.0, size=(rh, rw, 3))
         colour = colour + noise.astype(np.float32)
     colour = np.clip(colour, 0, 1).astype(np.float32)
     if placement.blur > 0.05:
@@ -521,14 +536,16 @@ def composite(rgb: np.ndarray, landmarks68: np.ndarray, occluder: Occluder,
     if placement.feather > 0.05:
         a = cv2.GaussianBlur(alpha, (0, 0), placement.feather)
     a = np.clip(a * placement.opacity, 0, 1)[:, :, None]
-    base = img.astype(np.float32) / 255.0
+    base = img[y0:y1, x0:x1].astype(np.float32) / 255.0
     if placement.shadow > 0:
         dx, dy = placement.shadow_offset
-        sh = cv2.warpAffine(alpha, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderValue=0)
+        sh = cv2.warpAffine(alpha, np.float32([[1, 0, dx], [0, 1, dy]]), (rw, rh), borderValue=0)
         sh = cv2.GaussianBlur(sh, (0, 0), max(placement.shadow_blur, 0.3))
         base = base * (1.0 - placement.shadow * sh)[:, :, None]
-    out = colour * a + base * (1.0 - a)
-    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8), mask
+    out = img.copy()
+    out[y0:y1, x0:x1] = np.clip((colour * a + base * (1.0 - a)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    mask[y0:y1, x0:x1] = roi_mask
+    return out, mask
 
 
 # ----------------------------------------------------------------------------- evaluation families
@@ -563,6 +580,12 @@ EVAL_FAMILIES: dict[str, EvalFamily] = {e.name: e for e in (
     EvalFamily("scarf", "mouth", families=("scarf",), description="a scarf over chin and mouth"),
     EvalFamily("object", "mouth", families=("object",), description="another object before the face"),
 )}
+
+
+def available_eval_families(library: OccluderLibrary) -> list[str]:
+    """The names of :data:`EVAL_FAMILIES` that ``library`` has at least one occluder for."""
+    return [n for n, f in EVAL_FAMILIES.items()
+            if len(library.filter(kinds=f.kinds or None, families=f.families or None))]
 
 
 def sample_eval_family(rng: np.random.Generator, library: OccluderLibrary, name: str,

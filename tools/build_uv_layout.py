@@ -170,7 +170,8 @@ def build(margin: float) -> tuple[dict, dict]:
                       "(and its mirror image); pins: forehead top and chin on the mid-line",
             "mediapipe_version": mediapipe.__version__, "margin": margin, "pins": [int(top), int(bottom)],
             "midline_vertices": int(len(midline)),
-            "asymmetric_quad_diagonals": [list(map(int, d)) for d in defects], "topology": facts, "holes": [int(len(h)) for h in holes],
+            "asymmetric_quad_diagonals": [list(map(int, d)) for d in defects], "topology": facts,
+            "holes": [int(len(h)) for h in holes],
             "distortion": stats, "min_uv_triangle_area": float(areas.min())}
     return {"uv": uv, "mirror": perm, "landmark_uv": luv}, meta
 
@@ -181,6 +182,7 @@ def write_npz_atomic(path: Path, arrays: dict, meta: dict) -> None:
     os.close(fd)
     try:
         np.savez_compressed(tmp, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

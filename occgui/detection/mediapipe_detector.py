@@ -8,12 +8,19 @@ from .. import mediapipe_models as mpm
 from ..pipeline.results import FaceDetection
 
 
-def _iou(a, b) -> float:
+def _overlap(a, b) -> float:
+    """Intersection over the smaller box's area (a face found twice, or inside a tile's half-face)."""
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / ua if ua > 0 else 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return inter / small if small > 0 else 0.0
+
+
+def _tiles(h: int, w: int, frac: float = 0.6) -> list[tuple[int, int, int, int]]:
+    """2x2 overlapping tiles covering the image (x0, y0, x1, y1), each ``frac`` of each side."""
+    th, tw = int(round(h * frac)), int(round(w * frac))
+    return [(x, y, x + tw, y + th) for y in (0, h - th) for x in (0, w - tw)]
 
 
 def _blazeface(rgb: np.ndarray, model_selection: int) -> list[FaceDetection]:
@@ -71,12 +78,45 @@ class MediaPipeFaceDetector:
     version = "0.10.21"
 
     def detect(self, rgb: np.ndarray) -> list[FaceDetection]:
-        dets = _blazeface(rgb, 0) + _blazeface(rgb, 1)
-        if not dets:
-            dets = _dlib_hog(rgb)
-        dets.sort(key=lambda d: -d.score)
-        kept: list[FaceDetection] = []
-        for d in dets:
-            if all(_iou(d.box, k.box) < 0.4 for k in kept):
-                kept.append(d)
-        return kept
+        """Whole image (short and full range), then 2x2 overlapping tiles so that faces much
+        smaller than the photo are seen at a usable resolution.
+
+        A detection scoring below ``SURE`` is kept only when BlazeFace finds it again, centred,
+        on its own aligned crop (this rejects arms, hands and background patterns); if that
+        leaves nothing, the best whole-image candidate is kept, so a heavily occluded single face
+        is still reconstructed. On the 182 real-occlusion LFW photos, 177 score above ``SURE``.
+        """
+        whole = _nms(_blazeface(rgb, 0) + _blazeface(rgb, 1))
+        kept = [d for d in whole if d.score >= self.SURE or _confirm_score(rgb, d) >= 0.6]
+        h, w = rgb.shape[:2]
+        for x0, y0, x1, y1 in _tiles(h, w):
+            for d in _blazeface(np.ascontiguousarray(rgb[y0:y1, x0:x1]), 1):
+                bx = d.box
+                d = FaceDetection(box=(bx[0] + x0, bx[1] + y0, bx[2] + x0, bx[3] + y0),
+                                  keypoints=d.keypoints + [x0, y0], score=d.score)
+                if all(_overlap(d.box, k.box) < 0.5 for k in whole + kept) and _confirm_score(rgb, d) >= 0.75:
+                    kept.append(d)
+        if not kept and whole:
+            kept = whole[:1]
+        if not kept:
+            kept = _dlib_hog(rgb)
+        return _nms(kept)
+
+    SURE = 0.85
+
+
+def _nms(dets: list[FaceDetection]) -> list[FaceDetection]:
+    kept: list[FaceDetection] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if all(_overlap(d.box, k.box) < 0.5 for k in kept):
+            kept.append(d)
+    return kept
+
+
+def _confirm_score(rgb: np.ndarray, d: FaceDetection) -> float:
+    """BlazeFace's score for the candidate re-detected, centred, on its own aligned 192 px crop."""
+    from .crop import aligned_crop
+
+    crop = aligned_crop(rgb, d, 192).image
+    again = [a.score for a in _blazeface(crop, 0) if abs((a.box[0] + a.box[2]) / 2 - 96) < 30]
+    return max(again, default=0.0)

@@ -19,8 +19,8 @@ Protocol (deterministic given ``seed``):
 5. **Metrics**, per case and method:
 
    * ``identity``: Euclidean distance of dlib's 128-D embeddings (``occgui.eval.embedding``)
-     of I_out and of the clean crop. The 5-point alignment is computed once on the clean crop
-     and reused for every variant, so only pixel content differs.
+     of I_out and of the clean crop. The face box is found once on the clean crop and shared by
+     every variant (no detection noise); dlib's 5-point alignment runs on each image in it.
    * ``iou_<feature>``: the per-feature IoU (``labels.FEATURE_GROUPS``: brows, eyes, nose, lips)
      between the parser's map of I_out and M_gamma, **restricted to the hidden features**: a
      feature group counts for a case when at least :data:`HIDDEN_FRACTION` of its M_gamma
@@ -282,14 +282,14 @@ def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False
         "telea": stages.telea.synthesize(case.occluded, case.landmarks, case.alpha, case.gamma).image,
         "ours": ours.image,
     }
-    shape = embedder.shape(case.clean, landmarks68=case.landmarks.points)
-    ref = embedder.embed(case.clean, shape)
+    box = embedder.face_box(case.clean, case.landmarks.points)
+    ref = embedder.embed(case.clean, box)
     hole = L.mask_of(case.alpha, L.OCCLUDING)
     metrics: dict[str, dict[str, float]] = {}
     parsed = {}
     for m, rgb in outs.items():
         parsed[m] = stages.parse_output(rgb)
-        d = {"identity": distance(embedder.embed(rgb, shape), ref), "l1": l1_inside(rgb, case.clean, case.paste)}
+        d = {"identity": distance(embedder.embed(rgb, box), ref), "l1": l1_inside(rgb, case.clean, case.paste)}
         d.update(feature_ious(parsed[m], case.gamma, hole, case.landmarks.points))
         metrics[m] = d
     res = CaseResult(case.photo, case.family, case.placement, hidden_features(case.gamma, hole), metrics,

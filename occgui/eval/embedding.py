@@ -4,10 +4,11 @@ The model is dlib's ResNet (``dlib_face_recognition_resnet_model_v1``) with its 
 predictor for alignment. Distances are Euclidean; dlib's documented same-person threshold is
 0.6 (:data:`SAME_PERSON_THRESHOLD`).
 
-For comparing a synthesized face with the clean photo the *alignment must be shared*: the
-5-point shape is computed once (on the reference image, inside a face box that is also shared)
-and reused for every variant, so that only pixel content -- not detection or landmark noise --
-enters the distance. :meth:`FaceEmbedder.shape` returns that reusable shape.
+For comparing a synthesized face with the clean photo the *face box is shared*: it is found
+once on the reference image (:meth:`FaceEmbedder.face_box`) and reused for every variant, so
+detection noise does not enter the distance; dlib's 5-point shape predictor then aligns each
+image inside that box, as a face recogniser would (an occluded or badly synthesized eye region
+misplaces the alignment points, and that is part of what the distance measures).
 """
 from __future__ import annotations
 
@@ -55,18 +56,12 @@ class FaceEmbedder:
         s = min(h, w)
         return self._dlib.rectangle(int(0.3 * s), int(0.33 * s), int(0.7 * s), int(0.75 * s))
 
-    def shape(self, rgb: np.ndarray, box=None, landmarks68: np.ndarray | None = None):
-        """The 5-point alignment shape of the face in ``rgb`` (inside ``box`` when given)."""
-        img = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
-        if box is None:
-            box = self.face_box(img, landmarks68)
-        with self._lock:
-            return self._pose5(img, box)
-
-    def embed(self, rgb: np.ndarray, shape) -> np.ndarray:
-        """The 128-D descriptor of ``rgb`` aligned by ``shape`` (from :meth:`shape`)."""
+    def embed(self, rgb: np.ndarray, box) -> np.ndarray:
+        """The 128-D descriptor of the face inside ``box`` (a dlib rectangle from :meth:`face_box`),
+        aligned by the 5-point shape predicted on ``rgb`` itself."""
         img = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
         with self._lock:
+            shape = self._pose5(img, box)
             d = self._encoder.compute_face_descriptor(img, shape, self._jitter)
         return np.asarray(d, dtype=np.float64)
 

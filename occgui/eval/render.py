@@ -57,9 +57,57 @@ def rasterize_view(view_vertices: np.ndarray, faces: np.ndarray, size: tuple[int
     v = np.asarray(view_vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64)
     ids = np.flatnonzero(front_facing(v, f)) if cull_back else np.arange(len(f))
+    if not len(ids):
+        w, h = int(size[0]), int(size[1])
+        return Raster(triangle=np.full((h, w), -1, np.int32), bary=np.zeros((h, w, 3), np.float32),
+                      depth=np.full((h, w), -np.inf, np.float32))
     r = rasterize(v[:, :2], v[:, 2], f[ids], int(size[0]), int(size[1]))
     tri = np.where(r.triangle >= 0, ids[np.maximum(r.triangle, 0)], -1).astype(np.int32)
     return Raster(triangle=tri, bary=r.bary, depth=r.depth)
+
+
+@dataclass(frozen=True)
+class TexelRaster:
+    """The chart texels of a UV layout: their (row, col), triangle vertices and barycentrics."""
+
+    size: int
+    rows: np.ndarray
+    cols: np.ndarray
+    vertex_ids: np.ndarray     # (M,3)
+    bary: np.ndarray           # (M,3) float64
+
+    def interpolate(self, values: np.ndarray) -> np.ndarray:
+        """Per-vertex values (N,C) -> per-texel values (M,C)."""
+        v = np.asarray(values, dtype=np.float64)
+        return np.einsum("mk,mkc->mc", self.bary, v[self.vertex_ids])
+
+
+_TEXEL_RASTERS: dict[str, TexelRaster] = {}
+
+
+def texel_raster(uv: np.ndarray, faces: np.ndarray, size: int) -> TexelRaster:
+    """Which triangle and barycentric coordinates each chart texel of a ``size`` x ``size`` texture
+    belongs to (v up: texel row ``(1 - v) * size - 0.5``, the texture stage's convention); cached
+    by the layout's content."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in (np.ascontiguousarray(uv, dtype=np.float64), np.ascontiguousarray(faces, dtype=np.int64)):
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    key = f"{h.hexdigest()}:{int(size)}"
+    hit = _TEXEL_RASTERS.get(key)
+    if hit is None:
+        u = np.asarray(uv, dtype=np.float64)
+        f = np.asarray(faces, dtype=np.int64)
+        xy = np.stack([u[:, 0] * size - 0.5, (1.0 - u[:, 1]) * size - 0.5], axis=1)
+        r = rasterize(xy, None, f, int(size), int(size))
+        rows, cols = np.nonzero(r.triangle >= 0)
+        hit = TexelRaster(int(size), rows, cols, f[r.triangle[rows, cols]], r.bary[rows, cols].astype(np.float64))
+        if len(_TEXEL_RASTERS) >= 4:
+            _TEXEL_RASTERS.pop(next(iter(_TEXEL_RASTERS)))
+        _TEXEL_RASTERS[key] = hit
+    return hit
 
 
 def sample_texture(texture: np.ndarray, uv: np.ndarray, *, v_up: bool = True) -> np.ndarray:
@@ -208,6 +256,7 @@ def render_frontal(mesh, texture_image: np.ndarray, size: int = 256, *, vertex_c
         raise ValueError("the frontal render needs the mesh's 68 landmark vertices")
     lm3d = mesh.vertices[np.asarray(mesh.landmark_vertices)]
     cam = frontal_camera(lm3d, size)
-    img, _ = render_mesh(mesh.vertices, mesh.faces, cam, uv=mesh.uv, texture=texture_image,
+    img, _ = render_mesh(mesh.vertices, mesh.faces, cam, uv=mesh.uv,
+                         texture=texture_image if vertex_colors is None else None,
                          vertex_colors=vertex_colors, v_up=True)
     return img

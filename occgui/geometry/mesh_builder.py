@@ -38,11 +38,11 @@ from .topology import NUM_MESH_VERTICES, DenseTopology, face_topology, subdivide
 from .uv_layout import load_uv_layout
 
 SUBDIVISION_LEVELS = 2        # 898 -> 14368 triangles, 468 -> 7257 vertices
-PHONG_ALPHA = 0.75            # Phong tessellation shape factor (0 = flat midpoints)
+PHONG_ALPHA = 0.5             # Phong tessellation shape factor (0 = flat midpoints; 0.5 bends least here)
 EYE_DISTANCE_MM = 63.0        # 3D distance between the eye centres, sets the scale
-DEFORM_DECAY_HOPS = 12.0      # reach of a landmark correction, in dense edge hops (~1.5 mm each)
+DEFORM_DECAY_HOPS = 8.0       # reach of a landmark correction, in dense edge hops (~1.5-2.5 mm each)
 LANDMARK_CANDIDATES = 48      # dense vertices (nearest in UV) a landmark may be attached to
-MOVED_PX = 1e-3               # a corrected landmark differs from the detected one by more (crop px)
+MOVED_PX = 0.01               # a corrected landmark differs from the detected one by more (crop px)
 
 
 def mesh_to_photo(image: LoadedImage, crop: FaceCrop, mesh_crop: np.ndarray) -> np.ndarray:
@@ -70,6 +70,7 @@ def camera_from_mesh(points_photo: np.ndarray) -> tuple[Camera, float]:
 
 
 def photo_to_mm(points_photo: np.ndarray, camera: Camera, z0: float) -> np.ndarray:
+    """(N,3) photo-pixel points (y down, z farther) -> the mesh frame in mm (Y up, Z to the viewer)."""
     p = np.asarray(points_photo, dtype=np.float64)
     return np.column_stack([(p[:, 0] - camera.u0) / camera.k, -(p[:, 1] - camera.v0) / camera.k,
                             -(p[:, 2] - z0) / camera.k])
@@ -108,7 +109,8 @@ def _landmark_candidates(levels: int) -> np.ndarray:
     return idx
 
 
-def landmark_vertex_ids(vertices_xy: np.ndarray, landmarks_xy: np.ndarray, levels: int = SUBDIVISION_LEVELS) -> np.ndarray:
+def landmark_vertex_ids(vertices_xy: np.ndarray, landmarks_xy: np.ndarray,
+                        levels: int = SUBDIVISION_LEVELS) -> np.ndarray:
     """68 distinct dense vertices whose image-plane positions are nearest to the 68 landmarks.
 
     Each landmark may only take one of the :data:`LANDMARK_CANDIDATES` vertices nearest to its

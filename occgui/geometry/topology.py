@@ -277,7 +277,7 @@ class FaceTopology:
 
     @property
     def eye_loops(self) -> tuple[np.ndarray, np.ndarray]:
-        """The two 16-vertex eye loops (image-left eye first is not guaranteed; see ``mesh_builder``)."""
+        """The two 16-vertex eye loops (in no particular left/right order)."""
         eyes = [h for h in self.holes if len(h) == 16]
         return eyes[0], eyes[1]
 

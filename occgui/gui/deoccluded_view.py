@@ -18,7 +18,7 @@ class DeoccludedView(Pane):
     """Pane showing I_out; see the module docstring."""
 
     def __init__(self, parent=None):
-        super().__init__("I_out  de-occluded", None, "", parent)
+        super().__init__("I_out  de-occluded", None, "", parent, header_badge=False)
         self.canvas = ImageCanvas("de-occluded face (I_out)")
         self.set_body(self.canvas)
         self.compare_button = QToolButton(self)

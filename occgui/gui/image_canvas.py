@@ -60,10 +60,14 @@ class ImageCanvas(QWidget):
         self.update()
 
     def set_dimmed(self, dim: bool) -> None:
-        """Dim the image (its content is out of date)."""
+        """Dim the image and show an "out of date" pill (its content is stale)."""
         if dim != self._dim:
             self._dim = dim
             self.update()
+
+    @property
+    def dimmed(self) -> bool:
+        return self._dim
 
     def set_compare(self, on: bool, labels: tuple[str, str] | None = None) -> None:
         self._compare = bool(on)
@@ -131,6 +135,17 @@ class ImageCanvas(QWidget):
             self._draw_tag(p, QPointF(r.right() - 6, r.top() + 6), self._labels[1], Qt.AlignmentFlag.AlignRight)
         if self._dim:
             p.fillRect(r, QColor(18, 19, 21, 120))
+            f = QFont(self.font())
+            f.setBold(True)
+            p.setFont(f)
+            fm = p.fontMetrics()
+            text = "out of date"
+            pill = QRectF(r.left() + 6, r.top() + 6, fm.horizontalAdvance(text) + 16, fm.height() + 4)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(theme.STALE))
+            p.drawRoundedRect(pill, pill.height() / 2, pill.height() / 2)
+            p.setPen(QColor("#1b1b1b"))
+            p.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
 
     @staticmethod
     def _draw_tag(p: QPainter, at: QPointF, text: str, align) -> None:

@@ -207,6 +207,18 @@ class LandmarkEditor(QWidget):
             w, h = self._image_size
             self.vb.setRange(QRectF(-0.5, -0.5, w, h), padding=0.01)
 
+    def zoom_to_points(self, photo_points: np.ndarray | None = None, margin: float = 0.45) -> None:
+        """Zoom to the landmarks (default: those shown) with ``margin`` of their extent around."""
+        pts = self.handles.points if photo_points is None else np.asarray(photo_points) * self._scale
+        if len(pts) == 0:
+            self.fit()
+            return
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        size = float(max(hi[0] - lo[0], hi[1] - lo[1], 8.0))
+        c = (lo + hi) / 2
+        half = size * (0.5 + margin)
+        self.vb.setRange(QRectF(c[0] - half, c[1] - half, 2 * half, 2 * half), padding=0.0)
+
     def set_points(self, photo_points: np.ndarray | None, detected_photo: np.ndarray | None = None) -> None:
         """Show the 68 points (photo px); ``detected_photo`` marks which ones were moved."""
         if photo_points is None:

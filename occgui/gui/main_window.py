@@ -46,10 +46,10 @@ class MainWindow(QMainWindow):
     """The application window; ``open_photo``, ``rerun`` and ``export_to`` are its scriptable API."""
 
     def __init__(self, config: PipelineConfig | None = None, settings: AppSettings | None = None,
-                 device: str | None = None, parent=None):
+                 device: str | None = None, compute: str | None = None, warm_up: bool = True, parent=None):
         super().__init__(parent)
         self.settings = settings or AppSettings()
-        self.session = Session(config, self)
+        self.session = Session(config, self, compute)
         self.session.auto_rerun = self.settings.auto_rerun()
         self.setAcceptDrops(True)
         self.setWindowTitle("occgui")
@@ -60,7 +60,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_layout()
         self.session.set_device(device or self.settings.device())
-        self.session.warm_up()
+        if warm_up:
+            self.session.warm_up()
 
     # -- construction --------------------------------------------------------------------------
     def _build_views(self) -> None:
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         self.auto_rerun_action.setCheckable(True)
         self.auto_rerun_action.setChecked(s.auto_rerun)
         self.fit_action = self._action("&Fit Photo", self.editor.fit, "Ctrl+0")
+        self.face_action = self._action("Zoom to F&ace", lambda: self.editor.zoom_to_points(), "Ctrl+1")
         self.reset_view_action = self._action("Reset &3D View", self.mesh_view.reset_view, "Ctrl+3")
         self.mode_actions = {m: self._action(f"3D: {m.capitalize()}", lambda _=False, m=m: self._set_mesh_mode(m))
                              for m in ("texture", "shaded", "wireframe")}
@@ -159,18 +161,13 @@ class MainWindow(QMainWindow):
                   self.reset_landmarks_action, self.rerun_action):
             a.setEnabled(False)
 
-        for text, action in (("\u21b6", self.undo_action), ("\u21b7", self.redo_action)):
-            b = QToolButton(self.photo_pane)
-            b.setDefaultAction(action)
-            b.setText(text)
-            self.photo_pane.add_tool(b)
-        for text, action, tip in (("Reset", self.reset_landmarks_action, "Reset landmarks to detected (Ctrl+Shift+R)"),
-                                  ("Fit", self.fit_action, "Fit the photo (Ctrl+0)")):
-            b = QToolButton(self.photo_pane)
-            b.setDefaultAction(action)
-            b.setText(text)
-            b.setToolTip(tip)
-            self.photo_pane.add_tool(b)
+        for action, text, tip in (
+                (self.undo_action, "\u21b6 Undo", "Undo the last landmark edit (Ctrl+Z)"),
+                (self.redo_action, "\u21b7 Redo", "Redo (Ctrl+Shift+Z)"),
+                (self.reset_landmarks_action, "Reset", "Reset landmarks to detected (Ctrl+Shift+R)"),
+                (self.face_action, "Face", "Zoom to the face (Ctrl+1)"),
+                (self.fit_action, "Fit", "Show the whole photo (Ctrl+0)")):
+            self.photo_pane.add_action_button(action, text, tip)
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -197,6 +194,7 @@ class MainWindow(QMainWindow):
         r.addSeparator()
         r.addAction(self.auto_rerun_action)
         v = mb.addMenu("&View")
+        v.addAction(self.face_action)
         v.addAction(self.fit_action)
         v.addAction(self.reset_view_action)
         v.addSeparator()
@@ -218,7 +216,6 @@ class MainWindow(QMainWindow):
         s.runFinished.connect(self._on_run_finished)
         s.message.connect(self.banner.show_message)
         s.deviceReady.connect(lambda _dev, desc, _cuda: self.status.set_device(desc))
-        s.undo_stack.cleanChanged.connect(lambda _c: self._update_title())
         self.status.cancel_button.clicked.connect(s.cancel)
         self.rerun_button.clicked.connect(self.rerun)
         self.export_button.clicked.connect(self.choose_export)
@@ -422,14 +419,19 @@ class MainWindow(QMainWindow):
         self.mesh_view.set_stale(bool({"geometry", "texture"} & stale))
         for s in STAGES:
             self._on_stage_state(s)
-        self.rerun_button.setObjectName("Primary" if stale else "")
-        self.rerun_button.style().unpolish(self.rerun_button)
-        self.rerun_button.style().polish(self.rerun_button)
+        name = "Primary" if stale else ""
+        if self.rerun_button.objectName() != name:      # restyle only on change: it relayouts
+            self.rerun_button.setObjectName(name)
+            self.rerun_button.style().unpolish(self.rerun_button)
+            self.rerun_button.style().polish(self.rerun_button)
         self._update_title()
 
     def _on_landmarks_changed(self) -> None:
         doc = self.session.document
+        first = doc.landmarks is not None and len(self.editor.handles.points) == 0
         self.editor.set_points(doc.landmarks, doc.detected)
+        if first:
+            self.editor.zoom_to_points()
         self.reset_landmarks_action.setEnabled(doc.edited)
         if doc.landmarks is not None and doc.detected is not None:
             import numpy as np

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QPixmap
-from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QSlider, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from .. import labels as L
 from .image_canvas import ImageCanvas
@@ -16,9 +17,9 @@ from .pane import Pane
 
 #: kind -> (stage, title, subtitle, placeholder)
 MAPS = {
-    "alpha": ("parse", "M\u03b1  raw", "N\u03b1 U-Net", "raw parsing map"),
-    "beta": ("landmark_map", "M\u03b2  landmarks", "from the 68 points", "landmark parsing map"),
-    "gamma": ("merge", "M\u03b3  merged", "Algorithm 1", "merged parsing map"),
+    "alpha": ("parse", "M\u03b1 raw", "N\u03b1 U-Net", "raw parsing map"),
+    "beta": ("landmark_map", "M\u03b2 landmarks", "68 points", "landmark parsing map"),
+    "gamma": ("merge", "M\u03b3 merged", "Algorithm 1", "merged parsing map"),
 }
 STAGE_TO_KIND = {v[0]: k for k, v in MAPS.items()}
 
@@ -76,7 +77,9 @@ class MapsPanel(QWidget):
         for kind, (_stage, title, subtitle, placeholder) in MAPS.items():
             canvas = ImageCanvas(placeholder)
             canvas.set_tooltip_provider(lambda x, y, k=kind: self._label_at(k, x, y))
-            pane = Pane(title, canvas, subtitle)
+            pane = Pane(title, canvas, subtitle, header_badge=False)
+            pane.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Expanding)
+            pane.setMinimumWidth(140)
             btn = QToolButton(pane)
             btn.setText("on photo")
             btn.setCheckable(True)
@@ -101,7 +104,7 @@ class MapsPanel(QWidget):
         op_row.addWidget(op_label)
         op_row.addWidget(self.opacity_slider, 1)
         sl.addLayout(op_row)
-        self.legend_pane = Pane("Labels", side)
+        self.legend_pane = Pane("Labels", side, header_badge=False)
         self.legend_pane.setMinimumWidth(230)
         row.addWidget(self.legend_pane, 0)
 

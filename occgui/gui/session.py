@@ -11,7 +11,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from ..errors import OccguiError
@@ -60,7 +60,7 @@ class Session(QObject):
     _configureRequested = Signal(str)
     _warmUpRequested = Signal()
 
-    def __init__(self, config: PipelineConfig | None = None, parent=None):
+    def __init__(self, config: PipelineConfig | None = None, parent=None, compute: str | None = None):
         super().__init__(parent)
         self.document = FaceDocument()
         self.undo_stack = QUndoStack(self)
@@ -77,11 +77,12 @@ class Session(QObject):
         self._export_job = 0
         self._drag_ids = itertools.count(1)
         self._dragging = False
+        self._device_pref = (config.device if config is not None else "auto")
+        self._configured: str | None = None      # device preference last sent to the worker
 
         self._thread = WorkerThread()
-        self._worker = PipelineWorker(config)
+        self._worker = PipelineWorker(config, compute)
         self._worker.moveToThread(self._thread)
-        self._thread.finished.connect(self._worker.deleteLater)
         self._runRequested.connect(self._worker.run)
         self._exportRequested.connect(self._worker.export)
         self._configureRequested.connect(self._worker.configure)
@@ -94,6 +95,10 @@ class Session(QObject):
         self._worker.deviceReady.connect(self._on_device_ready)
         self._worker.deviceFailed.connect(lambda msg: self.message.emit("error", msg))
         self._thread.start()
+        self._stopped = False
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
 
         self._auto_timer = QTimer(self)
         self._auto_timer.setSingleShot(True)
@@ -102,18 +107,34 @@ class Session(QObject):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Load the models in the worker now, so that the first run is fast."""
+        """Start the pipeline and load its models now (in the worker), so the first run is fast."""
+        self._ensure_configured()
         self._warmUpRequested.emit()
 
     def set_device(self, preference: str) -> None:
-        """Use ``preference`` (auto | cpu | cuda) for the next runs (a fresh pipeline)."""
-        self._configureRequested.emit(preference)
+        """Use ``preference`` (auto | cpu | cuda) for the next runs (a fresh pipeline when it
+        changes). Applied at once when the pipeline is already started, else at its start."""
+        self._device_pref = preference
+        if self._configured is not None:
+            self._ensure_configured()
+
+    def _ensure_configured(self) -> None:
+        if self._configured != self._device_pref:
+            self._configured = self._device_pref
+            self._configureRequested.emit(self._device_pref)
 
     def shutdown(self) -> None:
         """Cancel any run and stop the worker thread (waits for the current stage to end)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._auto_timer.stop()
         self._worker.request_cancel(self._job)
+        if self._busy:
+            self._worker.abort()
         self._thread.quit()
         self._thread.wait()
+        self._worker.close_host()        # the thread has ended: safe to call from here
 
     @property
     def busy(self) -> bool:
@@ -161,6 +182,7 @@ class Session(QObject):
             self.progress.emit("Cancelling\u2026", -1, len(STAGES))
 
     def _start_run(self) -> None:
+        self._ensure_configured()
         self._job = next(self._ids)
         self.document.begin_run()
         self._set_busy(True)

@@ -3,10 +3,16 @@
 pending (grey) -> running (blue) -> done (green) / cached (teal, reused from an earlier run);
 failed (red), cancelled (grey), and *stale* (amber) for results computed from other landmarks
 than those on screen. Tooltips give the stage's time.
+
+The strip paints itself in one widget of fixed height: a state change is a repaint only, never
+a relayout of the window (which would cost the GUI thread tens of milliseconds while the worker
+holds the interpreter lock).
 """
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from ..pipeline.runner import STAGE_TITLES, STAGES
 from . import theme
@@ -14,8 +20,9 @@ from . import theme
 SHORT_TITLES = {"load": "Load", "detect": "Detect", "landmarks": "Landmarks", "parse": "M\u03b1 parse",
                 "landmark_map": "M\u03b2 map", "merge": "M\u03b3 merge", "synthesize": "I_out",
                 "geometry": "Geometry", "texture": "Texture"}
-_STATE_TEXT = {"pending": "not run yet", "running": "running\u2026", "done": "computed", "cached": "reused (cached)",
-               "failed": "failed", "cancelled": "cancelled", "stale": "out of date: re-run to update"}
+STATE_TEXT = {"pending": "not run yet", "running": "running\u2026", "done": "computed", "cached": "reused (cached)",
+              "failed": "failed", "cancelled": "cancelled", "stale": "out of date: re-run to update"}
+_PAD_X, _GAP, _ARROW = 10, 4, 12
 
 
 class StageStrip(QWidget):
@@ -23,29 +30,58 @@ class StageStrip(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(2, 0, 2, 0)
-        lay.setSpacing(4)
-        self.chips: dict[str, QLabel] = {}
-        self.states: dict[str, str] = {}
-        for i, s in enumerate(STAGES):
-            chip = QLabel(SHORT_TITLES.get(s, s), self)
-            chip.setObjectName("Chip")
-            self.chips[s] = chip
-            lay.addWidget(chip)
-            if i < len(STAGES) - 1:
-                arrow = QLabel("\u203a", self)
-                arrow.setStyleSheet(f"color: {theme.TEXT_DIM};")
-                lay.addWidget(arrow)
-            self.set_state(s, "pending")
-        lay.addStretch(1)
+        self.states: dict[str, str] = {s: "pending" for s in STAGES}
+        self.seconds: dict[str, float | None] = {s: None for s in STAGES}
+        self._font = QFont(self.font())
+        self._font.setPointSizeF(max(self._font.pointSizeF() - 0.5, 8.0))
+        fm = QFontMetrics(self._font)
+        self._chip_h = fm.height() + 6
+        self._rects: dict[str, QRectF] = {}
+        x = 1.0
+        for s in STAGES:
+            w = fm.horizontalAdvance(SHORT_TITLES[s]) + 2 * _PAD_X
+            self._rects[s] = QRectF(x, 1, w, self._chip_h)
+            x += w + _ARROW
+        self.setFixedHeight(self._chip_h + 2)
+        self.setMinimumWidth(int(x))
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def set_state(self, stage: str, state: str, seconds: float | None = None) -> None:
-        self.states[stage] = state
-        color = theme.STATE_COLORS.get(state, theme.STATE_COLORS["pending"])
-        fg = "#1b1b1b" if state == "stale" else "white"
-        self.chips[stage].setStyleSheet(f"background: {color}; color: {fg};")
-        tip = f"{STAGE_TITLES.get(stage, stage)}: {_STATE_TEXT.get(state, state)}"
-        if seconds is not None and state == "done":
-            tip += f" in {seconds * 1000:.0f} ms"
-        self.chips[stage].setToolTip(tip)
+        if self.states.get(stage) != state or self.seconds.get(stage) != seconds:
+            self.states[stage] = state
+            self.seconds[stage] = seconds
+            self.update()
+
+    def tooltip_text(self, stage: str) -> str:
+        state = self.states[stage]
+        tip = f"{STAGE_TITLES.get(stage, stage)}: {STATE_TEXT.get(state, state)}"
+        sec = self.seconds.get(stage)
+        if sec is not None and state == "done":
+            tip += f" in {sec * 1000:.0f} ms"
+        return tip
+
+    def paintEvent(self, event) -> None:  # noqa: N802 -- Qt's name
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setFont(self._font)
+        for i, s in enumerate(STAGES):
+            r = self._rects[s]
+            state = self.states[s]
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(theme.STATE_COLORS.get(state, theme.STATE_COLORS["pending"])))
+            p.drawRoundedRect(r, r.height() / 2, r.height() / 2)
+            p.setPen(QColor("#1b1b1b" if state == "stale" else "white"))
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, SHORT_TITLES[s])
+            if i < len(STAGES) - 1:
+                p.setPen(QColor(theme.TEXT_DIM))
+                p.drawText(QRectF(r.right(), r.top(), _ARROW, r.height()), Qt.AlignmentFlag.AlignCenter, "\u203a")
+
+    def event(self, ev) -> bool:
+        if ev.type() == QEvent.Type.ToolTip:
+            for s, r in self._rects.items():
+                if r.contains(QPointF(ev.pos())):
+                    QToolTip.showText(ev.globalPos(), self.tooltip_text(s), self)
+                    return True
+            QToolTip.hideText()
+            return True
+        return super().event(ev)

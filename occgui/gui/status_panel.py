@@ -1,6 +1,7 @@
 """Status-bar widgets: the current stage, a progress bar, Cancel, and the compute device."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
 
 
@@ -8,27 +9,31 @@ class RunStatus:
     """Adds the run widgets to a ``QStatusBar`` and updates them."""
 
     def __init__(self, bar: QStatusBar):
+        # Fixed sizes: changing a fixed-size label's text repaints it without relayout.
         self.stage_label = QLabel("Ready")
-        self.stage_label.setMinimumWidth(320)
+        self.stage_label.setFixedSize(520, 22)
         self.progress = QProgressBar()
         self.progress.setRange(0, 9)
         self.progress.setValue(0)
-        self.progress.setFixedWidth(220)
+        self.progress.setFixedSize(220, 18)
         self.progress.setFormat("%v / %m stages")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.setToolTip("Cancel the run (takes effect between two stages) \u2014 Esc")
         self.device_label = QLabel("Device: \u2026")
+        self.device_label.setFixedSize(260, 22)
+        self.device_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.device_label.setToolTip("Compute device (Edit \u25b8 Preferences)")
-        bar.addWidget(self.stage_label, 1)
+        bar.addWidget(self.stage_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.device_label)
 
     def set_progress(self, text: str, done: int, total: int) -> None:
         self.stage_label.setText(text)
-        self.progress.setMaximum(total)
-        if done >= 0:
+        if self.progress.maximum() != total:
+            self.progress.setMaximum(total)
+        if done >= 0 and self.progress.value() != done:
             self.progress.setValue(done)
 
     def set_busy(self, busy: bool) -> None:

@@ -53,8 +53,6 @@ QFrame#PaneHeader {{ background: {HEADER}; border: none; border-top-left-radius:
                      border-top-right-radius: 6px; }}
 QLabel#PaneTitle {{ color: {TEXT}; font-weight: 600; }}
 QLabel#PaneSubtitle {{ color: {TEXT_DIM}; }}
-QLabel#StaleBadge {{ color: #1b1b1b; background: {STALE}; border-radius: 8px; padding: 1px 8px;
-                     font-weight: 600; }}
 QToolButton {{ color: {TEXT}; background: transparent; border: 1px solid transparent; border-radius: 4px;
                padding: 3px 7px; }}
 QToolButton:hover {{ background: #383b41; border-color: {BORDER}; }}
@@ -75,7 +73,6 @@ QSlider::handle:horizontal {{ background: {TEXT}; width: 12px; margin: -5px 0; b
 QSlider::sub-page:horizontal {{ background: {ACCENT}; border-radius: 2px; }}
 QFrame#Banner {{ border-radius: 6px; }}
 QLabel#BannerText {{ color: white; }}
-QLabel#Chip {{ border-radius: 9px; padding: 2px 9px; color: white; }}
 QLabel#LegendName {{ color: {TEXT}; }}
 QComboBox {{ background: #33363c; border: 1px solid {BORDER}; border-radius: 4px; padding: 2px 8px; }}
 """

@@ -78,7 +78,7 @@ def mesh_texture(texture):
 
     tex = pv.Texture(np.ascontiguousarray(texture.image))
     tex.interpolate = True
-    tex.mipmap = True
+    tex.mipmap = False      # mipmaps are built on the CPU with software GL: hundreds of ms
     return tex
 
 

@@ -126,14 +126,16 @@ def clean_set_from_photos(paths, progress: bool = False) -> CleanSet:
                     np.stack([r["lmk68"] for r in items]), np.stack([r["mesh"] for r in items]), names)
 
 
-def cache_folder(cache_dir, split: str) -> Path:
-    return Path(cache_dir) / f"parsing_lfw_{split}_v{LABELGEN_VERSION}_{CROP_SIZE}"
+def cache_folder(cache_dir, split: str, limit: int | None = None) -> Path:
+    """Cache folder of a split's clean set (a ``limit``-ed set gets its own folder)."""
+    tail = "" if limit is None else f"_first{int(limit)}"
+    return Path(cache_dir) / f"parsing_lfw_{split}_v{LABELGEN_VERSION}_{CROP_SIZE}{tail}"
 
 
 def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progress: bool = True,
                     limit: int | None = None) -> CleanSet:
     """Load the cached clean set of ``split``, building it first (in ``workers`` processes) when absent."""
-    folder = cache_folder(cache_dir, split)
+    folder = cache_folder(cache_dir, split, limit)
     meta_path = folder / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())

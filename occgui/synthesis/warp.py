@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+_ROW = 4096  # samples per row of the remap maps
+
 
 class PiecewiseAffine:
     """Maps points of the ``dst`` frame to the ``src`` frame through a Delaunay triangulation of ``dst``."""
@@ -62,10 +64,16 @@ def sample(image: np.ndarray, src_xy: np.ndarray, *, interpolation=cv2.INTER_LIN
     xy = np.asarray(src_xy, dtype=np.float32)
     xy = np.where(np.isfinite(xy), xy, -1e4).astype(np.float32)
     n = len(xy)
-    mx = np.ascontiguousarray(xy[:, 0].reshape(1, n))
-    my = np.ascontiguousarray(xy[:, 1].reshape(1, n))
+    if n == 0:
+        return np.zeros((0,) + image.shape[2:], dtype=image.dtype)
+    cols = min(n, _ROW)
+    rows = -(-n // cols)
+    pad = np.full((rows * cols, 2), -1e4, np.float32)   # remap maps must stay below 32767 px a side
+    pad[:n] = xy
+    mx = np.ascontiguousarray(pad[:, 0].reshape(rows, cols))
+    my = np.ascontiguousarray(pad[:, 1].reshape(rows, cols))
     out = cv2.remap(image, mx, my, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
-    return out.reshape((n,) + image.shape[2:])
+    return out.reshape((rows * cols,) + image.shape[2:])[:n]
 
 
 def warp_image(image: np.ndarray, warp: PiecewiseAffine, shape: tuple[int, int], *,

@@ -7,6 +7,8 @@
 * :func:`mirror_gain` -- a low-frequency, per-channel colour gain that makes the mirrored half of
   the face match the lighting of the side it fills: the ratio of each side's colours where both
   are observed, smoothed heavily and extended into the holes by push-pull.
+* :func:`cross_fade` -- a linear fade from a completed region's colours into the observed
+  texels next to it, where both are known.
 * :func:`feather_seams` -- a narrow blur across the borders between texels of different
   provenance, which hides the residual steps between sources.
 """
@@ -17,51 +19,50 @@ import numpy as np
 
 
 def push_pull(values: np.ndarray, weights: np.ndarray, *, min_size: int = 2) -> np.ndarray:
-    """Fill the pixels of ``values`` (HxW or HxWxC) where ``weights`` (HxW, in [0,1]) is 0.
+    """Fill the pixels of ``values`` (HxW or HxWxC float) where ``weights`` (HxW, in [0,1]) is 0.
 
-    Pixels with weight 1 are returned unchanged; partial weights blend with the smooth estimate.
+    Pixels with weight 1 keep their values; unknown ones get a smooth estimate from the known
+    ones around them (partial weights blend the two). The finest level of the estimate is the
+    half-resolution one, upsampled: the fill is smooth, so this loses nothing and halves the cost.
     """
     v = np.asarray(values, dtype=np.float32)
     w = np.clip(np.asarray(weights, dtype=np.float32), 0.0, 1.0)
     squeeze = v.ndim == 2
     if squeeze:
         v = v[:, :, None]
-    pyramid = [(v * w[:, :, None], w)]
+    h, wd = w.shape
+    pyramid = [(_area_half(v * w[:, :, None]), _area_half(w))]
     while min(pyramid[-1][1].shape) > min_size:
         p, q = pyramid[-1]
-        h, wd = q.shape
-        size = ((wd + 1) // 2, (h + 1) // 2)
-        pd = cv2.resize(p, size, interpolation=cv2.INTER_AREA)
-        qd = cv2.resize(q, size, interpolation=cv2.INTER_AREA)
-        if pd.ndim == 2:
-            pd = pd[:, :, None]
-        pyramid.append((pd, qd))
+        pyramid.append((_area_half(p), _area_half(q)))
     p, q = pyramid[-1]
-    est = _normalise(p, q, fallback=_global_mean(pyramid[0]))
+    total = float(q.sum())
+    mean = p.reshape(-1, p.shape[2]).sum(axis=0) / total if total > 0 else np.zeros(p.shape[2], np.float32)
+    est = np.where(q[:, :, None] > 1e-6, p / np.maximum(q, 1e-6)[:, :, None], mean[None, None, :]).astype(np.float32)
     for p, q in reversed(pyramid[:-1]):
-        h, wd = q.shape
-        up = cv2.resize(est, (wd, h), interpolation=cv2.INTER_LINEAR)
-        if up.ndim == 2:
-            up = up[:, :, None]
-        # a level's own data counts fully once its (averaged) weight reaches 1/4
+        up = _resize(est, q.shape)
+        # a level's own average counts fully once a quarter of its footprint is known
         alpha = np.clip(q * 4.0, 0.0, 1.0)[:, :, None]
-        own = p / np.maximum(q, 1e-6)[:, :, None]
-        est = alpha * own + (1.0 - alpha) * up
-    out = est
+        est = alpha * (p / np.maximum(q, 1e-6)[:, :, None]) + (1.0 - alpha) * up
+    up = _resize(est, (h, wd))
+    wf = w[:, :, None]
+    out = v.copy()
+    partial = (wf < 1.0) & (wf > 0.0)
+    np.copyto(out, up, where=wf <= 0.0)
+    if partial.any():
+        np.copyto(out, wf * v + (1.0 - wf) * up, where=partial)
     return out[:, :, 0] if squeeze else out
 
 
-def _normalise(p: np.ndarray, q: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    out = p / np.maximum(q, 1e-6)[:, :, None]
-    return np.where(q[:, :, None] > 1e-6, out, fallback[None, None, :]).astype(np.float32)
+def _area_half(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[:2]
+    out = cv2.resize(a, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+    return out[:, :, None] if a.ndim == 3 and out.ndim == 2 else out
 
 
-def _global_mean(level) -> np.ndarray:
-    p, q = level
-    total = float(q.sum())
-    if total <= 0:
-        return np.zeros(p.shape[2], dtype=np.float32)
-    return (p.reshape(-1, p.shape[2]).sum(axis=0) / total).astype(np.float32)
+def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    out = cv2.resize(a, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return out[:, :, None] if a.ndim == 3 and out.ndim == 2 else out
 
 
 def normalised_blur(values: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -93,6 +94,23 @@ def mirror_gain(colours: np.ndarray, observed: np.ndarray, *, sigma: float, clip
     filled = push_pull(smooth, weight)
     gain = np.exp(np.clip(filled, np.log(clip[0]), np.log(clip[1])))
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def cross_fade(colour: np.ndarray, near: np.ndarray, blend: np.ndarray, layer: np.ndarray, width: float) -> None:
+    """Blend ``colour`` towards ``layer`` (in place) on the ``blend`` texels within ``width``
+    texels of the ``near`` region: weight 1 for ``layer`` at the region's border, 0 at ``width``.
+
+    Used on the observed side of a border with a completed region, so that the completion's
+    colours fade in instead of starting with a step.
+    """
+    if not near.any():
+        return
+    d = cv2.distanceTransform((~near).astype(np.uint8), cv2.DIST_L2, 3)
+    band = blend & (d < width)
+    if not band.any():
+        return
+    a = np.clip(d[band] / float(width), 0.0, 1.0)[:, None]
+    colour[band] = a * colour[band] + (1.0 - a) * layer[band]
 
 
 def feather_seams(image: np.ndarray, labels: np.ndarray, valid: np.ndarray, *, radius: int = 3,

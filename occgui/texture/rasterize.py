@@ -50,13 +50,14 @@ def rasterize(xy: np.ndarray, depth: np.ndarray | None, faces: np.ndarray, width
     best_z = np.full(width * height, -np.inf)
     best_t = np.full(width * height, -1, dtype=np.int64)
     best_b = np.zeros((width * height, 3))
-    side = np.maximum(size[:, 0], size[:, 1])
-    bucket = np.where(ok, np.ceil(np.log2(np.maximum(side, 1))).astype(np.int64), -1)
-    for b in np.unique(bucket[bucket >= 0]):
-        s = 1 << int(b)
-        oy, ox = np.divmod(np.arange(s * s), s)
-        tris = np.flatnonzero(bucket == b)
-        step = max(1, _CHUNK // (s * s))
+    nice = _nice_sizes(int(size.max(initial=1)))
+    grid = nice[np.searchsorted(nice, size)]                # bounding boxes rounded up to a few sizes
+    key = np.where(ok, grid[:, 0] * 65536 + grid[:, 1], -1)
+    for k_wh in np.unique(key[key >= 0]):
+        bw, bh = int(k_wh) // 65536, int(k_wh) % 65536
+        oy, ox = np.divmod(np.arange(bw * bh), bw)
+        tris = np.flatnonzero(key == k_wh)
+        step = max(1, _CHUNK // (bw * bh))
         for k in range(0, len(tris), step):
             t = tris[k:k + step]
             px = lo[t, 0:1] + ox[None, :]
@@ -80,15 +81,18 @@ def rasterize(xy: np.ndarray, depth: np.ndarray | None, faces: np.ndarray, width
                   depth=best_z.reshape(height, width).astype(np.float32))
 
 
+def _nice_sizes(largest: int) -> np.ndarray:
+    """1, 2, 3, 4, 6, 8, 12, 16, ...: grid sizes that waste at most a third of a group's work."""
+    out, k = [1, 2, 3], 4
+    while out[-1] < largest:
+        out += [k, k * 3 // 2]
+        k *= 2
+    return np.array(out, dtype=np.int64)
+
+
 def _resolve(best_z, best_t, best_b, pix, zz, tt, lam) -> None:
-    """Keep, per pixel, the nearest candidate of this batch if it beats the stored one."""
-    order = np.lexsort((-zz, pix))
-    pix, zz, tt, lam = pix[order], zz[order], tt[order], lam[order]
-    first = np.ones(len(pix), dtype=bool)
-    first[1:] = pix[1:] != pix[:-1]
-    pix, zz, tt, lam = pix[first], zz[first], tt[first], lam[first]
-    better = zz > best_z[pix]
-    p = pix[better]
-    best_z[p] = zz[better]
-    best_t[p] = tt[better]
-    best_b[p] = lam[better]
+    """Keep, per pixel, the nearest candidate (ties: any one of them)."""
+    np.maximum.at(best_z, pix, zz)
+    win = zz >= best_z[pix]
+    best_t[pix[win]] = tt[win]
+    best_b[pix[win]] = lam[win]

@@ -7,15 +7,16 @@ For every texel of the ``ctx.texture_size`` square texture (row 0 = v 1, OBJ/glT
 2. Projection: the texel's 3D point (barycentric on the mesh) is projected through
    ``FaceMesh.camera`` into the photo and into the crop.
 3. Visibility: a depth buffer of the whole mesh rendered in crop pixels (:mod:`.rasterize`,
-   at :data:`ZBUFFER_SCALE` times the crop resolution) must not hold a surface more than
-   :data:`DEPTH_TOLERANCE_MM` in front of the texel (self-occlusion); the texel's triangle must
-   face the camera (back-facing test); its projection must lie inside the photo.
+   at :data:`ZBUFFER_SCALE` times the crop resolution) must not hold a surface in front of the
+   texel by more than :data:`DEPTH_TOLERANCE_MM` plus the triangle's depth change over one buffer
+   pixel (self-occlusion); the texel's triangle must face the camera (back-facing test); its
+   projection must lie inside the photo.
 4. Classes (``Texture.source``), in priority order:
    1 *observed* -- visible and not occluded (M_alpha occluder or ``Synthesis.filled``, dilated):
      the photo's own colour, sampled from the full-resolution working image (identical to I_out
      there, and sharper than the crop);
-   2 *mirrored* -- else the mirror texel (the texture flipped left/right: the UV layout is
-     mirror-symmetric) when that one is observed, times a low-frequency gain that matches it to
+   2 *mirrored* -- else the mirror texel (the texture flipped left/right: the project's UV layout
+     is mirror-symmetric, u -> 1 - u) when that one is observed, times a low-frequency gain that matches it to
      this side's lighting (:func:`~occgui.texture.completion.mirror_gain`);
    3 *synthesized* -- else, where the texel is visible but the parser declared an occluder, I_out
      (the de-occlusion stage re-synthesized those pixels);
@@ -27,22 +28,24 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
+import scipy.sparse as sp
 
 from ..labels import OCCLUDING, mask_of
 from ..pipeline.results import FaceCrop, FaceMesh, LoadedImage, Synthesis, Texture
-from .completion import feather_seams, mirror_gain, push_pull
+from .completion import cross_fade, feather_seams, mirror_gain, push_pull
 from .rasterize import rasterize
 
-ZBUFFER_SCALE = 2               # depth-buffer pixels per crop pixel
-DEPTH_TOLERANCE_MM = 2.0        # a surface nearer than this in front of a texel hides it
+ZBUFFER_SCALE = 1               # depth-buffer pixels per crop pixel
+DEPTH_TOLERANCE_MM = 1.5        # a surface more than this (plus the local slope) in front hides a texel
+MAX_DEPTH_TOLERANCE_MM = 8.0
 FRONT_FACING_MIN = 0.05         # minimum z of a triangle's unit normal to count as facing the camera
 OCCLUDER_DILATION_PX = 2        # crop pixels added around M_alpha occluders / I_out's filled pixels
 MIRROR_GAIN_SIGMA = 0.03        # low-frequency scale of the mirror colour gain (fraction of the side)
-SEAM_RADIUS = 0.003             # feathering half-width (fraction of the side)
+SEAM_FADE = 0.012               # width of the fade from observed texels into a completion (fraction of the side)
+SEAM_RADIUS = 0.003             # half-width of the final blur across class borders (fraction of the side)
 OUTSIDE, OBSERVED, MIRRORED, SYNTHESIZED, FILLED = range(5)
 
 
@@ -55,8 +58,7 @@ class UVRaster:
     rows: np.ndarray            # (M,) row of every inside texel
     cols: np.ndarray            # (M,) column of every inside texel
     triangle: np.ndarray        # (M,) triangle id of every inside texel
-    vertex_ids: np.ndarray      # (M,3) the triangle's vertices
-    bary: np.ndarray            # (M,3) float32 barycentric coordinates
+    interp: sp.csr_matrix       # (M,N) barycentric weights: per-vertex values -> per-texel values
 
 
 _UV_RASTERS: dict[str, UVRaster] = {}
@@ -76,8 +78,10 @@ def uv_raster(uv: np.ndarray, faces: np.ndarray, size: int) -> UVRaster:
         inside = r.triangle >= 0
         rows, cols = np.nonzero(inside)
         tri = r.triangle[rows, cols].astype(np.int64)
-        hit = UVRaster(size=size, inside=inside, rows=rows, cols=cols, triangle=tri,
-                       vertex_ids=np.asarray(faces, dtype=np.int64)[tri], bary=r.bary[rows, cols])
+        vid = np.asarray(faces, dtype=np.int64)[tri]
+        interp = sp.csr_matrix((r.bary[rows, cols].ravel(), vid.ravel(), np.arange(0, 3 * len(tri) + 1, 3)),
+                               shape=(len(tri), len(uv)))
+        hit = UVRaster(size=size, inside=inside, rows=rows, cols=cols, triangle=tri, interp=interp)
         if len(_UV_RASTERS) >= 4:
             _UV_RASTERS.pop(next(iter(_UV_RASTERS)))
         _UV_RASTERS[key] = hit
@@ -89,30 +93,29 @@ def vertices_to_crop(image: LoadedImage, crop: FaceCrop, mesh: FaceMesh) -> np.n
     return crop.working_to_crop(image.photo_to_working(mesh.camera.project(mesh.vertices)))
 
 
+def depth_tolerance(mesh: FaceMesh, xy: np.ndarray) -> np.ndarray:
+    """(F,) how far (mm) a depth-buffer pixel may lie in front of a texel of each triangle without
+    hiding it: :data:`DEPTH_TOLERANCE_MM` plus the triangle's depth change over one buffer pixel
+    (``xy``: vertex positions in buffer pixels), capped at :data:`MAX_DEPTH_TOLERANCE_MM`."""
+    f = mesh.faces
+    p = xy[f]
+    z = mesh.vertices[f, 2]
+    d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    dz1, dz2 = z[:, 1] - z[:, 0], z[:, 2] - z[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+    safe = np.where(np.abs(det) > 1e-9, det, np.inf)
+    gx = (dz1 * d2[:, 1] - dz2 * d1[:, 1]) / safe
+    gy = (dz2 * d1[:, 0] - dz1 * d2[:, 0]) / safe
+    slope = np.hypot(gx, gy)
+    return np.minimum(DEPTH_TOLERANCE_MM + slope, MAX_DEPTH_TOLERANCE_MM)
+
+
 def front_facing(mesh: FaceMesh) -> np.ndarray:
     """(F,) bool: the triangle's unit normal points towards the camera (+Z) by at least FRONT_FACING_MIN."""
     p = mesh.vertices[mesh.faces]
     n = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     nz = n[:, 2] / np.maximum(np.linalg.norm(n, axis=1), 1e-12)
     return nz > FRONT_FACING_MIN
-
-
-def _scatter(raster: UVRaster, values: np.ndarray, fill=0) -> np.ndarray:
-    out = np.full((raster.size, raster.size) + values.shape[1:], fill, dtype=values.dtype)
-    out[raster.rows, raster.cols] = values
-    return out
-
-
-def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples of ``img`` at float pixel positions (1-D arrays), as float32 (M,C)."""
-    n = len(x)
-    side = int(np.ceil(np.sqrt(max(n, 1))))
-    pad = side * side - n
-    mx = np.concatenate([x, np.full(pad, -10.0)]).astype(np.float32).reshape(side, side)
-    my = np.concatenate([y, np.full(pad, -10.0)]).astype(np.float32).reshape(side, side)
-    out = cv2.remap(img, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    out = out.reshape(side * side, -1)[:n]
-    return out.astype(np.float32)
 
 
 class UVTextureBuilder:
@@ -129,80 +132,115 @@ class UVTextureBuilder:
         t = self.size
         r = uv_raster(mesh.uv, mesh.faces, t)
         vxy = vertices_to_crop(image, crop, mesh)
-        b = r.bary
-        txy = (b[:, :, None] * vxy[r.vertex_ids]).sum(axis=1)          # texel -> crop pixels
-        tz = (b * mesh.vertices[r.vertex_ids, 2]).sum(axis=1)           # texel depth (mm, nearer = larger)
+        # per-vertex attributes interpolated to every inside texel: crop x, y; working x, y; depth
+        attr = np.column_stack([vxy, crop.crop_to_working(vxy), mesh.vertices[:, 2]]).astype(np.float32)
+        texel = np.asarray(r.interp @ attr)
+        visible = visible_texels(image, crop, mesh, vxy, r, texel)
+        cx, cy = texel[:, 0], texel[:, 1]
+        n = crop.size
+        in_crop = (cx > -0.5) & (cx < n - 0.5) & (cy > -0.5) & (cy < n - 0.5)
+        occ = occluder_mask(alpha, synthesis)
+        occluded = occ[np.clip(np.rint(cy), 0, n - 1).astype(np.intp), np.clip(np.rint(cx), 0, n - 1).astype(np.intp)]
 
-        # -- visibility ---------------------------------------------------------------------
-        s = ZBUFFER_SCALE
-        zsize = crop.size * s
-        zb = rasterize((vxy + 0.5) * s - 0.5, mesh.vertices[:, 2], mesh.faces, zsize, zsize).depth
-        zx = np.clip(np.rint((txy[:, 0] + 0.5) * s - 0.5), 0, zsize - 1).astype(np.int64)
-        zy = np.clip(np.rint((txy[:, 1] + 0.5) * s - 0.5), 0, zsize - 1).astype(np.int64)
-        visible = tz >= zb[zy, zx] - DEPTH_TOLERANCE_MM
-        visible &= front_facing(mesh)[r.triangle]
-        wxy = crop.crop_to_working(txy)
-        hgt, wid = image.rgb.shape[:2]
-        visible &= (wxy[:, 0] >= 0) & (wxy[:, 0] <= wid - 1) & (wxy[:, 1] >= 0) & (wxy[:, 1] <= hgt - 1)
-        in_crop = (txy >= -0.5).all(axis=1) & (txy <= crop.size - 0.5).all(axis=1)
-
-        # -- occluders (M_alpha occluder classes and the pixels I_out re-synthesized) ----------
-        occ = mask_of(np.asarray(alpha), OCCLUDING) | np.asarray(synthesis.filled, dtype=bool)
-        if OCCLUDER_DILATION_PX > 0:
-            k = 2 * OCCLUDER_DILATION_PX + 1
-            occ = cv2.dilate(occ.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
-        occ_t = _sample(occ.astype(np.float32), txy[:, 0], txy[:, 1])[:, 0] > 0.0
-
-        observed = visible & ~occ_t
-        synthesized = visible & occ_t & in_crop
-
-        # -- colours --------------------------------------------------------------------------
-        photo_rgb = _sample_working(image.rgb, wxy, r, t)
-        iout_rgb = _sample(np.ascontiguousarray(synthesis.image), txy[:, 0], txy[:, 1])
-
-        obs_img = _scatter(r, observed, False)
-        obs_col = _scatter(r, photo_rgb)
+        # provenance classes, in priority order
         src = np.zeros((t, t), dtype=np.uint8)
-        src[obs_img] = OBSERVED
-        mir = r.inside & ~obs_img & obs_img[:, ::-1]
-        src[mir] = MIRRORED
-        syn = _scatter(r, synthesized, False) & r.inside & (src == 0)
-        src[syn] = SYNTHESIZED
-        fil = r.inside & (src == 0)
-        src[fil] = FILLED
+        src[r.rows, r.cols] = np.where(visible & ~occluded, OBSERVED,
+                                       np.where(visible & occluded & in_crop, SYNTHESIZED, FILLED))
+        observed = src == OBSERVED
+        mirrored = r.inside & ~observed & observed[:, ::-1]
+        src[mirrored] = MIRRORED
+        synthesized = src == SYNTHESIZED
 
-        colour = obs_col
-        if mir.any():
-            gain = mirror_gain(obs_col, obs_img, sigma=MIRROR_GAIN_SIGMA * t)
-            colour[mir] = (obs_col[:, ::-1] * gain)[mir]
-        if syn.any():
-            colour[syn] = _scatter(r, iout_rgb)[syn]
-        known = (src >= OBSERVED) & (src <= SYNTHESIZED)
-        colour = push_pull(colour, known.astype(np.float32))
-        colour = feather_seams(colour, src, r.inside, radius=max(1, round(SEAM_RADIUS * t)), sigma=max(0.5, SEAM_RADIUS * t / 2))
-        out = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
-        return Texture(image=out, source=src, backend=self.name)
+        # colours: observed, then the completion layers, faded in across their borders
+        photo, px, py = _photo_source(image.rgb, texel[:, 2], texel[:, 3], _footprint(mesh, attr[:, 2:4], t))
+        colour = _remap(photo, px, py, r)
+        layers = []
+        if mirrored.any():
+            gain = mirror_gain(colour, observed, sigma=MIRROR_GAIN_SIGMA * t)
+            layers.append((mirrored, np.ascontiguousarray(colour[:, ::-1]) * gain, observed[:, ::-1]))
+        if synthesized.any():
+            iout_ok = np.zeros((t, t), dtype=bool)
+            iout_ok[r.rows, r.cols] = visible & in_crop
+            layers.append((synthesized, _remap(np.ascontiguousarray(synthesis.image), cx, cy, r), iout_ok))
+        for region, layer, available in layers:
+            cross_fade(colour, region, observed & available, layer, max(1.0, SEAM_FADE * t))
+        for region, layer, _ in layers:
+            np.copyto(colour, layer, where=region[:, :, None])
+        # filled texels and the margin beyond the chart: smooth extension of everything known
+        colour = push_pull(colour, ((src >= OBSERVED) & (src <= SYNTHESIZED)).astype(np.float32))
+        radius = max(1, round(SEAM_RADIUS * t))
+        colour = feather_seams(colour, src, r.inside, radius=radius, sigma=max(0.5, radius / 2))
+        return Texture(image=np.clip(colour + 0.5, 0, 255).astype(np.uint8), source=src, backend=self.name)
 
 
-def _sample_working(rgb: np.ndarray, wxy: np.ndarray, r: UVRaster, t: int) -> np.ndarray:
-    """Photo colours at working-image positions, prefiltered when a texel spans several pixels."""
-    # texel footprint in working pixels: distance between horizontally adjacent texels' samples
-    grid_x = np.full((t, t), np.nan, dtype=np.float64)
-    grid_y = np.full((t, t), np.nan, dtype=np.float64)
-    grid_x[r.rows, r.cols], grid_y[r.rows, r.cols] = wxy[:, 0], wxy[:, 1]
-    step = np.hypot(np.diff(grid_x, axis=1), np.diff(grid_y, axis=1))
-    footprint = float(np.nanmedian(step)) if np.isfinite(step).any() else 1.0
-    src, x, y = rgb, wxy[:, 0], wxy[:, 1]
-    if footprint > 1.5:
-        f = 1.25 / footprint
-        x0 = int(max(0, np.floor(x.min()) - 2))
-        y0 = int(max(0, np.floor(y.min()) - 2))
-        x1 = int(min(rgb.shape[1], np.ceil(x.max()) + 3))
-        y1 = int(min(rgb.shape[0], np.ceil(y.max()) + 3))
-        region = rgb[y0:y1, x0:x1]
-        size = (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f)))
-        src = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        fx, fy = size[0] / region.shape[1], size[1] / region.shape[0]
-        x = (x - x0 + 0.5) * fx - 0.5
-        y = (y - y0 + 0.5) * fy - 0.5
-    return _sample(np.ascontiguousarray(src), x, y)
+def visible_texels(image: LoadedImage, crop: FaceCrop, mesh: FaceMesh, vxy: np.ndarray, r: UVRaster,
+                   texel: np.ndarray) -> np.ndarray:
+    """(M,) bool: the inside texels the photo shows (depth test, front-facing, inside the photo).
+
+    ``texel`` holds per inside texel: crop x, y, working x, y and depth (mm, larger = nearer).
+    """
+    s = ZBUFFER_SCALE
+    zsize = crop.size * s
+    zb = rasterize((vxy + 0.5) * s - 0.5, mesh.vertices[:, 2], mesh.faces, zsize, zsize).depth
+    # pixel centres missed by tiny triangles stay empty: give them their neighbours' depth
+    empty = ~np.isfinite(zb)
+    zb = np.where(empty, cv2.dilate(np.where(empty, np.float32(-1e9), zb), np.ones((3, 3), np.uint8)), zb)
+    cx, cy, wx, wy, tz = texel.T
+    zx = np.clip(np.rint((cx + 0.5) * s - 0.5), 0, zsize - 1).astype(np.intp)
+    zy = np.clip(np.rint((cy + 0.5) * s - 0.5), 0, zsize - 1).astype(np.intp)
+    hgt, wid = image.rgb.shape[:2]
+    tolerance = depth_tolerance(mesh, vxy * s)[r.triangle]
+    return ((tz >= zb[zy, zx] - tolerance) & front_facing(mesh)[r.triangle]
+            & (wx >= 0) & (wx <= wid - 1) & (wy >= 0) & (wy <= hgt - 1))
+
+
+def occluder_mask(alpha: np.ndarray, synthesis: Synthesis) -> np.ndarray:
+    """Crop pixels that do not show the face: M_alpha's occluder classes and the pixels I_out
+    re-synthesized, dilated by :data:`OCCLUDER_DILATION_PX` against colour bleeding at their edges."""
+    occ = mask_of(np.asarray(alpha), OCCLUDING) | np.asarray(synthesis.filled, dtype=bool)
+    k = 2 * OCCLUDER_DILATION_PX + 1
+    return cv2.dilate(occ.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
+
+
+def _footprint(mesh: FaceMesh, working_xy: np.ndarray, size: int) -> float:
+    """Working-image pixels per texel over the camera-facing triangles (area ratio, square-rooted)."""
+    f = mesh.faces[front_facing(mesh)]
+    if not len(f):
+        return 1.0
+
+    def area(p):
+        q = p[f]
+        d1, d2 = q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]
+        return np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]).sum()
+
+    a_uv = area(np.asarray(mesh.uv) * size)
+    return float(np.sqrt(area(np.asarray(working_xy, dtype=np.float64)) / a_uv)) if a_uv > 0 else 1.0
+
+
+def _photo_source(rgb: np.ndarray, x: np.ndarray, y: np.ndarray, footprint: float):
+    """The working image (or its face region shrunk with area averaging when a texel spans more
+    than 1.5 pixels, against aliasing) and the sample positions in it."""
+    if footprint <= 1.5 or not len(x):
+        return rgb, x, y
+    f = 1.25 / footprint
+    x0 = int(max(0, np.floor(x.min()) - 2))
+    y0 = int(max(0, np.floor(y.min()) - 2))
+    x1 = int(min(rgb.shape[1], np.ceil(x.max()) + 3))
+    y1 = int(min(rgb.shape[0], np.ceil(y.max()) + 3))
+    region = rgb[y0:y1, x0:x1]
+    size = (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f)))
+    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    fx, fy = size[0] / region.shape[1], size[1] / region.shape[0]
+    return small, (x - x0 + 0.5) * fx - 0.5, (y - y0 + 0.5) * fy - 0.5
+
+
+def _remap(img: np.ndarray, x: np.ndarray, y: np.ndarray, r: UVRaster) -> np.ndarray:
+    """(T,T,C) float32 bilinear samples of ``img`` at the inside texels' positions (0 elsewhere)."""
+    mx = np.full((r.size, r.size), -1e4, dtype=np.float32)
+    my = np.full((r.size, r.size), -1e4, dtype=np.float32)
+    mx[r.rows, r.cols] = x
+    my[r.rows, r.cols] = y
+    out = cv2.remap(np.ascontiguousarray(img), mx, my, interpolation=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = out.astype(np.float32)
+    return out[:, :, None] if out.ndim == 2 else out

@@ -1,0 +1,240 @@
+"""What every evaluation runner shares: the two pipeline variants, identity embeddings of photos
+and renders, geometric helpers between a run's frames, seeds, and the per-item result cache.
+
+Variants (the ablation of paper §5, issue point 3):
+
+* ``full`` -- the pipeline as shipped (default backends, or the ones given with ``--backend``);
+* ``raw``  -- the same with ``merge=none`` and ``synthesize=none``: no M_gamma merge and no
+  de-occlusion, so the texture (and any later fit) comes straight from the occluded photo.
+
+Both are real :class:`~occgui.pipeline.runner.Pipeline` instances. The raw pipeline shares the
+full one's result cache, so on the same photo it recomputes only the stages whose backend or
+inputs differ (merge, synthesize and what reads them); ``Pipeline.run_counts`` shows it.
+
+Per-item results are cached as JSON under ``OUT/cache/<kind>/`` with a fingerprint of every
+setting that changes them (seed, families, backends and their versions, sizes, the suite's
+:data:`EVAL_VERSION`), so an interrupted run continues where it stopped and a finished one is
+re-reported instantly; a changed setting recomputes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import labels as L
+from ..pipeline.results import FaceMesh
+
+#: Bump when a change to the measurements invalidates cached per-item results.
+EVAL_VERSION = "1"
+#: The ablation's backend overrides (issue point 3).
+RAW_BACKENDS = {"merge": "none", "synthesize": "none"}
+#: Side of the frontal renders whose embeddings measure identity.
+RENDER_SIZE = 256
+VARIANTS = ("full", "raw")
+
+
+# ----------------------------------------------------------------------------- seeds
+def stable_int(text: str) -> int:
+    """A platform-independent 32-bit integer of ``text`` (Python's ``hash`` is salted)."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16)
+
+
+def case_rng(seed: int, item: str, index: int = 0) -> np.random.Generator:
+    """The random stream of one case: ``default_rng([seed, stable_int(item), index])``."""
+    return np.random.default_rng([int(seed), stable_int(item), int(index)])
+
+
+# ----------------------------------------------------------------------------- pipelines
+def parse_backend_overrides(items: list[str] | None) -> dict[str, str]:
+    from ..errors import OccguiError
+
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise OccguiError(f"--backend expects STAGE=NAME, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+class Variants:
+    """The ``full`` and ``raw`` pipelines (see the module docstring) and the parser used to
+    measure I_out."""
+
+    def __init__(self, device: str = "auto", backends: dict[str, str] | None = None, *,
+                 crop_size: int = 256, texture_size: int = 1024):
+        from ..pipeline.runner import Pipeline, PipelineConfig
+
+        full_backends = dict(backends or {})
+        self.full = Pipeline(PipelineConfig(device=device, crop_size=crop_size, texture_size=texture_size,
+                                            backends=full_backends))
+        self.raw = Pipeline(PipelineConfig(device=device, crop_size=crop_size, texture_size=texture_size,
+                                           backends={**full_backends, **RAW_BACKENDS}))
+        self.raw._cache = self.full._cache  # shared stage cache: see the module docstring
+
+    def run(self, source) -> dict:
+        """``{"full": PipelineResult, "raw": PipelineResult}`` of one photo (path or RGB array)."""
+        full = self.full.run(source)
+        raw = self.raw.run(source)
+        return {"full": full, "raw": raw}
+
+    def backend_ids(self) -> dict[str, dict[str, str]]:
+        """``variant -> stage -> name@version`` of every stage backend."""
+        from ..pipeline.backends import STAGES_WITH_BACKENDS
+
+        out = {}
+        for name, p in (("full", self.full), ("raw", self.raw)):
+            out[name] = {s: f"{getattr(p.backend(s), 'name', '?')}@{getattr(p.backend(s), 'version', '')}"
+                         for s in STAGES_WITH_BACKENDS}
+        return out
+
+    @property
+    def device(self) -> str:
+        return self.full.device
+
+    def parse(self, rgb: np.ndarray) -> np.ndarray:
+        """The product's parser (N_alpha) applied to an image in crop pixels (e.g. I_out)."""
+        return np.asarray(self.full.backend("parse").parse(np.ascontiguousarray(rgb)), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- frames
+# All runs of one evaluation item share the clean photo's *working* frame: an occluded photo is
+# the clean run's working image with an occluder pasted, so its own working frame is the same.
+def mask_to_crop(result, mask_working: np.ndarray) -> np.ndarray:
+    """A boolean mask in working pixels resampled into the run's crop (bilinear, >= 0.5)."""
+    size = result.crop.size
+    warped = cv2.warpAffine(np.asarray(mask_working, dtype=np.float32), result.crop.to_crop, (size, size),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped >= 0.5
+
+
+def image_to_crop(result, rgb_working: np.ndarray) -> np.ndarray:
+    """An RGB image in working pixels cut with the run's crop transform."""
+    from ..detection.crop import warp_to_crop
+
+    return warp_to_crop(np.asarray(rgb_working, dtype=np.uint8), result.crop.to_crop, result.crop.size)
+
+
+def labels_between_crops(labels: np.ndarray, src_result, dst_result) -> np.ndarray:
+    """A label map in ``src_result``'s crop moved into ``dst_result``'s crop (nearest neighbour,
+    background outside)."""
+    a = np.vstack([src_result.crop.to_crop, [0, 0, 1]])
+    b = np.vstack([dst_result.crop.to_crop, [0, 0, 1]])
+    m = (b @ np.linalg.inv(a))[:2]
+    size = dst_result.crop.size
+    return cv2.warpAffine(np.asarray(labels, dtype=np.uint8), m, (size, size), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=L.BACKGROUND)
+
+
+def landmarks_working(result) -> np.ndarray:
+    """The run's 68 landmarks in its working-image pixels."""
+    return result.crop.crop_to_working(result.landmarks.points)
+
+
+def landmark_vertices(mesh: FaceMesh) -> np.ndarray:
+    """(68,3) positions of the mesh's landmark vertices."""
+    return np.asarray(mesh.vertices)[np.asarray(mesh.landmark_vertices)]
+
+
+# ----------------------------------------------------------------------------- identity
+class Identity:
+    """Face embeddings (dlib's 128-D ResNet via :mod:`occgui.eval.embedding`) of crops and of
+    frontal renders of reconstructions."""
+
+    def __init__(self):
+        from .embedding import FaceEmbedder
+
+        self.embedder = FaceEmbedder()
+
+    def crop_box(self, result, rgb: np.ndarray | None = None):
+        """The face box of the run's crop (found in ``rgb``, default the crop itself), guided by
+        the run's landmarks; reuse it to compare images in the same crop frame."""
+        img = result.crop.image if rgb is None else rgb
+        return self.embedder.face_box(img, landmarks68=result.landmarks.points)
+
+    def embed(self, rgb: np.ndarray, box) -> np.ndarray:
+        """Embedding of the face inside ``box`` (aligned by dlib's 5 points found in ``rgb``)."""
+        return self.embedder.embed(rgb, box)
+
+    def embed_crop(self, result) -> np.ndarray:
+        """Embedding of the run's face crop I_fac (the photo as the network sees it)."""
+        return self.embed(result.crop.image, self.crop_box(result))
+
+    def render(self, result) -> tuple[np.ndarray, np.ndarray]:
+        """(frontal render, its 68 projected landmarks) of the run's textured reconstruction."""
+        from .render import frontal_camera, render_frontal
+
+        img = render_frontal(result.mesh, result.texture.image, RENDER_SIZE)
+        lm = frontal_camera(landmark_vertices(result.mesh), RENDER_SIZE).project(landmark_vertices(result.mesh))
+        return img, lm
+
+    def embed_render(self, result) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding, render) of the frontal render of the run's reconstruction."""
+        img, lm = self.render(result)
+        return self.embed(img, self.embedder.face_box(img, landmarks68=lm)), img
+
+
+# ----------------------------------------------------------------------------- cache
+def fingerprint(settings: dict) -> str:
+    """A short hash of the settings that determine a cached result."""
+    blob = json.dumps({"eval_version": EVAL_VERSION, **settings}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:150]
+
+
+@dataclass
+class ItemCache:
+    """JSON results per item under ``folder``; an entry is valid only with the same fingerprint."""
+
+    folder: Path
+    key: str
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, item: str, suffix: str = ".json") -> Path:
+        return self.folder / f"{safe_name(item)}{suffix}"
+
+    def load(self, item: str) -> dict | None:
+        p = self.path(item)
+        if not p.exists():
+            return None
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return data.get("result") if data.get("fingerprint") == self.key else None
+
+    def save(self, item: str, result: dict) -> None:
+        from .report import jsonable
+
+        p = self.path(item)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": self.key, "item": item, "result": jsonable(result)}))
+        tmp.replace(p)
+
+    def image_path(self, item: str) -> Path:
+        return self.path(item, f".{self.key}.png")
+
+
+def shard_filter(items: list, shard: str | None) -> list:
+    """Items of shard ``"k/n"`` (every n-th item from the k-th, 0-based); all items for ``None``."""
+    if not shard:
+        return items
+    from ..errors import OccguiError
+
+    m = re.fullmatch(r"(\d+)/(\d+)", shard.strip())
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise OccguiError(f"--shard expects K/N with 0 <= K < N, got {shard!r}")
+    k, n = int(m.group(1)), int(m.group(2))
+    return items[k::n]

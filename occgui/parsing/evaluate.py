@@ -1,0 +1,122 @@
+"""Evaluation of M_alpha (paper §3.2) on held-out identities with fixed-seed synthetic occlusion.
+
+For every evaluated photo (a seeded subset of the Q-S clean set) three inputs are parsed:
+
+* the clean crop -> per-class IoU against the generated labels and the *face-class mIoU*:
+  the mean IoU of the 9 classes of Algorithm 1's value ranges O and S (``labels.SKIN_IDS +
+  labels.FEATURE_IDS``: skin, l/r brow, l/r eye, nose, upper lip, inner mouth, lower lip),
+  pooled over the set (intersections and unions summed over all photos before dividing);
+* the crop with one occluder of a *trained* kind (every kind except ``HELDOUT_KINDS``) ->
+  occluder IoU (pooled binary IoU of ``pred == occluder`` vs the paste mask);
+* the crop with one occluder of a *held-out* kind -> occluder IoU on kinds never trained on.
+
+Occluder choice and placement for photo ``k`` come from ``default_rng([seed, k])``, so the set is
+identical for every model and every run.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .. import labels as L
+from ..metrics import BinaryIoUAccumulator, IoUAccumulator
+from .dataset import FAMILY_WEIGHTS, HELDOUT_KINDS, CleanSet, occlude_sample
+
+#: Classes of the face-class mIoU: Algorithm 1's O (skin) and S (the facial features).
+FACE_CLASSES: tuple[int, ...] = tuple(L.SKIN_IDS) + tuple(L.FEATURE_IDS)
+DEFAULT_SEED = 20240607
+
+
+def select_photos(n_total: int, n: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset of ``n`` of ``n_total`` photos (all when ``n`` is None)."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+
+
+def make_eval_inputs(clean: CleanSet, library, k: int, i: int, seed: int) -> dict:
+    """The clean, trained-kind and held-out-kind inputs (and labels) of evaluated photo ``k`` = index ``i``."""
+    train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
+    held_lib = library.filter(kinds=HELDOUT_KINDS)
+    rng = np.random.default_rng([seed, k])
+    crop, lab, lmk = clean.crops[i], clean.labels[i], clean.lmk68[i]
+    tr_rgb, tr_lab, tr_pl = occlude_sample(rng, crop, lab, lmk, train_lib, 1, FAMILY_WEIGHTS)
+    ho_rgb, ho_lab, ho_pl = occlude_sample(rng, crop, lab, lmk, held_lib, 1, FAMILY_WEIGHTS)
+    return {"clean": (np.asarray(crop), np.asarray(lab)), "trained": (tr_rgb, tr_lab, tr_pl[0]),
+            "heldout": (ho_rgb, ho_lab, ho_pl[0])}
+
+
+def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: CleanSet, library, *,
+                    n: int | None = 300, seed: int = DEFAULT_SEED, batch_size: int = 16,
+                    progress: bool = False) -> dict:
+    """Run the protocol of this module; ``parse_batch`` maps ``(N,S,S,3)`` uint8 crops to ``(N,S,S)`` ids.
+
+    Returns a JSON-serialisable dict of metrics (see the module docstring).
+    """
+    idx = select_photos(len(clean), n, seed)
+    acc_clean = IoUAccumulator(L.NUM_CLASSES)
+    acc_occ = {"trained": IoUAccumulator(L.NUM_CLASSES), "heldout": IoUAccumulator(L.NUM_CLASSES)}
+    occ_iou = {"trained": BinaryIoUAccumulator(), "heldout": BinaryIoUAccumulator()}
+    per_family: dict[str, dict[str, BinaryIoUAccumulator]] = {"trained": {}, "heldout": {}}
+    false_occ, clean_px = 0, 0
+    chunks = [idx[j:j + batch_size] for j in range(0, len(idx), batch_size)]
+    it = chunks
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(chunks, desc="evaluate", unit="batch")
+    pos = {int(i): k for k, i in enumerate(idx)}
+    for chunk in it:
+        items = [make_eval_inputs(clean, library, pos[int(i)], int(i), seed) for i in chunk]
+        imgs = np.stack([it_["clean"][0] for it_ in items] + [it_["trained"][0] for it_ in items]
+                        + [it_["heldout"][0] for it_ in items])
+        pred = parse_batch(imgs)
+        m = len(items)
+        for j, item in enumerate(items):
+            p_clean, gt_clean = pred[j], item["clean"][1]
+            acc_clean.add(p_clean, gt_clean)
+            false_occ += int(np.count_nonzero(p_clean == L.OCCLUDER))
+            clean_px += p_clean.size
+            for key, off in (("trained", m), ("heldout", 2 * m)):
+                p, (_, gt, pl) = pred[off + j], item[key]
+                acc_occ[key].add(p, gt)
+                occ_iou[key].add(p == L.OCCLUDER, gt == L.OCCLUDER)
+                per_family[key].setdefault(pl.family, BinaryIoUAccumulator()).add(p == L.OCCLUDER, gt == L.OCCLUDER)
+    per_class = acc_clean.per_class()
+    groups = {}
+    for name, ids in L.FEATURE_GROUPS.items():
+        cm = acc_clean.cm
+        ids = list(ids)
+        tp = cm[np.ix_(ids, ids)].sum()
+        union = cm[ids, :].sum() + cm[:, ids].sum() - tp
+        groups[name] = float(tp / union) if union else float("nan")
+    nan = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
+    return {
+        "photos": int(len(idx)), "seed": int(seed),
+        "occluder_iou_trained": nan(occ_iou["trained"].pooled),
+        "occluder_iou_heldout": nan(occ_iou["heldout"].pooled),
+        "clean_face_miou": nan(acc_clean.miou(FACE_CLASSES)),
+        "face_classes": [L.NAMES[c] for c in FACE_CLASSES],
+        "per_class_iou_clean": {L.NAMES[c]: nan(v) for c, v in enumerate(per_class) if c != L.OCCLUDER},
+        "feature_group_iou_clean": {k: nan(v) for k, v in groups.items()},
+        "clean_occluder_false_positive_rate": round(false_occ / max(clean_px, 1), 5),
+        "occluder_iou_trained_per_image_mean": nan(occ_iou["trained"].mean_per_image),
+        "occluder_iou_heldout_per_image_mean": nan(occ_iou["heldout"].mean_per_image),
+        "occluded_face_miou_trained": nan(acc_occ["trained"].miou(FACE_CLASSES)),
+        "occluded_face_miou_heldout": nan(acc_occ["heldout"].miou(FACE_CLASSES)),
+        "occluder_iou_per_family": {k: {f: nan(a.pooled) for f, a in sorted(v.items())} for k, v in per_family.items()},
+        "heldout_kinds": list(HELDOUT_KINDS),
+    }
+
+
+def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "cpu", n: int | None = 300,
+                        seed: int = DEFAULT_SEED, progress: bool = False) -> dict:
+    """:func:`evaluate_parser` with the U-Net stored in ``checkpoint``."""
+    from types import SimpleNamespace
+
+    from .unet_parser import UNetParser
+
+    parser = UNetParser(SimpleNamespace(device=device), checkpoint=checkpoint)
+    out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress)
+    out["checkpoint_version"] = parser.version
+    return out

@@ -1,0 +1,291 @@
+"""``occgui train parsing``: train N_alpha, the parsing U-Net of paper §3.2, on generated labels.
+
+Data: clean LFW crops of identities A-P with labels from ``labelgen`` (cached, see
+``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.occluders``; the kinds in
+``dataset.HELDOUT_KINDS`` are never used). Loss: class-weighted cross-entropy + soft Dice on the
+logits upsampled to the 256 px crop. AdamW, linear warm-up then cosine decay; an exponential
+moving average (EMA) of the weights is what gets exported.
+
+The run folder holds ``last.pt`` (full training state, written every few minutes: ``--resume``
+continues from it with the same data stream, since batch ``t`` is drawn from
+``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.pt`` (the shipping checkpoint, fp16)
+and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
+
+With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
+with ``--minutes`` it follows the training wall time (the data stream stays seeded).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import labels as L
+from ..errors import OccguiError
+
+DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``occgui train parsing``."""
+    parser.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders) or an LFW folder")
+    parser.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs, metrics)")
+    parser.add_argument("--occluders", help="occluder folder (default: DATA/occluders)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels (default %(default)s)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="training wall-time budget (default 20 when --steps is not given)")
+    budget.add_argument("--steps", type=int, help="number of optimisation steps (reproducible schedule)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its last.pt")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--input-size", type=int, default=128, help="network input resolution (multiple of 16)")
+    parser.add_argument("--widths", default="16,32,64,128,256", help="U-Net channel widths per level")
+    parser.add_argument("--limit", type=int, help="use only the first N training photos (tiny runs, tests)")
+    parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
+    parser.add_argument("--eval-every", type=float, default=15.0, help="minutes between quick held-out checks (0: never)")
+    parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    parser.add_argument("--workers", type=int, default=2, help="processes for building the label cache")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+HYPER = ("seed", "batch_size", "lr", "input_size", "widths", "limit", "steps", "minutes")
+
+
+def _class_weights(sampler, n: int = 192) -> np.ndarray:
+    """Inverse-square-root class frequencies over ``n`` seeded training samples, mean 1, clipped."""
+    rng = np.random.default_rng([sampler.seed, 10 ** 9])
+    counts = np.zeros(L.NUM_CLASSES)
+    for i in rng.integers(len(sampler.clean), size=n):
+        _, lab = sampler.sample(rng, int(i))
+        counts += np.bincount(lab.ravel(), minlength=L.NUM_CLASSES)
+    freq = counts / counts.sum()
+    w = 1.0 / np.sqrt(np.maximum(freq, 1e-4))
+    w = w / w.mean()
+    return np.clip(w, 0.2, 5.0)
+
+
+def _loss(logits, target, weight):
+    """Weighted cross-entropy + soft Dice (mean over the classes present in the batch)."""
+    import torch
+    from torch.nn import functional as F
+
+    ce = F.cross_entropy(logits, target, weight=weight)
+    prob = logits.softmax(dim=1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    inter = (prob * onehot).sum(dim=(0, 2, 3))
+    denom = prob.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    present = onehot.sum(dim=(0, 2, 3)) > 0
+    dice = 1.0 - (2 * inter + 1.0) / (denom + 1.0)
+    return ce + (dice[present].mean() if bool(present.any()) else torch.zeros((), device=logits.device)), ce
+
+
+def _lr_factor(progress: float, warmup: float = 0.03) -> float:
+    if progress < warmup:
+        return max(progress / warmup, 0.02)
+    t = min(1.0, (progress - warmup) / (1 - warmup))
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _save_state(path: Path, state: dict) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _ema_update(ema, model, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+            if e.is_floating_point():
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+def run(args) -> int:
+    """Train (or resume) a parsing run; returns the process exit code."""
+    import torch
+    from torch.nn import functional as F
+
+    from ..device import resolve_device
+    from ..occluders import load_library
+    from .dataset import (HELDOUT_KINDS, OcclusionSampler, build_clean_set, list_photos, resolve_data_dirs)
+    from .evaluate import evaluate_parser
+    from .unet import UNet, count_parameters, to_input
+    from .unet_parser import export_checkpoint, predict_logits
+
+    torch.set_num_threads(max(1, int(args.threads)))
+    device = resolve_device(args.device)
+    run_dir = Path(args.output)
+    last = run_dir / "last.pt"
+    state = None
+    if last.exists():
+        if not args.resume:
+            raise OccguiError(f"{run_dir} already holds a run; pass --resume to continue it or choose another folder")
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        for k in HYPER:  # the run's own settings win over the command line
+            setattr(args, k, state["config"][k])
+    elif args.resume:
+        print(f"no {last} to resume from; starting a new run", file=sys.stderr)
+    if args.steps is None and args.minutes is None:
+        args.minutes = 20.0
+    if args.input_size % 16:
+        raise OccguiError("--input-size must be a multiple of 16")
+    widths = tuple(int(w) for w in str(args.widths).split(",")) if isinstance(args.widths, str) else tuple(args.widths)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lfw, occ_dir = resolve_data_dirs(args.data, args.occluders)
+    if not lfw.is_dir():
+        raise OccguiError(f"LFW folder not found: {lfw}")
+    if occ_dir is None or not occ_dir.is_dir():
+        raise OccguiError("occluder folder not found; pass --occluders DIR")
+    progress = not args.quiet
+
+    clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit)
+    library = load_library(occ_dir)
+    train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
+    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size)
+
+    torch.manual_seed(args.seed)
+    model = UNet(L.NUM_CLASSES, widths).to(device)
+    ema = copy.deepcopy(model).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed"])
+        weights = np.asarray(state["class_weights"].numpy(), dtype=np.float64)
+    else:
+        weights = _class_weights(sampler)
+    weight_t = torch.tensor(weights, dtype=torch.float32, device=device)
+    config = {k: getattr(args, k) for k in HYPER}
+    config["widths"] = list(widths)
+    log = open(run_dir / "log.jsonl", "a", encoding="utf-8")
+    info = {"event": "start", "step": step, "device": device, "params": count_parameters(model),
+            "train_photos": len(clean), "train_occluders": len(train_lib), "heldout_kinds": list(HELDOUT_KINDS),
+            "class_weights": [round(float(w), 3) for w in weights], **config}
+    log.write(json.dumps(info) + "\n")
+    log.flush()
+
+    def progress_of(step_, elapsed_):
+        return step_ / args.steps if args.steps else elapsed_ / (args.minutes * 60.0)
+
+    def save(final=False):
+        _save_state(last, {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                           "step": step, "elapsed": elapsed, "config": config,
+                           "class_weights": torch.tensor(weights), "final": final})
+
+    test_clean = None
+
+    def quick_eval(n):
+        nonlocal test_clean
+        if test_clean is None:
+            test_clean = build_clean_set(lfw, args.cache, "test", workers=args.workers, progress=progress)
+        parse = lambda crops: predict_logits(ema, crops, args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)  # noqa: E731
+        return evaluate_parser(parse, test_clean, library, n=n, progress=progress and n > 64)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=1000, desc="train parsing", unit="‰", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}‰ [{elapsed}<{remaining}{postfix}]")
+        bar.update(int(1000 * min(1.0, progress_of(step, elapsed))))
+    t_ckpt = t_eval = time.time()
+    losses = []
+    model.train()
+    while progress_of(step, elapsed) < 1.0:
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = args.lr * _lr_factor(progress_of(step, elapsed))
+        x, y = sampler.batch(step, args.batch_size)
+        xt = to_input(torch.from_numpy(x).to(device))
+        yt = torch.from_numpy(y.astype(np.int64)).to(device)
+        logits = model(xt)
+        logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        loss, ce = _loss(logits, yt, weight_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        _ema_update(ema, model, min(0.998, (1 + step) / (10 + step)))
+        elapsed += time.time() - t0
+        losses.append(float(loss))
+        if bar is not None:
+            bar.set_postfix(step=step, loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+            bar.n = int(1000 * min(1.0, progress_of(step, elapsed)))
+            bar.refresh()
+        if step % 20 == 0:
+            log.write(json.dumps({"step": step, "elapsed": round(elapsed, 1), "loss": round(float(np.mean(losses[-20:])), 4),
+                                  "ce": round(float(ce), 4), "lr": opt.param_groups[0]["lr"]}) + "\n")
+            log.flush()
+        if time.time() - t_ckpt > args.checkpoint_every * 60:
+            save()
+            t_ckpt = time.time()
+        if args.eval_every and time.time() - t_eval > args.eval_every * 60:
+            ema.eval()
+            m = quick_eval(48)
+            log.write(json.dumps({"event": "quick_eval", "step": step, "elapsed": round(elapsed, 1),
+                                  **{k: m[k] for k in ("occluder_iou_trained", "occluder_iou_heldout", "clean_face_miou")}}) + "\n")
+            log.flush()
+            t_eval = time.time()
+    if bar is not None:
+        bar.close()
+    save(final=True)
+    ema.eval()
+    meta = {"steps": step, "train_seconds": round(elapsed, 1), "seed": args.seed, "batch_size": args.batch_size,
+            "lr": args.lr, "input_size": args.input_size, "widths": list(widths), "params": count_parameters(ema),
+            "train_photos": len(clean), "train_identities": "A-P", "heldout_identities": "Q-S",
+            "heldout_kinds": list(HELDOUT_KINDS), "label_generator_version": _labelgen_version(),
+            "machine": f"{platform.machine()} {device} threads={args.threads}",
+            "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    export_checkpoint(ema, run_dir / "parsing_unet.pt", input_size=args.input_size, meta=meta)
+    result = {"meta": meta}
+    if args.eval_photos:
+        result["heldout"] = quick_eval(args.eval_photos)
+        result["heldout"]["test_photos_available"] = len(test_clean)
+        result["heldout"]["test_photos_listed"] = len(list_photos(lfw, "test"))
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    log.write(json.dumps({"event": "done", "step": step, "elapsed": round(elapsed, 1)}) + "\n")
+    log.close()
+    if "heldout" in result:
+        h = result["heldout"]
+        print(f"held-out identities ({h['photos']} photos): occluder IoU trained kinds {h['occluder_iou_trained']}, "
+              f"held-out kinds {h['occluder_iou_heldout']}, clean face mIoU {h['clean_face_miou']}")
+    print(f"wrote {run_dir / 'parsing_unet.pt'} ({step} steps, {elapsed / 60:.1f} min)")
+    return 0
+
+
+def _labelgen_version() -> int:
+    from .dataset import LABELGEN_VERSION
+
+    return LABELGEN_VERSION
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry point (``python -m occgui.parsing.train``), same options as the CLI."""
+    p = argparse.ArgumentParser(prog="occgui train parsing", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except OccguiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
