@@ -46,6 +46,19 @@ def test_eval_reports_a_missing_folder_as_one_line_error(tmp_path, capsys):
     assert "face folder not found" in err and "Traceback" not in err
 
 
+def test_raw_variant_recomputes_only_merge_synthesis_and_texture(sample_photo, pipeline_ready):
+    from occgui.eval.harness import Variants
+
+    v = Variants("cpu")
+    runs = v.run(sample_photo)
+    assert v.raw.config.backends["merge"] == "none" and v.raw.config.backends["synthesize"] == "none"
+    assert runs["raw"].backends["merge"] != runs["full"].backends["merge"]
+    assert {s: v.raw.run_counts[s] for s in ("load", "detect", "landmarks", "parse", "geometry")} == \
+        {"load": 0, "detect": 0, "landmarks": 0, "parse": 0, "geometry": 0}
+    assert all(v.raw.run_counts[s] == 1 for s in ("merge", "synthesize", "texture"))
+    assert runs["raw"].mesh is runs["full"].mesh and (runs["raw"].synthesis.image == runs["raw"].crop.image).all()
+
+
 def test_eval_occlusion_smoke_and_determinism(lfw_dir, occluders_dir, pipeline_ready, tmp_path):
     out = tmp_path / "occ"
     args = ["eval", "occlusion", "--faces", str(lfw_dir), "--occluders", str(occluders_dir), "--device", "cpu",

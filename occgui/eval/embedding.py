@@ -47,7 +47,8 @@ class FaceEmbedder:
         else:
             c = np.array([w / 2.0, h / 2.0])
         if rects:
-            return min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
+            return min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0],
+                                                     (r.top() + r.bottom()) / 2 - c[1]))
         if landmarks68 is not None:
             p = np.asarray(landmarks68, dtype=np.float64)
             x0, y0 = p[:, 0].min(), p[17:27, 1].min()

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .. import labels as L
+from ..errors import OccguiError
 from ..pipeline.results import FaceMesh
 
 #: Bump when a change to the measurements invalidates cached per-item results.
@@ -50,10 +51,32 @@ def case_rng(seed: int, item: str, index: int = 0) -> np.random.Generator:
     return np.random.default_rng([int(seed), stable_int(item), int(index)])
 
 
+# ----------------------------------------------------------------------------- occluder families
+def choose_families(library, requested: tuple[str, ...] = ()) -> tuple[tuple[str, ...], list[str]]:
+    """The evaluation families to run (:data:`occgui.occluders.EVAL_FAMILIES`): ``requested``, or
+    every family the occluder library has an occluder for. Returns (families, families skipped
+    because the library has none); an explicitly requested unknown or empty family is an error."""
+    from ..occluders import EVAL_FAMILIES
+
+    def has(name: str) -> bool:
+        f = EVAL_FAMILIES[name]
+        return len(library.filter(kinds=f.kinds or None, families=f.families or None)) > 0
+
+    if requested:
+        unknown = [f for f in requested if f not in EVAL_FAMILIES]
+        if unknown:
+            raise OccguiError(f"unknown occlusion famil{'y' if len(unknown) == 1 else 'ies'}: {', '.join(unknown)}; "
+                              f"choose from {', '.join(EVAL_FAMILIES)}")
+        empty = [f for f in requested if not has(f)]
+        if empty:
+            raise OccguiError(f"the occluder library has no occluder for: {', '.join(empty)}")
+        return tuple(requested), []
+    fams = tuple(f for f in EVAL_FAMILIES if has(f))
+    return fams, [f for f in EVAL_FAMILIES if f not in fams]
+
+
 # ----------------------------------------------------------------------------- pipelines
 def parse_backend_overrides(items: list[str] | None) -> dict[str, str]:
-    from ..errors import OccguiError
-
     out = {}
     for it in items or []:
         if "=" not in it:
@@ -150,7 +173,11 @@ class Identity:
     def __init__(self):
         from .embedding import FaceEmbedder
 
-        self.embedder = FaceEmbedder()
+        try:
+            self.embedder = FaceEmbedder()
+        except ImportError as e:
+            raise OccguiError(f"the identity measurements need dlib's face embedding ({e.name or e}); "
+                              "install the evaluation extra: pip install 'occgui[eval]'") from None
 
     def crop_box(self, result, rgb: np.ndarray | None = None):
         """The face box of the run's crop (found in ``rgb``, default the crop itself), guided by
@@ -231,8 +258,6 @@ def shard_filter(items: list, shard: str | None) -> list:
     """Items of shard ``"k/n"`` (every n-th item from the k-th, 0-based); all items for ``None``."""
     if not shard:
         return items
-    from ..errors import OccguiError
-
     m = re.fullmatch(r"(\d+)/(\d+)", shard.strip())
     if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
         raise OccguiError(f"--shard expects K/N with 0 <= K < N, got {shard!r}")

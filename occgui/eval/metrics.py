@@ -296,8 +296,13 @@ def euclidean_distance(a: np.ndarray, b: np.ndarray) -> float:
 def roc(scores: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of similarity ``scores`` (higher = more alike) for pairs labelled ``same`` (bool):
     false-positive rates, true-positive rates and thresholds (scikit-learn's ``roc_curve``)."""
-    from sklearn.metrics import roc_curve
+    try:
+        from sklearn.metrics import roc_curve
+    except ImportError:
+        from ..errors import OccguiError
 
+        raise OccguiError("verification metrics need scikit-learn; install the evaluation extra: "
+                          "pip install 'occgui[eval]'") from None
     fpr, tpr, thr = roc_curve(np.asarray(same, dtype=bool), np.asarray(scores, dtype=np.float64),
                               drop_intermediate=False)
     return fpr, tpr, thr

@@ -183,7 +183,6 @@ def load_photo_square(path: Path) -> np.ndarray:
 # ----------------------------------------------------------------------------- the run
 def run(s: NaturalSettings) -> dict:
     from ..imageio import save_png
-    from .occlusion import _hstack
 
     all_cases, missing = read_natural_list(s.list, s.faces)
     if not all_cases:
@@ -213,7 +212,7 @@ def run(s: NaturalSettings) -> dict:
         rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
                                   keep_images=rel in samples)
         if strip is not None:
-            save_png(cache.image_path(rel), _hstack(strip))
+            save_png(cache.image_path(rel), R.hstack_cells(strip))
         cache.save(rel, rec)
     if s.shard:
         return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
@@ -277,14 +276,10 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_rels: list
                  for lab, k in (("full (= raw)", "full"), ("other photos (ref.)", "others"))},
                 ylabel="mm", title="Landmark-vertex distance to the other photos' reconstructions")
     rows, titles = [], []
-    import cv2
-
     for rel in sample_rels:
         p = cache.image_path(rel)
         if p.exists():
-            strip = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            n = strip.shape[1] // strip.shape[0]
-            rows.append([strip[:, k * strip.shape[0]:(k + 1) * strip.shape[0]] for k in range(n)])
+            rows.append(R.read_strip(p))
             rec = next((r for r in report["records"] if r["photo"] == rel), {})
             titles.append(f"{rel} {rec.get('occluder', '')} {rec.get('severity', '')}")
     if rows:

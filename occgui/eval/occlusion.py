@@ -4,10 +4,11 @@ Protocol, per face photo (LFW ``person/person_NNNN.jpg`` folders, spread over id
 ``--limit``):
 
 1. The *clean* photo runs through the full pipeline. Its 68 landmarks (working pixels) place
-   one occluder of every evaluation family (:data:`occgui.occluders.EVAL_FAMILIES`: hands over an
-   eye / the mouth / a cheek / the face, sunglasses, goggles, glasses, three kinds of masks
-   placed by their MaskTheFace anchors, cups, food, phones, microphones, hats, scarves, other
-   objects), chosen and placed by :func:`occgui.occluders.sample_eval_family` with the random
+   one occluder of every evaluation family the occluder library serves
+   (:data:`occgui.occluders.EVAL_FAMILIES`: hands over an eye / the mouth / a cheek / the face,
+   sunglasses, goggles, glasses, three kinds of masks placed by their MaskTheFace anchors, cups,
+   food, phones, hats, scarves, other objects; ``microphone`` has no image in
+   ``../shared/data/occluders`` and is skipped and listed), chosen and placed by :func:`occgui.occluders.sample_eval_family` with the random
    stream ``default_rng([seed, sha1(person/file), family index])``; the placement is recorded.
 2. The occluded photo runs through the ``full`` and the ``raw`` pipelines
    (:mod:`occgui.eval.harness`: raw = no merge, no de-occlusion).
@@ -171,9 +172,10 @@ def geometry_metrics(run, clean_scaled: np.ndarray) -> tuple[dict, np.ndarray | 
 
 
 def face_coverage(occ, paste_working: np.ndarray) -> float:
-    """Fraction of the face (M_gamma's non-background, non-hair pixels) the paste covers."""
+    """Fraction of the face the paste covers; the face is M_beta's face region (the landmark
+    polygons, which do not depend on what the parser sees)."""
     paste = H.mask_to_crop(occ, paste_working)
-    face = ~L.mask_of(occ.gamma.labels, (L.BACKGROUND, L.HAIR))
+    face = occ.beta.labels != L.BACKGROUND
     return float((paste & face).sum() / max(face.sum(), 1))
 
 
@@ -291,21 +293,18 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
 def run(s: OcclusionSettings) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out``; returns the report."""
     from ..imageio import save_png
-    from ..occluders import EVAL_FAMILIES, load_library
+    from ..occluders import load_library
 
-    families = tuple(s.families) or tuple(EVAL_FAMILIES)
-    unknown = [f for f in families if f not in EVAL_FAMILIES]
-    if unknown:
-        raise OccguiError(f"unknown occlusion famil{'y' if len(unknown) == 1 else 'ies'}: {', '.join(unknown)}; "
-                          f"choose from {', '.join(EVAL_FAMILIES)}")
     photos = spread_selection(find_photos(s.faces), s.limit)
     if not photos:
         raise OccguiError(f"no photos found under {s.faces}")
     library = load_library(s.occluders)
+    families, unavailable = H.choose_families(library, tuple(s.families))
     variants = H.Variants(s.device, s.backends)
     identity = H.Identity()
     backends = variants.backend_ids()
-    settings = {"command": "occlusion", "seed": s.seed, "families": list(families), "backends": backends,
+    settings = {"command": "occlusion", "seed": s.seed, "families": list(families),
+                "families_without_occluders": unavailable, "backends": backends,
                 "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
                 "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
     cache = H.ItemCache(Path(s.out) / "cache" / "occlusion", H.fingerprint(settings))
@@ -318,7 +317,7 @@ def run(s: OcclusionSettings) -> dict:
             continue
         rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
         for fam, strip in strips.items():
-            save_png(cache.image_path(f"{rel}.{fam}"), _hstack(strip))
+            save_png(cache.image_path(f"{rel}.{fam}"), R.hstack_cells(strip))
         cache.save(rel, rec)
     if s.shard:
         return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
@@ -331,18 +330,6 @@ def run(s: OcclusionSettings) -> dict:
     report["records"] = records
     write_outputs(Path(s.out), report, cache, sample_of)
     return report
-
-
-def _hstack(images: list) -> np.ndarray:
-    import cv2
-
-    cells = []
-    for im in images:
-        if im is None:
-            im = np.full((H.RENDER_SIZE, H.RENDER_SIZE, 3), 255, np.uint8)
-        cells.append(cv2.resize(np.asarray(im, dtype=np.uint8)[:, :, :3], (H.RENDER_SIZE, H.RENDER_SIZE),
-                                interpolation=cv2.INTER_AREA))
-    return np.hstack(cells)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -431,11 +418,7 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_of: dict[s
     for rel, fam in sample_of.items():
         p = cache.image_path(f"{rel}.{fam}")
         if p.exists():
-            import cv2
-
-            strip = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            n = strip.shape[1] // strip.shape[0]
-            rows.append([strip[:, k * strip.shape[0]:(k + 1) * strip.shape[0]] for k in range(n)])
+            rows.append(R.read_strip(p))
             titles.append(f"{rel} {fam}")
     if rows:
         R.image_grid(out / "samples.png", rows, col_titles=STRIP_TITLES, row_titles=titles)
@@ -464,7 +447,9 @@ def markdown(report: dict) -> str:
         f"Created {report['created']} on `{s['device']}`; {report['photos']} photos "
         f"({report['photos_failed']} failed on the clean photo) x {len(fams)} occluder families = "
         f"{a['cases']} occluded cases, {a['failed']} without a face found after occlusion. "
-        f"Seed {s['seed']}. Faces: `{s['faces']}` (limit {s['limit']}).", "",
+        f"Seed {s['seed']}. Faces: `{s['faces']}` (limit {s['limit']})."
+        + (f" Families without an occluder image in the library (skipped): "
+           f"{', '.join(s['families_without_occluders'])}." if s.get("families_without_occluders") else ""), "",
         "Protocol (paper §5, artificial occluders; details in `occgui/eval/occlusion.py`): the clean photo's "
         "landmarks place one seeded occluder per family; the occluded photo runs through the pipeline as shipped "
         "(**full**) and without merge and de-occlusion (**raw**, the ablation: texture straight from the occluded "

@@ -255,6 +255,31 @@ def image_grid(path, rows: list[list[np.ndarray]], *, col_titles: list[str] | No
     save_png(Path(path), canvas)
 
 
+def hstack_cells(images: list, cell: int = 256) -> np.ndarray:
+    """Images side by side as square ``cell`` x ``cell`` cells (``None`` = a white cell): a sample
+    strip, cached per case and split again by :func:`read_strip`."""
+    import cv2
+
+    cells = []
+    for im in images:
+        if im is None:
+            cells.append(np.full((cell, cell, 3), 255, np.uint8))
+            continue
+        im = np.asarray(im, dtype=np.uint8)
+        im = np.repeat(im[:, :, None], 3, axis=2) if im.ndim == 2 else im[:, :, :3]
+        cells.append(cv2.resize(im, (cell, cell), interpolation=cv2.INTER_AREA))
+    return np.hstack(cells)
+
+
+def read_strip(path) -> list[np.ndarray]:
+    """The cells of a strip PNG written from :func:`hstack_cells`."""
+    import cv2
+
+    strip = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    h = strip.shape[0]
+    return [strip[:, k * h:(k + 1) * h] for k in range(strip.shape[1] // h)]
+
+
 def _wrap(text: str, width: int) -> list[str]:
     words = [w[i:i + width] for w in text.replace("/", "/ ").split() for i in range(0, len(w), width)]
     lines, cur = [], ""

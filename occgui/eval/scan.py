@@ -254,21 +254,17 @@ def _measure_runs(runs: dict, scan: Scan, surface: SurfaceIndex, images: dict) -
 
 # ----------------------------------------------------------------------------- the run
 def run(s: ScanSettings) -> dict:
-    from ..imageio import save_png
-    from ..occluders import EVAL_FAMILIES, load_library
-    from .occlusion import _hstack
+    from ..occluders import load_library
 
-    families = tuple(s.families) or tuple(EVAL_FAMILIES)
-    unknown = [f for f in families if f not in EVAL_FAMILIES]
-    if unknown:
-        raise OccguiError(f"unknown occlusion families: {', '.join(unknown)}")
-    variants = H.Variants(s.device, s.backends)
     library = load_library(s.occluders)
+    families, unavailable = H.choose_families(library, tuple(s.families))
+    variants = H.Variants(s.device, s.backends)
     raw_scan = load_scan(s.scan)
     scan = calibrate(raw_scan, variants)
     surface = SurfaceIndex(scan.face_region())
     conds = conditions(s.limit)
-    settings = {"command": "scan", "seed": s.seed, "families": list(families), "backends": variants.backend_ids(),
+    settings = {"command": "scan", "seed": s.seed, "families": list(families),
+                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
                 "scan": scan.source, "poses": [list(p) for p in POSES], "lights": {k: list(v) for k, v in LIGHTS.items()},
                 "image_size": IMAGE_SIZE, "eye_px": EYE_PX, "face_radius_mm": FACE_RADIUS_MM,
                 "mm_per_scan_unit": scan.mm_per_unit, "scan_landmarks_mm": scan.landmarks.round(4).tolist(),
@@ -299,7 +295,6 @@ def run(s: ScanSettings) -> dict:
 def _write_condition_figures(out: Path, cache: H.ItemCache, name: str, rec: dict, images: dict, families) -> None:
     """The Fig.-4-like heat-map panel of a condition and its sample strip (cached next to the record)."""
     from ..imageio import save_png
-    from .occlusion import _hstack
 
     shown = ["clean"] + [f for f in PANEL_FAMILIES if f in families]
     inputs, heats, titles = [], [], []
@@ -316,7 +311,7 @@ def _write_condition_figures(out: Path, cache: H.ItemCache, name: str, rec: dict
     if fam is not None and "strip" in images.get("clean", {}):
         st = images[fam]["strip"]
         save_png(cache.path(name, ".strip.png"),
-                 _hstack([images["clean"]["input"], images[fam]["input"], *st[1:4], st[4], images[fam]["heat"]]))
+                 R.hstack_cells([images["clean"]["input"], images[fam]["input"], *st[1:4], st[4], images[fam]["heat"]]))
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -352,8 +347,6 @@ def summarize(records: list[dict], families) -> dict:
 def write_outputs(out: Path, report: dict, cache: H.ItemCache, conds) -> None:
     import shutil
 
-    import cv2
-
     out.mkdir(parents=True, exist_ok=True)
     fams = [f for f in report["by_family"]]
     bf = report["by_family"]
@@ -375,9 +368,7 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, conds) -> None:
             shutil.copyfile(p, heat_dir / f"{name}.png")
         sp = cache.path(name, ".strip.png")
         if sp.exists() and len(rows) < 8:
-            strip = cv2.cvtColor(cv2.imread(str(sp)), cv2.COLOR_BGR2RGB)
-            n = strip.shape[1] // strip.shape[0]
-            rows.append([strip[:, k * strip.shape[0]:(k + 1) * strip.shape[0]] for k in range(n)])
+            rows.append(R.read_strip(sp))
             titles.append(name)
     if rows:
         R.image_grid(out / "samples.png", rows, row_titles=titles,
@@ -402,7 +393,9 @@ def markdown(report: dict, conds) -> str:
         "# Ground-truth geometry: occluded renders of a head scan (`occgui eval scan`)", "",
         f"Created {report['created']} on `{s['device']}`. Scan `{s['scan']}` ({s['mm_per_scan_unit']:.3f} mm per "
         f"scan unit at a 63 mm eye-centre distance); {report['conditions']} conditions (poses x lightings, "
-        f"{report['conditions_failed']} failed) x {len(s['families'])} occluder families, seed {s['seed']}.", "",
+        f"{report['conditions_failed']} failed) x {len(s['families'])} occluder families, seed {s['seed']}."
+        + (f" Families without an occluder image (skipped): {', '.join(s['families_without_occluders'])}."
+           if s.get("families_without_occluders") else ""), "",
         "Protocol (the paper's MICC Florence experiment, §5 / Fig. 4, with the LeePerrySmith scan as ground truth): "
         "render with a known camera, paste occluders placed from the clean render's landmarks, reconstruct, align "
         "(similarity on the inner landmark vertices, then rigid ICP on the scan's face region within "

@@ -9,8 +9,9 @@ reconstruction).
 
 Protocol: the pairs of an LFW ``pairs.txt`` (10 folds of 300 matched + 300 mismatched pairs;
 pairs whose photos are absent are skipped and counted; ``--folds`` / ``--limit`` select a subset).
-Every photo is reconstructed clean and with one occluder of a family drawn uniformly from
-:data:`occgui.occluders.EVAL_FAMILIES` (stream ``default_rng([seed, sha1(person/file), 0])``),
+Every photo is reconstructed clean and with one occluder of a family drawn uniformly from the
+evaluation families the occluder library serves (:data:`occgui.occluders.EVAL_FAMILIES`; stream
+``default_rng([seed, sha1(person/file), 0])``),
 each through the ``full`` and ``raw`` pipelines. A pair's score is the cosine similarity of the
 two features under each condition:
 
@@ -83,9 +84,9 @@ def select_pairs(pairs: list[Pair], folds: tuple[int, ...], limit: int | None) -
 
 
 # ----------------------------------------------------------------------------- one photo
-def measure_photo(variants, identity, library, photo: Path, seed: int, *, keep_images: bool
-                  ) -> tuple[dict, list | None]:
-    from ..occluders import EVAL_FAMILIES, composite, sample_eval_family
+def measure_photo(variants, identity, library, families: tuple[str, ...], photo: Path, seed: int, *,
+                  keep_images: bool) -> tuple[dict, list | None]:
+    from ..occluders import composite, sample_eval_family
 
     rel = relative_name(photo)
     rec: dict = {"photo": rel}
@@ -97,7 +98,6 @@ def measure_photo(variants, identity, library, photo: Path, seed: int, *, keep_i
     rec["status"] = "ok"
     feats = {"clean": _features(identity, clean)}
     rng = H.case_rng(seed, rel, 0)
-    families = sorted(EVAL_FAMILIES)
     fam = families[int(rng.integers(len(families)))]
     lm_w = H.landmarks_working(clean["full"])
     occ, pl = sample_eval_family(rng, library, fam, lm_w)
@@ -153,7 +153,6 @@ def _feature(rec: dict | None, condition: str, feature: str):
 def run(s: VerifySettings) -> dict:
     from ..imageio import save_png
     from ..occluders import load_library
-    from .occlusion import _hstack
 
     plist = read_pairs(s.pairs, s.faces)
     bad = [f for f in s.folds if not 0 <= f < plist.folds]
@@ -164,9 +163,11 @@ def run(s: VerifySettings) -> dict:
         raise OccguiError(f"no pair of {s.pairs} has both photos under {s.faces}")
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
     library = load_library(s.occluders)
+    families, unavailable = H.choose_families(library)
     variants = H.Variants(s.device, s.backends)
     identity = H.Identity()
-    settings = {"command": "verify", "seed": s.seed, "backends": variants.backend_ids(),
+    settings = {"command": "verify", "seed": s.seed, "families": list(families),
+                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
                 "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
                 "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
     cache = H.ItemCache(Path(s.out) / "cache" / "verify", H.fingerprint(settings))
@@ -177,9 +178,9 @@ def run(s: VerifySettings) -> dict:
         rel = relative_name(photo)
         if cache.load(rel) is not None:
             continue
-        rec, strip = measure_photo(variants, identity, library, photo, s.seed, keep_images=rel in samples)
+        rec, strip = measure_photo(variants, identity, library, families, photo, s.seed, keep_images=rel in samples)
         if strip is not None:
-            save_png(cache.image_path(rel), _hstack(strip))
+            save_png(cache.image_path(rel), R.hstack_cells(strip))
         cache.save(rel, rec)
     if s.shard:
         return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
@@ -225,8 +226,6 @@ def _label(key: str) -> str:
 
 
 def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_rels: list[str]) -> None:
-    import cv2
-
     out.mkdir(parents=True, exist_ok=True)
     res = report["results"]
     curves = {_label(k): (v["pooled"]["fpr"], v["pooled"]["tpr"]) for k, v in res.items()
@@ -236,9 +235,7 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_rels: list
     for rel in sample_rels:
         p = cache.image_path(rel)
         if p.exists():
-            strip = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            n = strip.shape[1] // strip.shape[0]
-            rows.append([strip[:, k * strip.shape[0]:(k + 1) * strip.shape[0]] for k in range(n)])
+            rows.append(R.read_strip(p))
             rec = next((r for r in report["records"] if r["photo"] == rel), {})
             titles.append(f"{rel} {rec.get('occlusion', {}).get('family', '')}")
     if rows:

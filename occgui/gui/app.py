@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 # pyvistaqt goes through qtpy: make it use the same binding as the rest of the GUI.
@@ -43,4 +44,10 @@ def run_app(photo: str | None = None, self_test: bool = False, device: str | Non
     window.show()
     if photo:
         QTimer.singleShot(0, lambda: window.open_photo(photo))
+    # Ctrl+C in the terminal closes the window properly (settings saved, compute process ended);
+    # the idle timer lets Python run its signal handler while Qt's event loop waits.
+    signal.signal(signal.SIGINT, lambda *_: QApplication.closeAllWindows())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(300)
     return int(app.exec())

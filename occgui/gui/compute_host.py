@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 import traceback
@@ -184,6 +185,9 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
         os.nice(CHILD_NICENESS)
     except (AttributeError, OSError):
         pass
+    # Ctrl+C in the terminal reaches the whole process group: the GUI handles it (closes the
+    # window, then asks this process to quit); here it would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     host = LocalPipelineHost(config)
     shown: dict[str, object] = {}          # stage -> the object last sent (kept alive: identity)
 

@@ -6,13 +6,15 @@
   contours follow live; a drag that starts off a handle pans, the wheel zooms.
 * Points moved away from their detected position are drawn in another colour, with a thin line
   back to a faint dot at the detected position, so every correction stays visible.
+* Arrow keys nudge the hovered point by half a photo pixel (Shift: 5 px); double-clicking a point
+  puts it back at its detected position.
 * A parsing map can be overlaid (placed through the crop's affine transform) with an opacity.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QCursor, QTransform
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -30,6 +32,7 @@ class LandmarkHandles(pg.GraphItem):
     """The 68 handles and their contour lines, with hover and drag in view coordinates."""
 
     hoverChanged = Signal(int)                  # index under the cursor, -1 for none
+    doubleClicked = Signal(int)
     dragStarted = Signal(int)
     dragMoved = Signal(int, float, float)       # index, view x, view y
     dragFinished = Signal(int)
@@ -56,7 +59,13 @@ class LandmarkHandles(pg.GraphItem):
 
     @property
     def points(self) -> np.ndarray:
+        """The handle positions (view coordinates = working-image pixels)."""
         return self._pos.copy()
+
+    @property
+    def hovered(self) -> int:
+        """Index of the handle under the cursor, -1 for none."""
+        return self._hover
 
     def nearest(self, pos: QPointF) -> int | None:
         """Index of the handle within :data:`HIT_RADIUS_PX` screen pixels of ``pos``, if any."""
@@ -90,10 +99,13 @@ class LandmarkHandles(pg.GraphItem):
         self._set_hover(-1 if i is None else i)
 
     def mouseClickEvent(self, ev) -> None:  # noqa: N802
-        if ev.button() == Qt.MouseButton.LeftButton and self.nearest(ev.pos()) is not None:
-            ev.accept()
-        else:
+        i = self.nearest(ev.pos()) if ev.button() == Qt.MouseButton.LeftButton else None
+        if i is None:
             ev.ignore()
+            return
+        ev.accept()
+        if ev.double():
+            self.doubleClicked.emit(i)
 
     def mouseDragEvent(self, ev) -> None:  # noqa: N802
         if ev.button() != Qt.MouseButton.LeftButton:
@@ -130,6 +142,8 @@ class LandmarkEditor(QWidget):
     pointDragged = Signal(int, float, float)     # index, photo x, photo y
     dragFinished = Signal(int)
     hoverChanged = Signal(int)
+    pointResetRequested = Signal(int)            # double-click: back to the detected position
+    nudgeRequested = Signal(int, float, float)   # arrow keys on the hovered point: dx, dy (photo px)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -173,6 +187,9 @@ class LandmarkEditor(QWidget):
         self.handles.dragMoved.connect(self._on_drag_moved)
         self.handles.dragFinished.connect(self.dragFinished)
         self.handles.hoverChanged.connect(self._on_hover)
+        self.handles.doubleClicked.connect(self.pointResetRequested)
+        self.view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.view.installEventFilter(self)
 
     # -- content -----------------------------------------------------------------------------
     def clear(self) -> None:
@@ -195,7 +212,7 @@ class LandmarkEditor(QWidget):
         """Show the working image ``rgb`` (photo downscaled by ``scale``) and fit it."""
         self._scale = float(scale)
         h, w = rgb.shape[:2]
-        self.photo_item.setImage(rgb, autoLevels=False, levels=(0, 255))
+        self.photo_item.setImage(rgb, autoLevels=False)
         self.photo_item.setRect(QRectF(-0.5, -0.5, w, h))
         self._image_size = (w, h)
         self.placeholder.hide()
@@ -240,15 +257,15 @@ class LandmarkEditor(QWidget):
             else:
                 self.ghost_lines.setData([], [])
         self.handles.set_points(pts, edited)
-        if self.handles._hover >= 0:
-            self._on_hover(self.handles._hover, force=True)
+        if self.handles.hovered >= 0:
+            self._on_hover(self.handles.hovered)
 
     def set_overlay(self, rgba: np.ndarray | None, from_crop: np.ndarray | None = None) -> None:
         """Overlay an RGBA map given in crop pixels (``from_crop``: crop px -> working px)."""
         if rgba is None:
             self.overlay_item.hide()
             return
-        self.overlay_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.overlay_item.setImage(rgba, autoLevels=False)
         a = np.asarray(from_crop, dtype=np.float64)
         dx = a[0, 2] - 0.5 * (a[0, 0] + a[0, 1])
         dy = a[1, 2] - 0.5 * (a[1, 0] + a[1, 1])
@@ -268,12 +285,29 @@ class LandmarkEditor(QWidget):
         return QPointF(self.view.mapFromScene(scene))
 
     # -- events ------------------------------------------------------------------------------
+    NUDGE_KEYS = {Qt.Key.Key_Left: (-1, 0), Qt.Key.Key_Right: (1, 0), Qt.Key.Key_Up: (0, -1), Qt.Key.Key_Down: (0, 1)}
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 -- Qt's name
+        """Arrow keys nudge the hovered point by half a photo pixel (Shift: 5 px)."""
+        if obj is self.view and ev.type() == QEvent.Type.KeyPress and ev.key() in self.NUDGE_KEYS:
+            i = self.handles.hovered
+            if i >= 0:
+                step = 5.0 if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier else 0.5
+                dx, dy = self.NUDGE_KEYS[ev.key()]
+                self.nudgeRequested.emit(i, dx * step, dy * step)
+                return True
+        return super().eventFilter(obj, ev)
+
+    @property
+    def has_points(self) -> bool:
+        return len(self.handles.points) > 0
+
     def _on_drag_moved(self, index: int, x: float, y: float) -> None:
-        self._on_hover(index, force=True)
+        self._on_hover(index)
         self.pointDragged.emit(index, x / self._scale, y / self._scale)
 
-    def _on_hover(self, index: int, force: bool = False) -> None:
-        pts = self.handles._pos
+    def _on_hover(self, index: int) -> None:
+        pts = self.handles.points
         if index < 0 or index >= len(pts):
             self.hover_marker.setData([])
             self.hover_label.hide()
@@ -287,4 +321,4 @@ class LandmarkEditor(QWidget):
         self.hoverChanged.emit(index)
 
     def hovered_point(self) -> int:
-        return self.handles._hover
+        return self.handles.hovered

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMessageBox, QPushButton,
-                               QSplitter, QToolButton, QVBoxLayout, QWidget)
+                               QSplitter, QVBoxLayout, QWidget)
 
 from ..imageio import IMAGE_SUFFIXES
 from ..pipeline.runner import STAGES, PipelineConfig
@@ -224,6 +225,8 @@ class MainWindow(QMainWindow):
         self.editor.dragStarted.connect(self._on_drag_started)
         self.editor.pointDragged.connect(self._on_point_dragged)
         self.editor.dragFinished.connect(lambda _i: s.end_drag())
+        self.editor.pointResetRequested.connect(self._reset_point)
+        self.editor.nudgeRequested.connect(self._nudge_point)
         self.maps.overlayChanged.connect(self._on_overlay_changed)
         self.maps.opacityChanged.connect(self.editor.set_overlay_opacity)
         self.editor.set_overlay_opacity(self.maps.opacity)
@@ -428,14 +431,12 @@ class MainWindow(QMainWindow):
 
     def _on_landmarks_changed(self) -> None:
         doc = self.session.document
-        first = doc.landmarks is not None and len(self.editor.handles.points) == 0
+        first = doc.landmarks is not None and not self.editor.has_points
         self.editor.set_points(doc.landmarks, doc.detected)
         if first:
             self.editor.zoom_to_points()
         self.reset_landmarks_action.setEnabled(doc.edited)
         if doc.landmarks is not None and doc.detected is not None:
-            import numpy as np
-
             n = int(np.sum(np.hypot(*(doc.landmarks - doc.detected).T) > 0.05))
             self.photo_pane.set_subtitle(f"{n} of 68 points corrected \u00b7 Ctrl+Z undoes" if n else
                                          "68 detected points \u00b7 drag one to correct it \u00b7 wheel zooms")
@@ -456,6 +457,16 @@ class MainWindow(QMainWindow):
 
     def _on_point_dragged(self, index: int, x: float, y: float) -> None:
         self.session.move_landmark(index, (x, y), self._drag_id)
+
+    def _reset_point(self, index: int) -> None:
+        doc = self.session.document
+        if doc.detected is not None:
+            self.session.move_landmark(index, doc.detected[index])
+
+    def _nudge_point(self, index: int, dx: float, dy: float) -> None:
+        doc = self.session.document
+        if doc.landmarks is not None:
+            self.session.move_landmark(index, doc.landmarks[index] + (dx, dy))
 
     def _toggle_auto_rerun(self) -> None:
         self._set_auto_rerun(self.auto_rerun_action.isChecked())

@@ -93,6 +93,11 @@ class MapsPanel(QWidget):
         sl = QVBoxLayout(side)
         sl.setContentsMargins(2, 2, 2, 2)
         sl.addWidget(LegendWidget(side), 1)
+        hint = QLabel("Hover a map to read the label under the cursor; \u201con photo\u201d overlays it.", side)
+        hint.setObjectName("PaneSubtitle")
+        hint.setWordWrap(True)
+        hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        sl.addWidget(hint)
         op_row = QHBoxLayout()
         op_label = QLabel("Overlay opacity", side)
         op_label.setObjectName("PaneSubtitle")
@@ -105,7 +110,7 @@ class MapsPanel(QWidget):
         op_row.addWidget(self.opacity_slider, 1)
         sl.addLayout(op_row)
         self.legend_pane = Pane("Labels", side, header_badge=False)
-        self.legend_pane.setMinimumWidth(230)
+        self.legend_pane.setFixedWidth(236)
         row.addWidget(self.legend_pane, 0)
 
     # -- content -----------------------------------------------------------------------------

@@ -91,8 +91,9 @@ class MeshView(Pane):
                                             show_scalar_bar=False, reset_camera=False, render=False)
         self._actor.mapper.scalar_visibility = False
         self._actor.texture = pv.Texture(np.full((4, 4, 3), 128, dtype=np.uint8))
-        self.plotter.render()
+        self.plotter.render()                       # the textured shader variant
         self._actor.texture = None
+        self.plotter.render()                       # the untextured one (a new photo's first mesh)
         self._actor.SetVisibility(False)
 
     def clear(self) -> None:

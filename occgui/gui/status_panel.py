@@ -11,7 +11,7 @@ class RunStatus:
     def __init__(self, bar: QStatusBar):
         # Fixed sizes: changing a fixed-size label's text repaints it without relayout.
         self.stage_label = QLabel("Ready")
-        self.stage_label.setFixedSize(520, 22)
+        self.stage_label.setFixedSize(380, 22)
         self.progress = QProgressBar()
         self.progress.setRange(0, 9)
         self.progress.setValue(0)
@@ -21,7 +21,7 @@ class RunStatus:
         self.cancel_button.setEnabled(False)
         self.cancel_button.setToolTip("Cancel the run (takes effect between two stages) \u2014 Esc")
         self.device_label = QLabel("Device: \u2026")
-        self.device_label.setFixedSize(260, 22)
+        self.device_label.setFixedSize(240, 22)
         self.device_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.device_label.setToolTip("Compute device (Edit \u25b8 Preferences)")
         bar.addWidget(self.stage_label)
@@ -30,7 +30,9 @@ class RunStatus:
         bar.addPermanentWidget(self.device_label)
 
     def set_progress(self, text: str, done: int, total: int) -> None:
-        self.stage_label.setText(text)
+        fm = self.stage_label.fontMetrics()
+        self.stage_label.setText(fm.elidedText(text, Qt.TextElideMode.ElideMiddle, self.stage_label.width() - 8))
+        self.stage_label.setToolTip(text)
         if self.progress.maximum() != total:
             self.progress.setMaximum(total)
         if done >= 0 and self.progress.value() != done:
@@ -40,4 +42,7 @@ class RunStatus:
         self.cancel_button.setEnabled(busy)
 
     def set_device(self, description: str) -> None:
-        self.device_label.setText(f"Device: {description}")
+        text = f"Device: {description}"
+        fm = self.device_label.fontMetrics()
+        self.device_label.setText(fm.elidedText(text, Qt.TextElideMode.ElideRight, self.device_label.width() - 8))
+        self.device_label.setToolTip(f"{text} (Edit \u25b8 Preferences)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2  # imported here, at start-up: a first import inside the worker would hold the GIL
 import numpy as np
 
 from .. import labels as L
@@ -72,25 +73,38 @@ def mesh_polydata(face_mesh):
     return poly
 
 
-def mesh_texture(texture):
-    """``Texture`` -> ``pyvista.Texture`` (row 0 of the image is the top, v = 1, as in OBJ)."""
+#: Side of the texture shown in the 3D view. The exported texture keeps its full size; on screen
+#: the face spans a few hundred pixels, and an area-downsampled 512 texture both avoids the
+#: shimmer of minifying a 1024 one without mipmaps and halves the frame time in software GL.
+DISPLAY_TEXTURE_SIDE = 512
+
+
+def mesh_texture(texture, max_side: int = DISPLAY_TEXTURE_SIDE):
+    """``Texture`` -> ``pyvista.Texture`` (row 0 of the image is the top, v = 1, as in OBJ),
+    area-downsampled to at most ``max_side``."""
     import pyvista as pv
 
-    tex = pv.Texture(np.ascontiguousarray(texture.image))
+    img = np.ascontiguousarray(texture.image)
+    h, w = img.shape[:2]
+    if max(h, w) > max_side:
+        f = max_side / max(h, w)
+        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    tex = pv.Texture(np.ascontiguousarray(img))
     tex.interpolate = True
     tex.mipmap = False      # mipmaps are built on the CPU with software GL: hundreds of ms
     return tex
 
 
-def mesh_display(face_mesh, texture=None) -> MeshDisplay:
-    poly = mesh_polydata(face_mesh)
+def mesh_display(face_mesh, texture=None, polydata=None) -> MeshDisplay:
+    """The mesh (``polydata`` when it was already built from ``face_mesh``) and its texture."""
+    poly = polydata if polydata is not None else mesh_polydata(face_mesh)
     tex = mesh_texture(texture) if texture is not None else None
     return MeshDisplay(poly, tex, int(poly.n_points), int(poly.n_cells))
 
 
-def prepare(stage: str, value, values: dict) -> object | None:
-    """Display data of one stage result; ``values`` holds the run's other results so far
-    (stage name -> result). Returns None for stages shown straight from their result."""
+def prepare(stage: str, value, values: dict, displays: dict | None = None) -> object | None:
+    """Display data of one stage result; ``values`` holds the run's other results so far and
+    ``displays`` their display data (stage name -> object). None for stages shown as they are."""
     if stage in ("parse", "landmark_map", "merge"):
         return map_display(value, values["detect"])
     if stage == "synthesize":
@@ -98,5 +112,6 @@ def prepare(stage: str, value, values: dict) -> object | None:
     if stage == "geometry":
         return mesh_display(value)
     if stage == "texture":
-        return mesh_display(values["geometry"], value)
+        geometry = (displays or {}).get("geometry")
+        return mesh_display(values["geometry"], value, geometry.polydata if geometry is not None else None)
     return None

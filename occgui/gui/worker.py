@@ -136,13 +136,14 @@ class PipelineWorker(QObject):
             self.runFailed.emit(job.job, "cancelled", "Run cancelled.")
             return
         values: dict[str, object] = {}
+        displays: dict[str, object] = {}
 
         def on_event(ev: StageEvent) -> None:
             display = None
             if ev.state != "started":
                 values[ev.stage] = ev.result
                 try:
-                    display = view_data.prepare(ev.stage, ev.result, values)
+                    display = displays[ev.stage] = view_data.prepare(ev.stage, ev.result, values, displays)
                 except Exception:  # noqa: BLE001 -- a display problem must not fail the run
                     traceback.print_exc(file=sys.stderr)
             self.stageUpdated.emit(StageUpdate(job.job, ev.stage, ev.index, ev.total, ev.state, ev.seconds,

@@ -153,9 +153,8 @@ def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progres
         "mesh": np.lib.format.open_memmap(folder / "mesh.npy", "w+", np.float32, (n, 478, 3)),
     }
     names, failed = [], []
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(max(1, workers), initializer=_init_worker) as pool:
-        it = pool.imap(prepare_photo, [str(p) for p in paths], chunksize=8)
+
+    def consume(it):
         if progress:
             from tqdm import tqdm
             it = tqdm(it, total=n, desc=f"clean {split} set", unit="photo")
@@ -168,6 +167,12 @@ def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progres
             for key, arr in arrays.items():
                 arr[k] = r["crop" if key == "crops" else key]
             names.append(rel)
+
+    if workers <= 1:
+        consume(map(prepare_photo, paths))
+    else:
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+            consume(pool.imap(prepare_photo, [str(p) for p in paths], chunksize=8))
     for arr in arrays.values():
         arr.flush()
     meta = {"version": LABELGEN_VERSION, "split": split, "identities": SPLITS[split], "count": len(names),
@@ -239,13 +244,14 @@ class OcclusionSampler:
 
     ``batch(step, n)`` depends only on ``(seed, step)``: the image indices, occluders,
     placements and augmentations all come from ``np.random.default_rng([seed, step])``.
-    Inputs are resized to ``input_size``; labels stay at the crop's 256 px.
+    Inputs are resized to ``input_size``, labels (nearest) to ``label_size`` (default: the same).
     """
 
-    def __init__(self, clean: CleanSet, library, *, seed: int, input_size: int, p_clean: float = 0.15,
-                 p_two: float = 0.25, augment: bool = True):
+    def __init__(self, clean: CleanSet, library, *, seed: int, input_size: int, label_size: int | None = None,
+                 p_clean: float = 0.15, p_two: float = 0.25, augment: bool = True):
         self.clean, self.library, self.seed = clean, library, int(seed)
         self.input_size, self.p_clean, self.p_two, self.augment = int(input_size), p_clean, p_two, augment
+        self.label_size = int(label_size or input_size)
 
     def sample(self, rng: np.random.Generator, i: int) -> tuple[np.ndarray, np.ndarray]:
         u = rng.random()
@@ -254,6 +260,8 @@ class OcclusionSampler:
                                      self.library, count, FAMILY_WEIGHTS)
         if self.augment:
             rgb, lab = _augment(rng, rgb, lab)
+        if lab.shape[0] != self.label_size:
+            lab = cv2.resize(lab, (self.label_size, self.label_size), interpolation=cv2.INTER_NEAREST)
         return resize_input(rgb, self.input_size), lab
 
     def batch(self, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:

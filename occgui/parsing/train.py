@@ -2,9 +2,9 @@
 
 Data: clean LFW crops of identities A-P with labels from ``labelgen`` (cached, see
 ``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.occluders``; the kinds in
-``dataset.HELDOUT_KINDS`` are never used). Loss: class-weighted cross-entropy + soft Dice on the
-logits upsampled to the 256 px crop. AdamW, linear warm-up then cosine decay; an exponential
-moving average (EMA) of the weights is what gets exported.
+``dataset.HELDOUT_KINDS`` are never used). Loss: class-weighted cross-entropy + soft Dice at the
+network's input resolution (labels nearest-resized from the 256 px crop). AdamW, linear warm-up
+then cosine decay; an exponential moving average (EMA) of the weights is what gets exported.
 
 The run folder holds ``last.pt`` (full training state, written every few minutes: ``--resume``
 continues from it with the same data stream, since batch ``t`` is drawn from
@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=2, help="processes for building the label cache")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="no photometric/geometric augmentation (overfitting checks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # interrupt after N steps (tests of --resume)
 
 
-HYPER = ("seed", "batch_size", "lr", "input_size", "widths", "limit", "steps", "minutes")
+HYPER = ("seed", "batch_size", "lr", "input_size", "widths", "limit", "steps", "minutes", "augment")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
     """Inverse-square-root class frequencies over ``n`` seeded training samples, mean 1, clipped."""
+    n = min(n, 16 * len(sampler.clean))
     rng = np.random.default_rng([sampler.seed, 10 ** 9])
     counts = np.zeros(L.NUM_CLASSES)
     for i in rng.integers(len(sampler.clean), size=n):
@@ -128,7 +133,10 @@ def run(args) -> int:
     from .unet import UNet, count_parameters, to_input
     from .unet_parser import export_checkpoint, predict_logits
 
+    import cv2
+
     torch.set_num_threads(max(1, int(args.threads)))
+    cv2.setNumThreads(1)
     device = resolve_device(args.device)
     run_dir = Path(args.output)
     last = run_dir / "last.pt"
@@ -157,7 +165,7 @@ def run(args) -> int:
     clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit)
     library = load_library(occ_dir)
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
-    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size)
+    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment)
 
     torch.manual_seed(args.seed)
     model = UNet(L.NUM_CLASSES, widths).to(device)
@@ -207,15 +215,27 @@ def run(args) -> int:
     t_ckpt = t_eval = time.time()
     losses = []
     model.train()
+    # the next batch is prepared in a thread while the current one trains (OpenCV/NumPy release the GIL)
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = pool.submit(sampler.batch, step, args.batch_size)
+    start_step = step
     while progress_of(step, elapsed) < 1.0:
+        if args.stop_after is not None and step - start_step >= args.stop_after:
+            save()
+            pool.shutdown()
+            log.close()
+            print(f"stopped after {step - start_step} steps at step {step} (resume with --resume)")
+            return 0
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = args.lr * _lr_factor(progress_of(step, elapsed))
-        x, y = sampler.batch(step, args.batch_size)
+        x, y = pending.result()
+        pending = pool.submit(sampler.batch, step + 1, args.batch_size)
         xt = to_input(torch.from_numpy(x).to(device))
         yt = torch.from_numpy(y.astype(np.int64)).to(device)
         logits = model(xt)
-        logits = F.interpolate(logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        if logits.shape[-2:] != yt.shape[-2:]:
+            logits = F.interpolate(logits, size=yt.shape[-2:], mode="bilinear", align_corners=False)
         loss, ce = _loss(logits, yt, weight_t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -223,7 +243,7 @@ def run(args) -> int:
         step += 1
         _ema_update(ema, model, min(0.998, (1 + step) / (10 + step)))
         elapsed += time.time() - t0
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if bar is not None:
             bar.set_postfix(step=step, loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
             bar.n = int(1000 * min(1.0, progress_of(step, elapsed)))
@@ -242,6 +262,7 @@ def run(args) -> int:
                                   **{k: m[k] for k in ("occluder_iou_trained", "occluder_iou_heldout", "clean_face_miou")}}) + "\n")
             log.flush()
             t_eval = time.time()
+    pool.shutdown(cancel_futures=True)
     if bar is not None:
         bar.close()
     save(final=True)

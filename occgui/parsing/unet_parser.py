@@ -23,6 +23,8 @@ from ..errors import CheckpointError
 CHECKPOINT_NAME = "parsing_unet.pt"
 FORMAT = "occgui.parsing_unet"
 FORMAT_VERSION = 1
+#: Mirror test-time augmentation by default (see ``predict_logits``); ``ctx.options["parse_flip"]`` overrides.
+FLIP_TTA = True
 
 
 @lru_cache(maxsize=8)
@@ -81,9 +83,12 @@ def load_checkpoint(path, device: str = "cpu"):
         raise CheckpointError(f"{path} has format version {blob.get('format_version')}, expected {FORMAT_VERSION}")
     if list(blob.get("labels", [])) != list(L.NAMES) or int(blob.get("num_classes", -1)) != L.NUM_CLASSES:
         raise CheckpointError(f"{path} was trained for another label set")
-    model = UNet(L.NUM_CLASSES, blob["widths"])
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        model = UNet(L.NUM_CLASSES, blob["widths"])
+        sd = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{path} does not match the U-Net (tensor shapes differ)") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise CheckpointError(f"{path} does not match the U-Net ({len(missing)} missing, "
@@ -93,8 +98,13 @@ def load_checkpoint(path, device: str = "cpu"):
     return model, meta
 
 
-def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str = "cpu", out_size: int | None = None):
-    """``(N,S,S,3)`` uint8 crops -> ``(N,C,out,out)`` float logits (torch), ``out`` = S by default."""
+def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str = "cpu", out_size: int | None = None,
+                   flip: bool = False):
+    """``(N,S,S,3)`` uint8 crops -> ``(N,C,out,out)`` float logits (torch), ``out`` = S by default.
+
+    ``flip`` adds the mirror image's logits, mirrored back with left/right classes swapped
+    (``labels.MIRROR``): test-time augmentation at twice the cost.
+    """
     import torch
     from torch.nn import functional as F
 
@@ -105,7 +115,11 @@ def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str 
     s = crops.shape[1] if out_size is None else int(out_size)
     x = np.stack([resize_input(np.ascontiguousarray(c[:, :, :3]), input_size) for c in crops])
     with torch.inference_mode():
-        logits = model(to_input(torch.from_numpy(x).to(device)))
+        xt = to_input(torch.from_numpy(x).to(device))
+        logits = model(xt)
+        if flip:
+            mirrored = model(torch.flip(xt, dims=[3]))
+            logits = 0.5 * (logits + torch.flip(mirrored, dims=[3])[:, torch.from_numpy(L.MIRROR.astype(np.int64)).to(xt.device)])
         if logits.shape[-1] != s:
             logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
     return logits
@@ -116,7 +130,7 @@ class UNetParser:
 
     name = "unet"
 
-    def __init__(self, ctx=None, checkpoint=None):
+    def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None):
         import torch
 
         from ..resources import checkpoint_path
@@ -127,6 +141,8 @@ class UNetParser:
         path = Path(checkpoint) if checkpoint is not None else checkpoint_path(CHECKPOINT_NAME)
         self.model, self.meta = load_checkpoint(path, self.device)
         self.input_size = int(self.meta["input_size"])
+        opts = getattr(ctx, "options", None) or {}
+        self.flip = bool(opts.get("parse_flip", FLIP_TTA) if flip is None else flip)
         self.version = checkpoint_digest(path)
         self.checkpoint = path
 
@@ -136,7 +152,7 @@ class UNetParser:
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
 
     def predict_logits(self, crops: np.ndarray):
-        return predict_logits(self.model, crops, self.input_size, self.device)
+        return predict_logits(self.model, crops, self.input_size, self.device, flip=self.flip)
 
     def parse(self, crop_rgb: np.ndarray) -> np.ndarray:
         """M_alpha of one ``SxSx3`` uint8 crop: ``SxS`` uint8 label ids at the crop's size."""

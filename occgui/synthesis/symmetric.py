@@ -14,8 +14,8 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    nose and mouth under a mask), the mean face warped through the same landmarks M_beta is
    drawn from (so its features land on M_gamma's), colour-matched to the visible skin near the
    hole.
-4. **Outside the face** (M_gamma background/hair/occluder): Telea inpainting, or the mirror where
-   its partner is visible hair/background.
+4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
+   pixels (push-pull, then harmonic through step 5); backgrounds are rarely symmetric.
 5. The sources are cross-faded with soft weights into a guide image, which is Poisson-blended
    into the hole in the log domain (``blend.py``), so lighting differences between the two sides
    of the face become a smooth multiplicative correction and no seam remains.
@@ -30,8 +30,8 @@ import numpy as np
 
 from .. import labels as L
 from ..pipeline.results import Landmarks, Synthesis
-from .baselines import occluder_mask, telea
-from .blend import poisson_fill
+from .baselines import occluder_mask
+from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
 from .template import TemplateMap, match_colour
 from .warp import pixel_grid, sample
@@ -61,67 +61,59 @@ class SymmetricDeocclusion:
 
     def __init__(self, ctx=None):
         opts = dict(getattr(ctx, "options", {}) or {})
-        self.dilate_px = int(opts.get("synth_dilate_px", 3))
+        #: dilation of M_alpha's occluder mask at a 256 px crop (anti-aliased borders), scaled with
+        #: the crop size; 2 px is also the Telea baseline's mask, so both fill the same pixels
+        self.dilate_px = int(opts.get("synth_dilate_px", 2))
+        #: multiplicative (log-domain) rather than additive Poisson correction
         self.log_domain = bool(opts.get("synth_log_domain", True))
-        self.mirror_background = bool(opts.get("synth_mirror_background", False))
 
     # ------------------------------------------------------------------------------------
     def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray,
                    gamma: np.ndarray) -> Synthesis:
         rgb = np.ascontiguousarray(crop_rgb[:, :, :3], dtype=np.uint8)
-        hole = occluder_mask(alpha, self.dilate_px)
+        hole = occluder_mask(alpha, max(1, int(round(self.dilate_px * alpha.shape[0] / 256))))
         if not hole.any():
             return Synthesis(image=rgb.copy(), filled=hole, backend=self.name,
                              details={"hole_px": 0, "sources": {}, "features": {}})
         h, w = hole.shape
         iod = float(np.linalg.norm(landmarks.points[36] - landmarks.points[45]))
-        soft = max(1.5, 0.04 * iod)
-        # the hole plus a 1-px ring (Poisson needs the guide on the hole's border) and a wider
-        # band where the source weights are decided, so that their smoothing sees real values
-        work = cv2.dilate(hole.astype(np.uint8), _disk(1)).astype(bool)
-        band = cv2.dilate(hole.astype(np.uint8), _disk(int(np.ceil(3 * soft)) + 1)).astype(bool)
+        soft = max(1.5, 0.04 * iod)                      # cross-fade width between sources
+        # distance to the hole: the Poisson ring, the band where source weights are decided (so
+        # that their smoothing sees real values) and the visible pixels near the hole
+        dist = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 3)
+        work = cv2.dilate(hole.astype(np.uint8), np.ones((2 * RING_PX + 1,) * 2, np.uint8)).astype(bool)
+        band = dist <= np.ceil(3 * soft) + RING_PX + 2
         (bys, bxs), bxy = pixel_grid(band)
         in_work = work[bys, bxs]
+        ys, xs = bys[in_work], bxs[in_work]
         img = rgb.astype(np.float32)
-
-        # which pixels may serve as mirror sources: visible, away from the occluder's fringe
-        visible = ~cv2.dilate(hole.astype(np.uint8), _disk(2)).astype(bool)
-        face_a = L.mask_of(alpha, FACE_IDS)
-        face_g = L.mask_of(gamma, FACE_IDS)
-        ok_face_src = (visible & face_a).astype(np.float32)
-        tgt_face = face_g[bys, bxs]
-
-        # 1. mirror partners, usable where visible and of a compatible class
-        src, _ = MirrorMap(landmarks).sources(bxy)
-        src_ok = tgt_face & (sample(ok_face_src, src, interpolation=cv2.INTER_NEAREST) > 0.5)
-        if not self.mirror_background:
-            pass
-        else:
-            ok_other = (visible & ~face_a & (alpha != L.OCCLUDER)).astype(np.float32)
-            src_ok |= ~tgt_face & (sample(ok_other, src, interpolation=cv2.INTER_NEAREST) > 0.5)
-        # 2. mean-face template (face pixels only), colour-matched to the visible skin near the hole
-        tm = TemplateMap(landmarks)
-        tpl, tpl_ok = tm.sample(bxy[in_work])
-        tpl = self._match_template(tpl, tm, img, alpha, hole, iod)
+        visible = dist > 2.5                              # away from the occluder's fringe
+        tgt_face = L.mask_of(gamma, FACE_IDS)[bys, bxs]
 
         def weight(valid: np.ndarray) -> np.ndarray:
             g = np.zeros((h, w), bool)
             g[bys, bxs] = valid
             return _soft(g, soft)[bys, bxs][in_work]
 
-        w_mir = weight(src_ok)
-        tpl_cov = np.zeros(len(bys), bool)
-        tpl_cov[in_work] = tpl_ok
-        tpl_cov[~in_work] = True   # outside the work ring the template is not needed: no edge erosion
-        w_tpl = weight(tpl_cov & tgt_face)
-        ys, xs = bys[in_work], bxs[in_work]
+        # 1. mirror partners on the face, usable where visible face (never hair or background)
+        src, _ = MirrorMap(landmarks).sources(bxy)
+        ok_src = (visible & L.mask_of(alpha, FACE_IDS)).astype(np.float32)
+        w_mir = weight(tgt_face & (sample(ok_src, src, interpolation=cv2.INTER_NEAREST) > 0.5))
         mir = sample(img, src[in_work])
-        # 3. inpainting for what neither covers (background, hair, the hole's far corners)
-        inp = telea(rgb, hole).astype(np.float32)[ys, xs]
-
-        base = w_tpl[:, None] * tpl + (1 - w_tpl[:, None]) * inp
+        # 2. mean-face template on the face, colour-matched to the visible skin near the hole
+        tm = TemplateMap(landmarks)
+        tpl, tpl_ok = tm.sample(bxy[in_work])
+        tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod)
+        cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
+        cover[in_work] = tpl_ok
+        w_tpl = weight(cover & tgt_face)
+        # 3. a smooth fill where neither applies (background, hair, occluder left in M_gamma):
+        #    push-pull interpolation of the visible pixels, made harmonic by the Poisson step
+        base = w_tpl[:, None] * tpl
+        if np.any((1.0 - w_mir) * (1.0 - w_tpl) > 1e-3):
+            base += (1.0 - w_tpl)[:, None] * push_pull(img, ~hole)[ys, xs]
         guide = img.copy()
-        guide[ys, xs] = w_mir[:, None] * mir + (1 - w_mir[:, None]) * base
+        guide[ys, xs] = w_mir[:, None] * mir + (1.0 - w_mir[:, None]) * base
         out = poisson_fill(img, guide, hole, log_domain=self.log_domain)
         result = rgb.copy()
         result[hole] = np.clip(out[hole] + 0.5, 0, 255).astype(np.uint8)
@@ -131,13 +123,20 @@ class SymmetricDeocclusion:
     # ------------------------------------------------------------------------------------
     @staticmethod
     def _match_template(tpl: np.ndarray, tm: TemplateMap, img: np.ndarray, alpha: np.ndarray,
-                        hole: np.ndarray, iod: float) -> np.ndarray:
-        """Colour statistics of the template's skin -> the person's visible skin near the hole."""
-        skin = (alpha == L.SKIN) & ~cv2.dilate(hole.astype(np.uint8), _disk(2)).astype(bool)
-        near = cv2.dilate(hole.astype(np.uint8), _disk(int(0.6 * iod))).astype(bool) & skin
-        ref = img[near] if near.sum() >= 200 else img[skin]
-        face = tm.face
-        return match_colour(tpl, face.image[face.skin], ref)
+                        visible: np.ndarray, dist: np.ndarray, iod: float) -> np.ndarray:
+        """Colour statistics of the template -> the person's, compared at the same pixels: the
+        visible skin within 0.6 inter-ocular distances of the hole (all visible skin when too
+        little is near), where the warped template is sampled too. Comparing like with like
+        also cancels the mean face's own shading (e.g. darker eye sockets)."""
+        skin = (alpha == L.SKIN) & visible
+        near = skin & (dist <= 0.6 * iod)
+        ref = near if near.sum() >= 200 else skin
+        (ry, rx), rxy = pixel_grid(ref)
+        tref, ok = tm.sample(rxy)
+        if ok.sum() < 50:                                 # the template does not reach them
+            face = tm.face
+            return match_colour(tpl, face.image[face.skin], img[ref])
+        return match_colour(tpl, tref[ok], img[ry[ok], rx[ok]])
 
     @staticmethod
     def _details(hole, ys, xs, w_mir, w_tpl, gamma) -> dict:

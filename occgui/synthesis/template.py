@@ -103,15 +103,20 @@ def _rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(x.reshape(-1, 3) * 255.0, 0, 255)
 
 
-def match_colour(values: np.ndarray, source_ref: np.ndarray, target_ref: np.ndarray,
-                 max_gain: float = 2.0) -> np.ndarray:
+#: Clamp of the per-channel contrast gain of :func:`match_colour` (L, a, b): lightness may be
+#: stretched more than the chroma, whose spread on small skin samples is mostly noise.
+MAX_GAIN = (1.6, 1.25, 1.25)
+
+
+def match_colour(values: np.ndarray, source_ref: np.ndarray, target_ref: np.ndarray) -> np.ndarray:
     """Transfer Lab mean and standard deviation from ``source_ref`` to ``target_ref`` statistics
     (Reinhard et al.), applied to ``values``; (N,3) float RGB in and out. The per-channel
-    contrast gain is clamped to [1/max_gain, max_gain]."""
+    contrast gain is clamped to ``[1/MAX_GAIN, MAX_GAIN]``."""
     if len(source_ref) < 10 or len(target_ref) < 10:
         return np.asarray(values, dtype=np.float32)
     s, t = _lab(source_ref), _lab(target_ref)
     ms, ss = s.mean(axis=0), s.std(axis=0) + 1e-3
     mt, st = t.mean(axis=0), t.std(axis=0) + 1e-3
-    gain = np.clip(st / ss, 1.0 / max_gain, max_gain)
+    mg = np.asarray(MAX_GAIN)
+    gain = np.clip(st / ss, 1.0 / mg, mg)
     return _rgb((_lab(values) - ms) * gain + mt).astype(np.float32)

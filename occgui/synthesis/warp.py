@@ -30,11 +30,34 @@ class PiecewiseAffine:
         d = np.concatenate([dst[simplices], np.ones((len(simplices), 3, 1))], axis=2)   # (T,3,3)
         s = src[simplices]                                                             # (T,3,2)
         self._affine = np.linalg.solve(d + 1e-12 * np.eye(3), s)                        # (T,3,2)
+        self._index: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _raster(self) -> tuple[np.ndarray, np.ndarray]:
+        """Triangle index of every pixel centre of the triangulation's bounding box (-1 outside),
+        drawn once with 1/16-px vertex precision; (index image, integer origin)."""
+        if self._index is None:
+            lo = np.floor(self.dst.min(axis=0)).astype(np.int64) - 1
+            hi = np.ceil(self.dst.max(axis=0)).astype(np.int64) + 2
+            img = np.full((int(hi[1] - lo[1]), int(hi[0] - lo[0])), -1, np.int32)
+            tris = np.round((self.dst[self.tri.simplices] - lo) * 16).astype(np.int32)
+            for k, t in enumerate(tris):
+                cv2.fillConvexPoly(img, t, int(k), lineType=cv2.LINE_8, shift=4)
+            self._index = (img, lo)
+        return self._index
+
+    def find(self, xy: np.ndarray) -> np.ndarray:
+        """Triangle index (-1 outside) of ``(N,2)`` points, looked up at their nearest pixel centre."""
+        img, lo = self._raster()
+        q = np.round(np.asarray(xy, dtype=np.float64) - lo).astype(np.int64)
+        ok = (q[:, 0] >= 0) & (q[:, 1] >= 0) & (q[:, 0] < img.shape[1]) & (q[:, 1] < img.shape[0])
+        out = np.full(len(q), -1, np.int64)
+        out[ok] = img[q[ok, 1], q[ok, 0]]
+        return out
 
     def map(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(N,2)`` destination points -> (``(N,2)`` source points, ``(N,)`` bool inside the mesh)."""
         xy = np.asarray(xy, dtype=np.float64)
-        simplex = self.tri.find_simplex(xy)
+        simplex = self.find(xy)
         inside = simplex >= 0
         out = np.full(xy.shape, np.nan)
         if inside.any():

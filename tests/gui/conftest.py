@@ -1,7 +1,7 @@
 """GUI test set-up: a display is required (run under ``xvfb-run -a``), settings are isolated.
 
-Without a display (``DISPLAY``/``WAYLAND_DISPLAY`` unset) every GUI test is skipped with a
-clear reason instead of letting Qt abort the process. Settings go to a temporary folder so
+Without a display (``DISPLAY``/``WAYLAND_DISPLAY`` unset) every test marked ``gui`` is skipped
+with a clear reason instead of letting Qt abort the process; the Qt-free tests here still run. Settings go to a temporary folder so
 that the tests never touch the user's QSettings.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=NO_DISPLAY_REASON)
     here = os.path.dirname(__file__)
     for item in items:
-        if str(item.fspath).startswith(here):
+        if str(item.fspath).startswith(here) and item.get_closest_marker("gui") is not None:
             item.add_marker(skip)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_helpers import Heartbeat, drop_on, file_mime, mouse_drag, wait_export, wait_run_end
+from gui_helpers import Heartbeat, drop_on, file_mime, mouse_drag, send_mouse, wait_export, wait_run_end
 from PySide6.QtCore import QMimeData, QPointF, Qt
 from PySide6.QtTest import QTest
 
@@ -112,6 +112,36 @@ def test_mouse_drag_moves_a_handle_and_undo_restores_it(qtbot, window):
     assert np.allclose(doc.landmarks[index], before[index] + moved)
     window.undo_action.trigger()
     assert np.allclose(doc.landmarks, before)
+
+
+def test_arrow_keys_nudge_the_hovered_point_and_double_click_resets_it(qtbot, window):
+    from PySide6.QtCore import QEvent
+
+    doc, editor = window.session.document, window.editor
+    index = 27
+    start = doc.landmarks[index].copy()
+    viewport = editor.view.viewport()
+    pos = editor.photo_to_widget(start)
+    send_mouse(viewport, QEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    qtbot.waitUntil(lambda: editor.hovered_point() == index, timeout=2000)
+    assert editor.hover_label.isVisible() and editor.hover_label.textItem.toPlainText().startswith(f"{index} ")
+    editor.view.setFocus()
+    QTest.keyClick(editor.view, Qt.Key.Key_Right)
+    assert np.allclose(doc.landmarks[index], start + (0.5, 0.0))
+    QTest.keyClick(editor.view, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    assert np.allclose(doc.landmarks[index], start + (0.5, 5.0))
+    pos = editor.photo_to_widget(doc.landmarks[index])
+    left = Qt.MouseButton.LeftButton
+    send_mouse(viewport, QEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    send_mouse(viewport, QEvent.Type.MouseButtonPress, pos, left, left)
+    send_mouse(viewport, QEvent.Type.MouseButtonRelease, pos, left, Qt.MouseButton.NoButton)
+    send_mouse(viewport, QEvent.Type.MouseButtonDblClick, pos, left, left)
+    send_mouse(viewport, QEvent.Type.MouseButtonRelease, pos, left, Qt.MouseButton.NoButton)
+    qtbot.waitUntil(lambda: np.allclose(doc.landmarks[index], doc.detected[index]), timeout=2000)
+    window.session.undo_stack.undo()
+    window.session.undo_stack.undo()
+    window.session.undo_stack.undo()
+    assert np.allclose(doc.landmarks[index], start) and not doc.is_stale
 
 
 def test_rerun_recomputes_only_downstream_stages_and_moves_the_mesh(qtbot, window):
@@ -321,9 +351,11 @@ def test_recent_files_and_preferences_persist(qtbot, window, sample):
     from occgui.gui.settings import AppSettings
 
     settings = AppSettings()
-    assert str(Path(sample).resolve()) in settings.recent_files()
+    recent = settings.recent_files()
+    assert str(Path(sample).resolve()) in recent
+    assert recent[0] == str(window.session.document.photo), "the photo opened last comes first"
     assert window.recent_menu.isEnabled() and window.recent_menu.actions()
-    assert settings.last_folder() == str(Path(sample).resolve().parent)
+    assert settings.last_folder() == str(Path(recent[0]).parent)
     window.apply_preferences("cpu", True)
     assert AppSettings().device() == "cpu" and AppSettings().auto_rerun()
     qtbot.waitUntil(lambda: window.status.device_label.text() == "Device: CPU", timeout=60_000)

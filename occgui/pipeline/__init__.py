@@ -1,0 +1,1 @@
+"""The headless pipeline: typed stage results, stage functions, backends and the cached runner."""

@@ -1,0 +1,76 @@
+"""The Qt-free document model: staleness is exact, run arguments follow the edits."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from occgui.gui.document import LANDMARK_DEPENDENT, FaceDocument
+from occgui.pipeline.runner import STAGES, downstream_of
+
+
+class _Image:
+    scale = 0.5
+
+    def working_to_photo(self, p):
+        return np.asarray(p, dtype=np.float64) / self.scale
+
+
+class _Crop:
+    def crop_to_working(self, p):
+        return np.asarray(p, dtype=np.float64) + 10.0
+
+
+def _doc_with_results():
+    doc = FaceDocument()
+    doc.open("/tmp/photo.png")
+    pts = np.arange(136, dtype=np.float64).reshape(68, 2)
+    doc.set_result("load", _Image(), cached=False, seconds=0.1, used_landmarks=None)
+    doc.set_result("detect", _Crop(), cached=False, seconds=0.1, used_landmarks=None)
+    lm = SimpleNamespace(points=pts, detected_points=pts)
+    doc.set_result("landmarks", lm, cached=False, seconds=0.1, used_landmarks=None)
+    for s in STAGES[3:]:
+        doc.set_result(s, object(), cached=False, seconds=0.1, used_landmarks=None)
+    return doc
+
+
+def test_landmark_dependent_stages_are_those_downstream_of_the_landmarks():
+    assert LANDMARK_DEPENDENT == downstream_of("landmarks")
+    assert "parse" not in LANDMARK_DEPENDENT and "detect" not in LANDMARK_DEPENDENT
+    assert {"landmark_map", "merge", "synthesize", "geometry", "texture"} == set(LANDMARK_DEPENDENT)
+
+
+def test_landmarks_are_converted_to_photo_pixels():
+    doc = _doc_with_results()
+    expected = (np.arange(136, dtype=np.float64).reshape(68, 2) + 10.0) / 0.5
+    assert np.allclose(doc.detected, expected) and np.allclose(doc.landmarks, expected)
+    assert not doc.edited and doc.run_landmarks() is None and doc.complete
+
+
+def test_an_edit_makes_exactly_the_dependent_stages_stale_and_undo_clears_it():
+    doc = _doc_with_results()
+    original = doc.landmarks[8].copy()
+    doc.move_landmark(8, original + 5.0)
+    assert doc.edited and doc.stale_stages() == frozenset(LANDMARK_DEPENDENT)
+    assert np.allclose(doc.run_landmarks()[8], original + 5.0)
+    doc.move_landmark(8, original)
+    assert not doc.edited and not doc.is_stale
+
+
+def test_results_computed_from_the_edit_are_fresh():
+    doc = _doc_with_results()
+    doc.move_landmark(3, doc.landmarks[3] + 2.0)
+    used = doc.run_landmarks()
+    for s in LANDMARK_DEPENDENT[:2]:
+        doc.set_result(s, object(), cached=False, seconds=0.0, used_landmarks=used)
+    assert doc.stale_stages() == frozenset(LANDMARK_DEPENDENT[2:])
+    for s in LANDMARK_DEPENDENT[2:]:
+        doc.set_result(s, object(), cached=False, seconds=0.0, used_landmarks=used)
+    assert not doc.is_stale and doc.complete
+
+
+def test_open_resets_everything():
+    doc = _doc_with_results()
+    doc.move_landmark(0, (1.0, 2.0))
+    doc.open("/tmp/other.png")
+    assert doc.landmarks is None and not doc.results and all(v == "pending" for v in doc.states.values())

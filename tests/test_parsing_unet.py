@@ -1,0 +1,178 @@
+"""Tests of N_alpha (occgui.parsing): network, checkpoint format, backend, training, held-out floors."""
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from occgui import labels as L
+from occgui.errors import CheckpointError
+from occgui.parsing import unet_parser
+from occgui.parsing.unet import UNet, count_parameters
+from occgui.resources import checkpoint_path
+
+SHIPPED = checkpoint_path("parsing_unet.pt")
+
+#: Floors on the fixed seeded held-out subset below (the card reports the full-set numbers).
+FLOOR_SUBSET = 40
+FLOOR_SEED = 7
+FLOORS = {"occluder_iou_trained": 0.85, "occluder_iou_heldout": 0.80, "clean_face_miou": 0.78}
+
+
+def test_unet_shapes_and_size():
+    m = UNet(L.NUM_CLASSES).eval()
+    with torch.no_grad():
+        out = m(torch.zeros(2, 3, 128, 128))
+    assert out.shape == (2, L.NUM_CLASSES, 128, 128)
+    assert 1_000_000 < count_parameters(m) < 3_000_000
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    torch.manual_seed(0)
+    m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32)).eval()
+    path = tmp_path / "p.pt"
+    unet_parser.export_checkpoint(m, path, input_size=64, meta={"steps": 1})
+    blob = torch.load(path, weights_only=True)                       # the shipping format is weights-only
+    assert blob["input_size"] == 64 and blob["labels"] == list(L.NAMES)
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path, flip=False)
+    assert parser.version == unet_parser.checkpoint_digest(path) and len(parser.version) == 10
+    crop = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    lab = parser.parse(crop)
+    assert lab.shape == (96, 96) and lab.dtype == np.uint8 and lab.max() < L.NUM_CLASSES
+    with torch.no_grad():
+        ref = unet_parser.predict_logits(m, crop[None], 64).argmax(1)[0].numpy()
+    assert np.mean(ref == lab) > 0.98                                 # fp16 storage changes ~nothing
+
+    with pytest.raises(CheckpointError, match="not found"):
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "junk.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an occgui parsing checkpoint"):
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "other.pt")
+    blob["widths"] = [8, 16, 16, 32, 64]
+    torch.save(blob, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="does not match"):
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "mismatch.pt")
+    blob["labels"] = list(L.NAMES[:-1])
+    torch.save(blob, tmp_path / "labels.pt")
+    with pytest.raises(CheckpointError, match="label set"):
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "labels.pt")
+
+
+def test_flip_augmentation_is_mirror_consistent():
+    torch.manual_seed(1)
+    m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32)).eval()
+    crop = np.random.default_rng(2).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    a = unet_parser.predict_logits(m, crop, 64, flip=True)[0].argmax(0).numpy()
+    b = unet_parser.predict_logits(m, crop[:, :, ::-1], 64, flip=True)[0].argmax(0).numpy()
+    assert np.array_equal(L.MIRROR[b[:, ::-1]], a)          # parsing the mirror = mirroring the parse
+    plain = unet_parser.predict_logits(m, crop[:, :, ::-1], 64)[0].argmax(0).numpy()
+    assert not np.array_equal(L.MIRROR[plain[:, ::-1]], a)  # which a random net alone is not
+
+
+def test_shipped_checkpoint_is_small_and_weights_only():
+    assert SHIPPED.exists(), f"missing shipped checkpoint {SHIPPED}"
+    assert SHIPPED.stat().st_size < 8_000_000
+    blob = torch.load(SHIPPED, weights_only=True)
+    assert blob["format"] == unet_parser.FORMAT and blob["meta"]["steps"] > 0
+
+
+def test_backend_parses_the_sample_photo(sample_photo):
+    """The bundled sample has a cartoon hand over the subject's left eye (image right)."""
+    from occgui.pipeline.backends import BackendContext, available, create
+    from occgui.pipeline.stages import detect, load
+    from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
+
+    assert available("parse")[0] == "unet"
+    parser = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512))
+    assert parser.name == "unet" and parser.version == unet_parser.checkpoint_digest(SHIPPED)
+    crop = detect(MediaPipeFaceDetector(), load(sample_photo, max_side=2048), 0, 256)
+    lab = parser.parse(crop.image)
+    assert lab.shape == (256, 256) and lab.dtype == np.uint8
+    assert np.count_nonzero(lab == L.SKIN) > 0.1 * lab.size
+    occ = lab == L.OCCLUDER
+    assert occ.sum() > 0.03 * lab.size
+    ys, xs = np.nonzero(occ)
+    assert xs.mean() > 128                     # on the image's right, where the hand is
+    assert np.count_nonzero(lab == L.R_EYE) > 20   # the uncovered eye is still found
+
+
+def _train_args(tmp_path, data, run, **kw):
+    from occgui.parsing import train
+
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    argv = ["--data", str(data), "-o", str(run), "--cache", str(tmp_path / "cache"), "--limit", "4",
+            "--batch-size", "4", "--input-size", "64", "--widths", "8,16,32,32,64", "--lr", "0.01",
+            "--eval-photos", "0", "--eval-every", "0", "--workers", "1", "--threads", "1", "--quiet", "--no-augment"]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return p.parse_args(argv)
+
+
+def test_tiny_training_run_overfits(tmp_path, lfw_dir, occluders_dir):
+    from occgui.occluders import load_library
+    from occgui.parsing import train
+    from occgui.parsing.dataset import HELDOUT_KINDS, OcclusionSampler, build_clean_set
+
+    run = tmp_path / "run"
+    steps = 100
+    assert train.run(_train_args(tmp_path, lfw_dir.parent.parent.parent, run, steps=steps)) == 0
+    assert (run / "parsing_unet.pt").exists() and (run / "metrics.json").exists()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0]
+    clean = build_clean_set(lfw_dir, tmp_path / "cache", "train", limit=4, workers=1, progress=False)
+    parser = unet_parser.UNetParser(None, checkpoint=run / "parsing_unet.pt")
+    pred = parser.parse_batch(np.asarray(clean.crops))
+    acc = np.mean(pred == np.asarray(clean.labels))
+    assert acc > 0.85, f"training-set pixel accuracy {acc:.3f}"
+    # the occluded images of the last training batches (same seeded stream as training)
+    lib = load_library(occluders_dir).filter(exclude_kinds=HELDOUT_KINDS)
+    sampler = OcclusionSampler(clean, lib, seed=0, input_size=256, augment=False)
+    xs, ys = zip(*(sampler.batch(step, 4) for step in range(steps - 4, steps)))
+    pred, y = parser.parse_batch(np.concatenate(xs)), np.concatenate(ys)
+    inter = np.count_nonzero((pred == L.OCCLUDER) & (y == L.OCCLUDER))
+    union = np.count_nonzero((pred == L.OCCLUDER) | (y == L.OCCLUDER))
+    assert inter / union > 0.4, f"occluder IoU on the last training batches {inter / union:.3f}"
+
+
+def test_training_resumes_exactly(tmp_path, lfw_dir):
+    from occgui.parsing import train
+
+    data = lfw_dir.parent.parent.parent
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.run(_train_args(tmp_path, data, a, steps=8)) == 0
+    assert train.run(_train_args(tmp_path, data, b, steps=8, stop_after=3)) == 0
+    assert not (b / "parsing_unet.pt").exists()
+    with pytest.raises(Exception, match="already holds a run"):
+        train.run(_train_args(tmp_path, data, b, steps=8))
+    assert train.run(_train_args(tmp_path, data, b, steps=8, resume=True)) == 0
+    sa = torch.load(a / "last.pt", weights_only=True)
+    sb = torch.load(b / "last.pt", weights_only=True)
+    assert sa["step"] == sb["step"] == 8
+    for k, v in sa["model"].items():
+        assert torch.allclose(v.float(), sb["model"][k].float(), atol=1e-5), k
+
+
+def test_heldout_floors(lfw_dir, occluders_dir):
+    """Occluder IoU (trained and held-out kinds) and clean face mIoU on a fixed seeded subset of
+    held-out identities (Q-S), with the shipped checkpoint at the shipped 256 px crop size."""
+    from occgui.occluders import load_library
+    from occgui.parsing.dataset import clean_set_from_photos, list_photos
+    from occgui.parsing.evaluate import evaluate_parser, select_photos
+
+    photos = list_photos(lfw_dir, "test")
+    subset = [photos[i] for i in select_photos(len(photos), FLOOR_SUBSET, FLOOR_SEED)]
+    clean = clean_set_from_photos(subset)
+    parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"))
+    m = evaluate_parser(parser.parse_batch, clean, load_library(occluders_dir), n=None, seed=FLOOR_SEED)
+    for key, floor in FLOORS.items():
+        assert m[key] >= floor, f"{key} = {m[key]} < floor {floor}"
