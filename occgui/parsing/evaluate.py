@@ -10,6 +10,10 @@ For every evaluated photo (a seeded subset of the Q-S clean set) three inputs ar
   occluder IoU (pooled binary IoU of ``pred == occluder`` vs the paste mask);
 * the crop with one occluder of a *held-out* kind -> occluder IoU on kinds never trained on.
 
+``clean_face_parts_miou`` is the secondary, coarser definition of the paper's five parts (§3.2:
+skin, eyebrows, eyes, nose, lips): the mean of the skin IoU and the IoUs of the label groups
+``labels.FEATURE_GROUPS`` (left+right merged, lips = upper lip + inner mouth + lower lip).
+
 Occluder choice and placement for photo ``k`` come from ``default_rng([seed, k])``, so the set is
 identical for every model and every run.
 """
@@ -99,6 +103,7 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
         "face_classes": [L.NAMES[c] for c in FACE_CLASSES],
         "per_class_iou_clean": {L.NAMES[c]: nan(v) for c, v in enumerate(per_class) if c != L.OCCLUDER},
         "feature_group_iou_clean": {k: nan(v) for k, v in groups.items()},
+        "clean_face_parts_miou": nan(np.nanmean([per_class[L.SKIN]] + list(groups.values()))),
         "clean_occluder_false_positive_rate": round(false_occ / max(clean_px, 1), 5),
         "occluder_iou_trained_per_image_mean": nan(occ_iou["trained"].mean_per_image),
         "occluder_iou_heldout_per_image_mean": nan(occ_iou["heldout"].mean_per_image),

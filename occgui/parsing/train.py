@@ -250,7 +250,7 @@ def run(args) -> int:
             bar.refresh()
         if step % 20 == 0:
             log.write(json.dumps({"step": step, "elapsed": round(elapsed, 1), "loss": round(float(np.mean(losses[-20:])), 4),
-                                  "ce": round(float(ce), 4), "lr": opt.param_groups[0]["lr"]}) + "\n")
+                                  "ce": round(float(ce.detach()), 4), "lr": opt.param_groups[0]["lr"]}) + "\n")
             log.flush()
         if time.time() - t_ckpt > args.checkpoint_every * 60:
             save()

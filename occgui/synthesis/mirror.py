@@ -35,8 +35,6 @@ SURFACE = 468
 #: MediaPipe mesh vertices used to set up a face frame: outer eye corners (image left, image
 #: right), chin, top of the forehead.
 EYE_OUTER_IMAGE_LEFT, EYE_OUTER_IMAGE_RIGHT, CHIN, FOREHEAD_TOP = 33, 263, 152, 10
-#: Eye-socket ellipse left out of the mirror correspondences, in eye widths and eye heights.
-EYE_SOCKET = (0.62, 1.6)
 
 
 # ----------------------------------------------------------------------------- mesh symmetry
@@ -108,42 +106,19 @@ def forehead_points(points68: np.ndarray) -> np.ndarray:
     return fp(np.asarray(points68, dtype=np.float64))
 
 
-@lru_cache(maxsize=None)
-def eye_socket_vertices(width_factor: float = EYE_SOCKET[0], height_factor: float = EYE_SOCKET[1]) -> np.ndarray:
-    """Mesh vertices in and around the eye openings (an ellipse around each eye contour of the
-    canonical mean face, ``width_factor`` x the eye's width and ``height_factor`` x its height)."""
-    from ..mediapipe_models import connection_sets
-    from .template import load_mean_face
-
-    pts = load_mean_face().points[:SURFACE]
-    sets = connection_sets()
-    out = set()
-    for key in ("left_eye", "right_eye"):
-        ids = np.unique(sets[key])
-        c = pts[ids].mean(axis=0)
-        a, b = width_factor * np.ptp(pts[ids, 0]), height_factor * np.ptp(pts[ids, 1])
-        d = ((pts[:, 0] - c[0]) / a) ** 2 + ((pts[:, 1] - c[1]) / b) ** 2
-        out.update(np.nonzero(d < 1.0)[0].tolist())
-    return np.array(sorted(out), dtype=np.int64)
-
-
 def mirror_correspondence(landmarks: Landmarks) -> tuple[np.ndarray, np.ndarray]:
     """Face points and their mirror partners' positions, both (N,2) in crop pixels.
 
-    The eye openings' own points are left out: under an occluder the hidden eye's contour is a
-    guess (often a wider-open eye than the visible one), and following it vertex by vertex would
-    stretch the visible eye; without them the visible eye and its lids are carried over as a
-    whole by the surrounding brow, nose and cheek points.
+    Every point is used, the eye and lip contours included: the visible counterpart is warped to
+    the region the landmarks (hence M_beta and M_gamma) give the hidden feature, even where the
+    landmark stage guessed a shape that differs from the visible one (e.g. a wider-open eye).
     """
     if landmarks.mesh is not None and len(landmarks.mesh) >= SURFACE:
         pts = np.asarray(landmarks.mesh, dtype=np.float64)[:SURFACE, :2]
-        keep = np.setdiff1d(np.arange(SURFACE), eye_socket_vertices())
-        return pts[keep], pts[mesh_mirror_map()[keep]]
+        return pts, pts[mesh_mirror_map()[:SURFACE]]
     p68 = np.asarray(landmarks.points, dtype=np.float64)
     fh = forehead_points(p68)
-    keep = np.setdiff1d(np.arange(68), np.array(ibug68.EYE_IMAGE_LEFT + ibug68.EYE_IMAGE_RIGHT))
-    pts = np.vstack([p68[keep], fh])
-    return pts, np.vstack([p68[ibug68.MIRROR[keep]], fh[::-1]])
+    return np.vstack([p68, fh]), np.vstack([p68[ibug68.MIRROR], fh[::-1]])
 
 
 class MirrorMap:

@@ -13,7 +13,8 @@ checkpoint exists, this training-free backend does the same with explicit steps:
 3. **Template** (``template.py``): where the partner is hidden too (both eyes under sunglasses,
    nose and mouth under a mask), the mean face warped through the same landmarks M_beta is
    drawn from (so its features land on M_gamma's), colour-matched to the visible skin near the
-   hole.
+   hole (Lab statistics compared at the same pixels), then relit by a smooth local gain
+   interpolated from that skin.
 4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
    pixels (push-pull, then harmonic through step 5); backgrounds are rarely symmetric.
 5. The sources are cross-faded with soft weights into a guide image, which is Poisson-blended
@@ -103,7 +104,7 @@ class SymmetricDeocclusion:
         # 2. mean-face template on the face, colour-matched to the visible skin near the hole
         tm = TemplateMap(landmarks)
         tpl, tpl_ok = tm.sample(bxy[in_work])
-        tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod)
+        tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
         cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
         cover[in_work] = tpl_ok
         w_tpl = weight(cover & tgt_face)
@@ -123,11 +124,15 @@ class SymmetricDeocclusion:
     # ------------------------------------------------------------------------------------
     @staticmethod
     def _match_template(tpl: np.ndarray, tm: TemplateMap, img: np.ndarray, alpha: np.ndarray,
-                        visible: np.ndarray, dist: np.ndarray, iod: float) -> np.ndarray:
+                        visible: np.ndarray, dist: np.ndarray, iod: float, at) -> np.ndarray:
         """Colour statistics of the template -> the person's, compared at the same pixels: the
         visible skin within 0.6 inter-ocular distances of the hole (all visible skin when too
         little is near), where the warped template is sampled too. Comparing like with like
-        also cancels the mean face's own shading (e.g. darker eye sockets)."""
+        also cancels the mean face's own shading (e.g. darker eye sockets).
+
+        A smooth local gain follows: the log ratio of the photo to the matched template on that
+        skin, smoothed and interpolated into the hole (push-pull), read at ``at`` (the rows and
+        columns of ``tpl``), so that the template takes the light falling on each part of the face."""
         skin = (alpha == L.SKIN) & visible
         near = skin & (dist <= 0.6 * iod)
         ref = near if near.sum() >= 200 else skin
@@ -136,7 +141,21 @@ class SymmetricDeocclusion:
         if ok.sum() < 50:                                 # the template does not reach them
             face = tm.face
             return match_colour(tpl, face.image[face.skin], img[ref])
-        return match_colour(tpl, tref[ok], img[ry[ok], rx[ok]])
+        ry, rx, tref = ry[ok], rx[ok], tref[ok]
+        out = match_colour(tpl, tref, img[ry, rx])
+        tref = match_colour(tref, tref, img[ry, rx])
+        h, w = alpha.shape
+        ratio = np.zeros((h, w, 3), np.float32)
+        known = np.zeros((h, w), np.float32)
+        ratio[ry, rx] = np.log1p(img[ry, rx]) - np.log1p(tref)
+        known[ry, rx] = 1.0
+        sigma = max(1.0, 0.08 * iod)
+        num = cv2.GaussianBlur(ratio, (0, 0), sigma)
+        den = cv2.GaussianBlur(known, (0, 0), sigma)
+        have = den > 0.05
+        smooth = np.where(have[:, :, None], num / np.maximum(den, 1e-6)[:, :, None], 0.0)
+        gain = push_pull(smooth, have)
+        return np.expm1(np.log1p(np.maximum(out, 0.0)) + gain[at]).astype(np.float32)
 
     @staticmethod
     def _details(hole, ys, xs, w_mir, w_tpl, gamma) -> dict:
