@@ -15,6 +15,12 @@ Public API::
     pl = sample_placement(rng, occ, pts, kind="one_eye")
     out, mask = composite(rgb, pts, occ, pl)
     occ, pl = sample_eval_family(rng, lib, "hand_over_eye", pts)   # see EVAL_FAMILIES
+    hands = procedural_hand_library(count=48, seed=0)  # photo-like hands tinted by the face's skin
+    lib = lib.merged(hands)                            # (family "hand", kind "procedural_hand")
+
+``load_library`` returns only the image occluders; the procedural hands are a separate source
+(:func:`procedural_hand_library`, drawn by ``occgui.procedural_hand``), so the evaluation
+families keep their behaviour unless a caller merges the two.
 
 Coordinates: pixels of ``rgb`` (x right, y down); ``landmarks68`` are iBUG-68 points in that
 frame (``occgui.landmarks.ibug68``). Angles are degrees, positive = clockwise on screen.
@@ -31,6 +37,7 @@ import cv2
 import numpy as np
 
 from .errors import OccguiError
+from .procedural_hand import TINT_UNIT
 
 #: Anchor kinds: where an occluder is put on the face.
 ANCHORS = ("eyes", "one_eye", "mouth", "nose", "cheek", "hand_over_face", "mask", "forehead")
@@ -78,7 +85,10 @@ class Occluder:
 
     ``kind`` groups the variants of one object (skin tones of a hand emoji, the front/left/right
     views of a mask template); ``anchors`` are the six MaskTheFace anchor points (pixels of
-    ``rgba``) of a mask template, else ``None``.
+    ``rgba``) of a mask template, else ``None``. ``skin_tinted`` occluders (the procedural hands
+    of :func:`procedural_hand_library`) have no colour of their own: their RGB is a tint map
+    (``procedural_hand.TINT_UNIT`` = 1.0) that :func:`composite` multiplies with the skin colour
+    of the photo's face; ``palm_width`` (pixels of ``rgba``) sizes them relative to the face.
     """
 
     name: str
@@ -88,6 +98,8 @@ class Occluder:
     rgba: np.ndarray = field(repr=False)     # HxWx4 uint8
     anchors: np.ndarray | None = field(default=None, repr=False)
     source: str = ""
+    skin_tinted: bool = False
+    palm_width: float = 0.0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -191,10 +203,19 @@ class OccluderLibrary:
             occ = [o for o in occ if o.kind not in set(exclude_kinds)]
         return OccluderLibrary(occ)
 
+    def merged(self, other: "OccluderLibrary") -> "OccluderLibrary":
+        """A library holding the occluders of both (names must not clash)."""
+        clash = set(self._by_name) & set(other._by_name)
+        if clash:
+            raise OccguiError(f"occluder names in both libraries: {', '.join(sorted(clash)[:5])}")
+        return OccluderLibrary(self.occluders + other.occluders)
+
     def choose(self, rng: np.random.Generator, *, family: str | None = None, kind: str | None = None,
-               landmarks68: np.ndarray | None = None, family_weights: dict[str, float] | None = None) -> Occluder:
-        """Pick an occluder: a family (uniform or ``family_weights``), then a kind uniformly, then a
-        variant; for masks the view (front/left/right) matching the head's yaw when landmarks are given."""
+               landmarks68: np.ndarray | None = None, family_weights: dict[str, float] | None = None,
+               kind_weights: dict[str, float] | None = None) -> Occluder:
+        """Pick an occluder: a family (uniform or ``family_weights``), then a kind (uniformly, or by
+        ``kind_weights``, default 1 per kind), then a variant; for masks the view (front/left/right)
+        matching the head's yaw when landmarks are given."""
         pool = self.occluders
         if kind is not None:
             pool = [o for o in pool if o.kind == kind]
@@ -208,7 +229,11 @@ class OccluderLibrary:
             fam = fams[int(rng.choice(len(fams), p=w / w.sum()))]
             pool = [o for o in pool if o.family == fam]
         kinds = sorted({o.kind for o in pool})
-        k = kinds[int(rng.integers(len(kinds)))]
+        if kind_weights and len(kinds) > 1 and any(k_ in kind_weights for k_ in kinds):
+            kw = np.array([kind_weights.get(k_, 1.0) for k_ in kinds], dtype=np.float64)
+            k = kinds[int(rng.choice(len(kinds), p=kw / kw.sum()))]
+        else:
+            k = kinds[int(rng.integers(len(kinds)))]
         variants = [o for o in pool if o.kind == k]
         if variants[0].family == "mask" and landmarks68 is not None:
             view = head_view(landmarks68)
@@ -298,6 +323,27 @@ def load_library(folder, *, max_side: int = 320) -> OccluderLibrary:
     return OccluderLibrary(occ)
 
 
+#: Kind (and name prefix) of the procedural hands; their family is "hand".
+PROCEDURAL_HAND_KIND = "procedural_hand"
+
+
+def procedural_hand_library(count: int = 48, seed: int = 0, *, size: int = 512) -> OccluderLibrary:
+    """``count`` random photo-like hands (``occgui.procedural_hand.render_hand``) as skin-tinted
+    occluders of family ``hand``, kind :data:`PROCEDURAL_HAND_KIND`, named
+    ``procedural_hand_<seed>_<i>`` (hand ``i`` is drawn from ``default_rng([seed, i])``, so the
+    same ``seed`` always gives the same hands, and a placement's ``occluder`` name resolves).
+    The canvas is not cropped: its centre is the hand's knuckle point, which placements position."""
+    from .procedural_hand import render_hand
+
+    occ = []
+    for i in range(int(count)):
+        rgba, palm = render_hand(np.random.default_rng([int(seed), i]), size)   # knuckle at the canvas centre
+        occ.append(Occluder(name=f"{PROCEDURAL_HAND_KIND}_{int(seed)}_{i}", kind=PROCEDURAL_HAND_KIND, family="hand",
+                            variant=f"{int(seed)}_{i}", rgba=rgba, source=f"procedural:{int(seed)}/{i}",
+                            skin_tinted=True, palm_width=float(palm)))
+    return OccluderLibrary(occ)
+
+
 # ----------------------------------------------------------------------------- placement
 @dataclass(frozen=True)
 class FaceFrame:
@@ -378,6 +424,66 @@ def _anchor_pose(rng: np.random.Generator, occ: Occluder, p: np.ndarray, f: Face
     return np.asarray(centre, dtype=np.float64), float(size), float(rot)
 
 
+def _anchor_target(rng: np.random.Generator, p: np.ndarray, f: FaceFrame, anchor: str) -> np.ndarray:
+    """The face point a procedural hand covers at ``anchor`` (with a little jitter)."""
+    if anchor == "one_eye":
+        t = f.eye_l if rng.random() < 0.5 else f.eye_r
+    elif anchor == "eyes":
+        t = (f.eye_l + f.eye_r) / 2
+    elif anchor == "mouth":
+        t = p[48:60].mean(axis=0)
+    elif anchor == "nose":
+        t = p[30]
+    elif anchor == "cheek":
+        jaw, nos = (p[2], p[31]) if rng.random() < 0.5 else (p[14], p[35])
+        t = jaw + (nos - jaw) * rng.uniform(0.2, 0.6)
+    elif anchor == "hand_over_face":
+        t = p[30] + (p[8] - p[30]) * rng.uniform(0.0, 0.6)
+    elif anchor == "forehead":
+        t = p[17:27].mean(axis=0) - f.down * f.iod * 0.5
+    else:
+        raise OccguiError(f"unknown anchor kind {anchor!r}; choose one of {', '.join(ANCHORS)}")
+    return t + f.axis * rng.normal(0.0, 0.12 * f.iod) + f.down * rng.normal(0.0, 0.12 * f.iod)
+
+
+def _skin_tinted_placement(rng: np.random.Generator, occluder: Occluder, p: np.ndarray, f: FaceFrame,
+                           anchor: str) -> Placement:
+    """Pose and appearance of a procedural hand (a skin-tinted occluder) covering ``anchor``.
+
+    The palm is 1.0-1.45 eye distances wide; the forearm comes from below and from the side of the
+    face the target lies on (the fingers point the other way), and the knuckles sit up to 0.6 palm
+    widths before or behind the target. The colour is the face's own skin colour with a small gain
+    jitter (``colour["skin_gain"]``); a soft shadow always falls on the face.
+    """
+    target = _anchor_target(rng, p, f, anchor)
+    palm = f.iod * rng.uniform(1.0, 1.45)
+    size = max(occluder.size) * palm / max(occluder.palm_width, 1e-6)
+    centre_face = (f.eye_l + f.eye_r) / 2 + f.down * 0.6 * f.iod
+    side = float((target - centre_face) @ f.axis) / f.iod
+    side = side if abs(side) > 0.15 else float(rng.choice([-1.0, 1.0])) * 0.5
+    arm = np.sign(side) * f.axis * rng.uniform(0.2, 1.3) + f.down * rng.uniform(0.3, 1.2)
+    arm = arm / np.linalg.norm(arm)
+    t = math.radians(rng.normal(0.0, 30.0))
+    arm = np.array([arm[0] * math.cos(t) - arm[1] * math.sin(t), arm[0] * math.sin(t) + arm[1] * math.cos(t)])
+    fingers = -arm
+    knuckle = target - fingers * rng.uniform(-0.5, 0.6) * palm
+    rotation = math.degrees(math.atan2(fingers[0], -fingers[1]))   # canvas up (0,-1) -> fingers
+    gain = rng.uniform(0.85, 1.15) * rng.normal(1.0, 0.03, size=3)
+    colour = {"skin_gain": [float(g) for g in gain], "brightness": 1.0, "contrast": float(rng.uniform(0.9, 1.12)),
+              "saturation": float(rng.uniform(0.85, 1.2)), "hue": float(rng.uniform(-5, 5)),
+              "gamma": float(rng.uniform(0.9, 1.1)), "light_match": 0.0}
+    return Placement(
+        occluder=occluder.name, family=occluder.family, anchor=anchor, centre=(float(knuckle[0]), float(knuckle[1])),
+        size=float(size), rotation=float(rotation), flip=bool(rng.random() < 0.5), colour=colour, opacity=1.0,
+        feather=float(rng.uniform(0.3, 0.9) * f.iod / 64.0),
+        blur=float(rng.uniform(0.0, 1.0) * f.iod / 64.0) if rng.random() < 0.4 else 0.0,
+        noise=float(rng.uniform(0.0, 5.0)), noise_seed=int(rng.integers(2**31 - 1)),
+        shading=float(rng.uniform(0.0, 0.25)), shading_angle=float(rng.uniform(0, 360)),
+        shadow=float(rng.uniform(0.2, 0.5)),
+        shadow_offset=(float(rng.normal(0, 0.08 * f.iod)), float(abs(rng.normal(0.07 * f.iod, 0.04 * f.iod)))),
+        shadow_blur=float(rng.uniform(0.08, 0.2) * f.iod))
+
+
 def sample_placement(rng: np.random.Generator, occluder: Occluder, landmarks68: np.ndarray,
                      kind: str | None = None) -> Placement:
     """Sample a paste of ``occluder`` on the face given by ``landmarks68``.
@@ -394,6 +500,8 @@ def sample_placement(rng: np.random.Generator, occluder: Occluder, landmarks68: 
         names = [k for k in opts if k != "mask"] or ["mouth"]
         w = np.array([opts.get(k, 1.0) for k in names])
         kind = names[int(rng.choice(len(names), p=w / w.sum()))]
+    if occluder.skin_tinted:
+        return _skin_tinted_placement(rng, occluder, p, f, kind)
     common = dict(
         colour=_sample_colour(rng, occluder.family),
         opacity=float(1.0 if rng.random() < 0.6 else rng.uniform(0.85, 1.0)),
@@ -461,6 +569,21 @@ def _face_luminance(rgb: np.ndarray, landmarks68: np.ndarray) -> float:
     return float(rgb[m > 0].mean() / 255.0)
 
 
+def face_skin_colour(rgb: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
+    """Median RGB (float, 0..255) of the cheeks and the nose bridge: the face's skin colour."""
+    p = np.asarray(landmarks68, dtype=np.float64)
+    f = FaceFrame.of(p)
+    h, w = rgb.shape[:2]
+    m = np.zeros((h, w), np.uint8)
+    r = max(2, int(round(0.18 * f.iod)))
+    for c in ((p[2] + p[31]) / 2, (p[14] + p[35]) / 2, (p[28] + p[29]) / 2):
+        cv2.circle(m, (int(round(c[0])), int(round(c[1]))), r, 1, -1)
+    px = np.asarray(rgb)[m > 0][:, :3]
+    if len(px) < 10:
+        return np.array([200.0, 150.0, 125.0])
+    return np.median(px, axis=0).astype(np.float64)
+
+
 def _jitter_colour(rgb: np.ndarray, alpha: np.ndarray, colour: dict, face_lum: float) -> np.ndarray:
     """Colour jitter of the (un-premultiplied, 0..1) occluder colours."""
     out = rgb
@@ -514,6 +637,10 @@ def composite(rgb: np.ndarray, landmarks68: np.ndarray, occluder: Occluder,
     if not roi_mask.any():
         return img.copy(), mask
     colour = np.where(alpha[:, :, None] > 1e-4, warped[:, :, :3] / np.maximum(alpha[:, :, None], 1e-4), 0.0)
+    if occluder.skin_tinted:
+        gain = np.asarray(placement.colour.get("skin_gain", (1.0, 1.0, 1.0)), dtype=np.float32)
+        skin = face_skin_colour(img, landmarks68).astype(np.float32) / 255.0
+        colour = colour * (255.0 / TINT_UNIT) * (skin * gain)[None, None, :]
     colour = _jitter_colour(np.clip(colour, 0, 1).astype(np.float32), alpha, placement.colour,
                             _face_luminance(img, landmarks68))
     if placement.shading:
@@ -603,14 +730,15 @@ def sample_eval_family(rng: np.random.Generator, library: OccluderLibrary, name:
 
 
 def occlude(rng: np.random.Generator, rgb: np.ndarray, landmarks68: np.ndarray, library: OccluderLibrary,
-            count: int = 1, family_weights: dict[str, float] | None = None
-            ) -> tuple[np.ndarray, np.ndarray, list[Placement]]:
-    """Paste ``count`` randomly chosen occluders; returns (rgb, union of paste masks, placements)."""
+            count: int = 1, family_weights: dict[str, float] | None = None,
+            kind_weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[Placement]]:
+    """Paste ``count`` randomly chosen occluders (see :meth:`OccluderLibrary.choose` for the
+    weights); returns (rgb, union of paste masks, placements)."""
     out = np.asarray(rgb, dtype=np.uint8)[:, :, :3].copy()
     mask = np.zeros(out.shape[:2], bool)
     placements = []
     for _ in range(count):
-        occ = library.choose(rng, landmarks68=landmarks68, family_weights=family_weights)
+        occ = library.choose(rng, landmarks68=landmarks68, family_weights=family_weights, kind_weights=kind_weights)
         pl = sample_placement(rng, occ, landmarks68)
         out, m = composite(out, landmarks68, occ, pl)
         mask |= m

@@ -1,7 +1,7 @@
 """Locating the files shipped with the product (``resources/`` and ``checkpoints/``).
 
-Works from a source checkout, an installed wheel (data installed under ``occgui/_data``) and a
-PyInstaller bundle (``sys._MEIPASS``).
+Works from a source checkout or editable install (the repository's top level), an installed
+wheel (data installed under ``<prefix>/share/occgui``) and a PyInstaller bundle (``sys._MEIPASS``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _roots() -> list[Path]:
     meipass = getattr(sys, "_MEIPASS", None)
     if meipass:
         roots.append(Path(meipass))
-    roots += [_PKG.parent, _PKG / "_data"]
+    roots += [_PKG.parent, Path(sys.prefix) / "share" / "occgui"]
     return roots
 
 
@@ -25,7 +25,7 @@ def _find(top: str, rel: str) -> Path:
         p = root / top / rel
         if p.exists():
             return p
-    return _roots()[0] / top / rel if getattr(sys, "_MEIPASS", None) else _PKG.parent / top / rel
+    return _roots()[0] / top / rel  # not found: report the first place looked
 
 
 def resource_path(rel: str) -> Path:

@@ -6,6 +6,11 @@ from pathlib import Path
 
 import pytest
 
+# triton (imported by torch._dynamo, which torch's optimizers pull in) bundles its own LLVM and
+# segfaults when it is imported after Mesa's llvmpipe (also LLVM) was loaded by a GL context, as
+# the GUI and rendering tests do under Xvfb. Importing it first, once, avoids the clash.
+import torch._dynamo  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("OCCGUI_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -175,3 +176,74 @@ def test_eval_families(library):
     assert one_eye_only >= 8
     with pytest.raises(O.OccguiError):
         O.sample_eval_family(np.random.default_rng(0), library, "nonexistent", pts)
+
+
+# ----------------------------------------------------------------------------- procedural hands
+@pytest.fixture(scope="module")
+def hands():
+    return O.procedural_hand_library(6, seed=3)
+
+
+def test_procedural_hands_are_seeded_skin_tinted_hands(hands):
+    assert len(hands) == 6 and hands.kinds() == [O.PROCEDURAL_HAND_KIND] and hands.families() == ["hand"]
+    assert all(o.skin_tinted and o.palm_width > 0 and o.rgba.shape == (512, 512, 4) for o in hands)
+    again = O.procedural_hand_library(2, seed=3)
+    assert np.array_equal(again.get("procedural_hand_3_1").rgba, hands.get("procedural_hand_3_1").rgba)
+    other = O.procedural_hand_library(2, seed=4)
+    assert not np.array_equal(other.get("procedural_hand_4_1").rgba, hands.get("procedural_hand_3_1").rgba)
+    shapes = [o.rgba[:, :, 3] > 127 for o in hands]
+    assert len({int(s.sum()) for s in shapes}) == len(shapes)             # every hand has its own shape
+    for o, s in zip(hands, shapes):
+        assert s[256, 256] or s[262:300, 240:272].any()                   # the knuckles sit at the canvas centre
+        assert 60 < o.palm_width < 120
+
+
+def test_procedural_hand_takes_the_face_colour_and_covers_the_anchor(hands):
+    pts = fake_landmarks()
+    f = O.FaceFrame.of(pts)
+    covered, colours = 0, {}
+    for face in ((190, 130, 100), (95, 60, 45)):
+        img = np.empty((256, 256, 3), np.uint8)
+        img[:] = face
+        for seed in range(8):
+            rng = np.random.default_rng(seed)
+            occ = hands.choose(rng)
+            pl = O.sample_placement(rng, occ, pts, kind="one_eye")
+            assert pl.anchor == "one_eye" and pl.opacity == 1.0 and pl.shadow > 0
+            assert O.Placement.from_dict(json.loads(json.dumps(pl.to_dict()))) == pl
+            out, m = O.composite(img, pts, occ, pl)
+            assert m.sum() > 0.5 * f.iod ** 2                                # a hand-sized paste
+            covered += int(any(m[int(round(e[1])), int(round(e[0]))] for e in (f.eye_l, f.eye_r)))
+            inner = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            colours.setdefault(face, []).append(np.median(out[inner], axis=0))
+            a, ma = O.composite(img, pts, occ, pl)
+            assert np.array_equal(a, out) and np.array_equal(ma, m)
+    assert covered >= 6
+    for face, cols in colours.items():
+        med = np.median(np.array(cols), axis=0)
+        assert np.all(np.abs(med - np.array(face)) < 0.35 * np.array(face) + 10), (face, med)
+        assert med[0] > med[1] > med[2]                                      # a skin hue, like the face's
+
+
+def test_kind_weights_and_merged_library(hands):
+    emoji = O.OccluderLibrary([square_occluder(name=n, family=fam) for n, fam in (("a", "hand"), ("b", "hand"), ("c", "cup"))])
+    # a library without the weighted kind draws exactly as without weights (backward compatible streams)
+    r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
+    picks = [emoji.choose(r1).name for _ in range(30)]
+    assert picks == [emoji.choose(r2, kind_weights={O.PROCEDURAL_HAND_KIND: 6.0}).name for _ in range(30)]
+    both = emoji.merged(hands)
+    assert len(both) == len(emoji) + len(hands)
+    with pytest.raises(O.OccguiError, match="names in both"):
+        both.merged(hands)
+    rng = np.random.default_rng(0)
+    kinds = [both.choose(rng, family="hand", kind_weights={O.PROCEDURAL_HAND_KIND: 6.0}).kind for _ in range(400)]
+    share = kinds.count(O.PROCEDURAL_HAND_KIND) / len(kinds)
+    assert 0.65 < share < 0.85                                                # 6 / (6 + 1 + 1)
+    rng = np.random.default_rng(0)
+    kinds = [both.choose(rng, family="hand").kind for _ in range(300)]
+    assert 0.2 < kinds.count(O.PROCEDURAL_HAND_KIND) / len(kinds) < 0.45     # uniform over the 3 kinds
+
+
+def test_load_library_has_no_procedural_hands(library):
+    assert O.PROCEDURAL_HAND_KIND not in library.kinds()
+    assert not any(o.skin_tinted for o in library)

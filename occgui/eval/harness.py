@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,7 @@ class ItemCache:
         from .report import jsonable
 
         p = self.path(item)
-        tmp = p.with_suffix(".tmp")
+        tmp = p.with_suffix(f".{os.getpid()}.tmp")     # several processes may share one cache
         tmp.write_text(json.dumps({"fingerprint": self.key, "item": item, "result": jsonable(result)}))
         tmp.replace(p)
 

@@ -141,7 +141,7 @@ def bar_chart(path, groups: list[str], series: dict[str, list[float]], *, errors
     n = max(1, len(series))
     x = np.arange(len(groups))
     w = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(groups) * max(1, n / 2) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(groups) * max(1, n / 2) + 2) + (1.8 if n > 1 else 0), 4.2))
     for k, (name, vals) in enumerate(series.items()):
         vals = np.array([np.nan if v is None else v for v in vals], dtype=float)
         err = None
@@ -154,7 +154,7 @@ def bar_chart(path, groups: list[str], series: dict[str, list[float]], *, errors
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     if n > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

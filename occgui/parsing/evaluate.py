@@ -10,9 +10,19 @@ For every evaluated photo (a seeded subset of the Q-S clean set) three inputs ar
   occluder IoU (pooled binary IoU of ``pred == occluder`` vs the paste mask);
 * the crop with one occluder of a *held-out* kind -> occluder IoU on kinds never trained on.
 
-``clean_face_parts_miou`` is the secondary, coarser definition of the paper's five parts (§3.2:
-skin, eyebrows, eyes, nose, lips): the mean of the skin IoU and the IoUs of the label groups
-``labels.FEATURE_GROUPS`` (left+right merged, lips = upper lip + inner mouth + lower lip).
+* optionally (``hand_library``, e.g. ``occluders.procedural_hand_library(seed=EVAL_HAND_SEED)``)
+  the crop with one procedural, skin-coloured hand -> ``occluder_iou_procedural_hand``. Its
+  shapes are drawn with another seed than the training hands'; it is drawn after the other two
+  inputs from the same stream, so adding it leaves them unchanged.
+
+Face-class mIoU, two definitions (both on the clean crops, pooled):
+
+* ``clean_face_parts_miou`` (the headline figure): the paper's five facial parts (§3.2: facial
+  skin, eyebrows, eyes, nose, lips), i.e. the mean of the skin IoU and the IoUs of the label
+  groups ``labels.FEATURE_GROUPS`` (left+right brows merged, left+right eyes merged, lips =
+  upper lip + inner mouth + lower lip);
+* ``clean_face_miou``: the mean IoU of the 9 classes of ``FACE_CLASSES`` (finer: left and right
+  and the three lip classes apart).
 
 Occluder choice and placement for photo ``k`` come from ``default_rng([seed, k])``, so the set is
 identical for every model and every run.
@@ -39,30 +49,36 @@ def select_photos(n_total: int, n: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
 
 
-def make_eval_inputs(clean: CleanSet, library, k: int, i: int, seed: int) -> dict:
-    """The clean, trained-kind and held-out-kind inputs (and labels) of evaluated photo ``k`` = index ``i``."""
+def make_eval_inputs(clean: CleanSet, library, k: int, i: int, seed: int, hand_library=None) -> dict:
+    """The clean, trained-kind and held-out-kind inputs (and labels) of evaluated photo ``k`` = index ``i``,
+    plus a procedural-hand input (key ``"hand"``) when ``hand_library`` is given."""
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
     held_lib = library.filter(kinds=HELDOUT_KINDS)
     rng = np.random.default_rng([seed, k])
     crop, lab, lmk = clean.crops[i], clean.labels[i], clean.lmk68[i]
     tr_rgb, tr_lab, tr_pl = occlude_sample(rng, crop, lab, lmk, train_lib, 1, FAMILY_WEIGHTS)
     ho_rgb, ho_lab, ho_pl = occlude_sample(rng, crop, lab, lmk, held_lib, 1, FAMILY_WEIGHTS)
-    return {"clean": (np.asarray(crop), np.asarray(lab)), "trained": (tr_rgb, tr_lab, tr_pl[0]),
-            "heldout": (ho_rgb, ho_lab, ho_pl[0])}
+    out = {"clean": (np.asarray(crop), np.asarray(lab)), "trained": (tr_rgb, tr_lab, tr_pl[0]),
+           "heldout": (ho_rgb, ho_lab, ho_pl[0])}
+    if hand_library is not None and len(hand_library):
+        h_rgb, h_lab, h_pl = occlude_sample(rng, crop, lab, lmk, hand_library, 1)
+        out["hand"] = (h_rgb, h_lab, h_pl[0])
+    return out
 
 
 def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: CleanSet, library, *,
                     n: int | None = 300, seed: int = DEFAULT_SEED, batch_size: int = 16,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, hand_library=None) -> dict:
     """Run the protocol of this module; ``parse_batch`` maps ``(N,S,S,3)`` uint8 crops to ``(N,S,S)`` ids.
 
     Returns a JSON-serialisable dict of metrics (see the module docstring).
     """
     idx = select_photos(len(clean), n, seed)
     acc_clean = IoUAccumulator(L.NUM_CLASSES)
-    acc_occ = {"trained": IoUAccumulator(L.NUM_CLASSES), "heldout": IoUAccumulator(L.NUM_CLASSES)}
-    occ_iou = {"trained": BinaryIoUAccumulator(), "heldout": BinaryIoUAccumulator()}
-    per_family: dict[str, dict[str, BinaryIoUAccumulator]] = {"trained": {}, "heldout": {}}
+    keys = ("trained", "heldout") + (("hand",) if hand_library is not None and len(hand_library) else ())
+    acc_occ = {k: IoUAccumulator(L.NUM_CLASSES) for k in keys}
+    occ_iou = {k: BinaryIoUAccumulator() for k in keys}
+    per_family: dict[str, dict[str, BinaryIoUAccumulator]] = {k: {} for k in keys}
     false_occ, clean_px = 0, 0
     chunks = [idx[j:j + batch_size] for j in range(0, len(idx), batch_size)]
     it = chunks
@@ -71,9 +87,8 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
         it = tqdm(chunks, desc="evaluate", unit="batch")
     pos = {int(i): k for k, i in enumerate(idx)}
     for chunk in it:
-        items = [make_eval_inputs(clean, library, pos[int(i)], int(i), seed) for i in chunk]
-        imgs = np.stack([it_["clean"][0] for it_ in items] + [it_["trained"][0] for it_ in items]
-                        + [it_["heldout"][0] for it_ in items])
+        items = [make_eval_inputs(clean, library, pos[int(i)], int(i), seed, hand_library) for i in chunk]
+        imgs = np.stack([it_["clean"][0] for it_ in items] + [it_[key][0] for key in keys for it_ in items])
         pred = parse_batch(imgs)
         m = len(items)
         for j, item in enumerate(items):
@@ -81,11 +96,13 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
             acc_clean.add(p_clean, gt_clean)
             false_occ += int(np.count_nonzero(p_clean == L.OCCLUDER))
             clean_px += p_clean.size
-            for key, off in (("trained", m), ("heldout", 2 * m)):
+            for ki, key in enumerate(keys):
+                off = (ki + 1) * m
                 p, (_, gt, pl) = pred[off + j], item[key]
                 acc_occ[key].add(p, gt)
                 occ_iou[key].add(p == L.OCCLUDER, gt == L.OCCLUDER)
-                per_family[key].setdefault(pl.family, BinaryIoUAccumulator()).add(p == L.OCCLUDER, gt == L.OCCLUDER)
+                group = pl.anchor if key == "hand" else pl.family
+                per_family[key].setdefault(group, BinaryIoUAccumulator()).add(p == L.OCCLUDER, gt == L.OCCLUDER)
     per_class = acc_clean.per_class()
     groups = {}
     for name, ids in L.FEATURE_GROUPS.items():
@@ -95,7 +112,7 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
         union = cm[ids, :].sum() + cm[:, ids].sum() - tp
         groups[name] = float(tp / union) if union else float("nan")
     nan = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
-    return {
+    out = {
         "photos": int(len(idx)), "seed": int(seed),
         "occluder_iou_trained": nan(occ_iou["trained"].pooled),
         "occluder_iou_heldout": nan(occ_iou["heldout"].pooled),
@@ -109,19 +126,27 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
         "occluder_iou_heldout_per_image_mean": nan(occ_iou["heldout"].mean_per_image),
         "occluded_face_miou_trained": nan(acc_occ["trained"].miou(FACE_CLASSES)),
         "occluded_face_miou_heldout": nan(acc_occ["heldout"].miou(FACE_CLASSES)),
-        "occluder_iou_per_family": {k: {f: nan(a.pooled) for f, a in sorted(v.items())} for k, v in per_family.items()},
+        "occluder_iou_per_family": {k: {f: nan(a.pooled) for f, a in sorted(per_family[k].items())}
+                                    for k in ("trained", "heldout")},
         "heldout_kinds": list(HELDOUT_KINDS),
     }
+    if "hand" in keys:
+        out["occluder_iou_procedural_hand"] = nan(occ_iou["hand"].pooled)
+        out["occluder_iou_procedural_hand_per_image_mean"] = nan(occ_iou["hand"].mean_per_image)
+        out["occluded_face_miou_procedural_hand"] = nan(acc_occ["hand"].miou(FACE_CLASSES))
+        out["occluder_iou_procedural_hand_per_anchor"] = {a: nan(v.pooled) for a, v in sorted(per_family["hand"].items())}
+    return out
 
 
 def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "cpu", n: int | None = 300,
-                        seed: int = DEFAULT_SEED, progress: bool = False) -> dict:
+                        seed: int = DEFAULT_SEED, progress: bool = False, hand_library=None) -> dict:
     """:func:`evaluate_parser` with the U-Net stored in ``checkpoint``."""
     from types import SimpleNamespace
 
     from .unet_parser import UNetParser
 
     parser = UNetParser(SimpleNamespace(device=device), checkpoint=checkpoint)
-    out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress)
+    out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress,
+                          hand_library=hand_library)
     out["checkpoint_version"] = parser.version
     return out

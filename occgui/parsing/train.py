@@ -2,7 +2,9 @@
 
 Data: clean LFW crops of identities A-P with labels from ``labelgen`` (cached, see
 ``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.occluders``; the kinds in
-``dataset.HELDOUT_KINDS`` are never used). Loss: class-weighted cross-entropy + soft Dice at the
+``dataset.HELDOUT_KINDS`` are never used), including ``--procedural-hands`` photo-like hands
+tinted with the face's own skin colour (``occgui.procedural_hand``). ``--init`` fine-tunes a
+shipped checkpoint, possibly at another ``--input-size`` (the U-Net is fully convolutional). Loss: class-weighted cross-entropy + soft Dice at the
 network's input resolution (labels nearest-resized from the 256 px crop). AdamW, linear warm-up
 then cosine decay; an exponential moving average (EMA) of the weights is what gets exported.
 
@@ -49,21 +51,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--warmup", type=float, default=0.03, help="fraction of the run with a linear learning-rate warm-up")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="fine-tune: start from the weights of a shipped parsing checkpoint (its widths are used; "
+                             "the input size may differ, the U-Net is fully convolutional)")
     parser.add_argument("--input-size", type=int, default=128, help="network input resolution (multiple of 16)")
     parser.add_argument("--widths", default="16,32,64,128,256", help="U-Net channel widths per level")
+    parser.add_argument("--procedural-hands", type=int, default=64, metavar="N",
+                        help="add N procedural skin-coloured hands (occgui.procedural_hand) to the training occluders "
+                             "(0: none; default %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N training photos (tiny runs, tests)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
     parser.add_argument("--eval-every", type=float, default=15.0, help="minutes between quick held-out checks (0: never)")
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=2, help="processes for building the label cache")
+    parser.add_argument("--hard-labels", dest="soft_labels", action="store_false",
+                        help="nearest-resized label ids as targets instead of area-averaged class fractions "
+                             "(the v1 training; biased by half a crop pixel)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="no photometric/geometric augmentation (overfitting checks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)  # interrupt after N steps (tests of --resume)
 
 
-HYPER = ("seed", "batch_size", "lr", "input_size", "widths", "limit", "steps", "minutes", "augment")
+#: Procedural hands (another seed than training's) in the held-out evaluation.
+EVAL_HANDS = 32
+
+HYPER = ("seed", "batch_size", "lr", "warmup", "input_size", "widths", "limit", "steps", "minutes", "augment", "init",
+         "procedural_hands", "soft_labels")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
@@ -73,7 +89,10 @@ def _class_weights(sampler, n: int = 192) -> np.ndarray:
     counts = np.zeros(L.NUM_CLASSES)
     for i in rng.integers(len(sampler.clean), size=n):
         _, lab = sampler.sample(rng, int(i))
-        counts += np.bincount(lab.ravel(), minlength=L.NUM_CLASSES)
+        if lab.ndim == 3:                                   # soft targets: class fractions per pixel
+            counts += lab.astype(np.float64).sum(axis=(1, 2))
+        else:
+            counts += np.bincount(lab.ravel(), minlength=L.NUM_CLASSES)
     freq = counts / counts.sum()
     w = 1.0 / np.sqrt(np.maximum(freq, 1e-4))
     w = w / w.mean()
@@ -81,16 +100,24 @@ def _class_weights(sampler, n: int = 192) -> np.ndarray:
 
 
 def _loss(logits, target, weight):
-    """Weighted cross-entropy + soft Dice (mean over the classes present in the batch)."""
+    """Weighted cross-entropy + soft Dice (mean over the classes present in the batch).
+
+    ``target`` is ``(B,H,W)`` label ids or ``(B,C,H,W)`` class fractions (soft targets); for soft
+    targets the cross-entropy is normalised like the hard one (by the summed target weights)."""
     import torch
     from torch.nn import functional as F
 
-    ce = F.cross_entropy(logits, target, weight=weight)
     prob = logits.softmax(dim=1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+    if target.is_floating_point():
+        onehot = target.to(prob.dtype)
+        wt = weight.view(1, -1, 1, 1)
+        ce = -(wt * onehot * F.log_softmax(logits, dim=1)).sum() / (wt * onehot).sum().clamp_min(1e-6)
+    else:
+        ce = F.cross_entropy(logits, target, weight=weight)
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
     inter = (prob * onehot).sum(dim=(0, 2, 3))
     denom = prob.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    present = onehot.sum(dim=(0, 2, 3)) > 0
+    present = onehot.sum(dim=(0, 2, 3)) > 0.5
     dice = 1.0 - (2 * inter + 1.0) / (denom + 1.0)
     return ce + (dice[present].mean() if bool(present.any()) else torch.zeros((), device=logits.device)), ce
 
@@ -127,8 +154,9 @@ def run(args) -> int:
     from torch.nn import functional as F
 
     from ..device import resolve_device
-    from ..occluders import load_library
-    from .dataset import (HELDOUT_KINDS, OcclusionSampler, build_clean_set, list_photos, resolve_data_dirs)
+    from ..occluders import load_library, procedural_hand_library
+    from .dataset import (EVAL_HAND_SEED, HELDOUT_KINDS, TRAIN_HAND_SEED, OcclusionSampler, build_clean_set, list_photos,
+                          resolve_data_dirs)
     from .evaluate import evaluate_parser
     from .unet import UNet, count_parameters, to_input
     from .unet_parser import export_checkpoint, predict_logits
@@ -146,7 +174,8 @@ def run(args) -> int:
             raise OccguiError(f"{run_dir} already holds a run; pass --resume to continue it or choose another folder")
         state = torch.load(last, map_location="cpu", weights_only=True)
         for k in HYPER:  # the run's own settings win over the command line
-            setattr(args, k, state["config"][k])
+            if k in state["config"]:
+                setattr(args, k, state["config"][k])
     elif args.resume:
         print(f"no {last} to resume from; starting a new run", file=sys.stderr)
     if args.steps is None and args.minutes is None:
@@ -154,6 +183,12 @@ def run(args) -> int:
     if args.input_size % 16:
         raise OccguiError("--input-size must be a multiple of 16")
     widths = tuple(int(w) for w in str(args.widths).split(",")) if isinstance(args.widths, str) else tuple(args.widths)
+    init_model, init_meta = None, None
+    if args.init and state is None:
+        from .unet_parser import load_checkpoint
+
+        init_model, init_meta = load_checkpoint(args.init, "cpu")
+        widths = tuple(init_model.widths)
     run_dir.mkdir(parents=True, exist_ok=True)
     lfw, occ_dir = resolve_data_dirs(args.data, args.occluders)
     if not lfw.is_dir():
@@ -165,10 +200,15 @@ def run(args) -> int:
     clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit)
     library = load_library(occ_dir)
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
-    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment)
+    if args.procedural_hands:
+        train_lib = train_lib.merged(procedural_hand_library(args.procedural_hands, seed=TRAIN_HAND_SEED))
+    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
+                               soft=args.soft_labels)
 
     torch.manual_seed(args.seed)
     model = UNet(L.NUM_CLASSES, widths).to(device)
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
     ema = copy.deepcopy(model).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
@@ -198,14 +238,15 @@ def run(args) -> int:
                            "step": step, "elapsed": elapsed, "config": config,
                            "class_weights": torch.tensor(weights), "final": final})
 
-    test_clean = None
+    test_clean, eval_hands = None, None
 
     def quick_eval(n):
-        nonlocal test_clean
+        nonlocal test_clean, eval_hands
         if test_clean is None:
             test_clean = build_clean_set(lfw, args.cache, "test", workers=args.workers, progress=progress)
+            eval_hands = procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED)
         parse = lambda crops: predict_logits(ema, crops, args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)  # noqa: E731
-        return evaluate_parser(parse, test_clean, library, n=n, progress=progress and n > 64)
+        return evaluate_parser(parse, test_clean, library, n=n, progress=progress and n > 64, hand_library=eval_hands)
 
     bar = None
     if progress:
@@ -228,11 +269,11 @@ def run(args) -> int:
             return 0
         t0 = time.time()
         for g in opt.param_groups:
-            g["lr"] = args.lr * _lr_factor(progress_of(step, elapsed))
+            g["lr"] = args.lr * _lr_factor(progress_of(step, elapsed), args.warmup)
         x, y = pending.result()
         pending = pool.submit(sampler.batch, step + 1, args.batch_size)
         xt = to_input(torch.from_numpy(x).to(device))
-        yt = torch.from_numpy(y.astype(np.int64)).to(device)
+        yt = torch.from_numpy(y.astype(np.float32) if y.ndim == 4 else y.astype(np.int64)).to(device)
         logits = model(xt)
         if logits.shape[-2:] != yt.shape[-2:]:
             logits = F.interpolate(logits, size=yt.shape[-2:], mode="bilinear", align_corners=False)
@@ -259,7 +300,9 @@ def run(args) -> int:
             ema.eval()
             m = quick_eval(48)
             log.write(json.dumps({"event": "quick_eval", "step": step, "elapsed": round(elapsed, 1),
-                                  **{k: m[k] for k in ("occluder_iou_trained", "occluder_iou_heldout", "clean_face_miou")}}) + "\n")
+                                  **{k: m.get(k) for k in ("occluder_iou_trained", "occluder_iou_heldout",
+                                                           "occluder_iou_procedural_hand", "clean_face_parts_miou",
+                                                           "clean_face_miou")}}) + "\n")
             log.flush()
             t_eval = time.time()
     pool.shutdown(cancel_futures=True)
@@ -268,11 +311,15 @@ def run(args) -> int:
     save(final=True)
     ema.eval()
     meta = {"steps": step, "train_seconds": round(elapsed, 1), "seed": args.seed, "batch_size": args.batch_size,
-            "lr": args.lr, "input_size": args.input_size, "widths": list(widths), "params": count_parameters(ema),
+            "lr": args.lr, "warmup": args.warmup, "soft_labels": bool(args.soft_labels), "input_size": args.input_size,
+            "widths": list(widths), "params": count_parameters(ema),
             "train_photos": len(clean), "train_identities": "A-P", "heldout_identities": "Q-S",
             "heldout_kinds": list(HELDOUT_KINDS), "label_generator_version": _labelgen_version(),
+            "procedural_hands": {"count": args.procedural_hands, "seed": TRAIN_HAND_SEED},
             "machine": f"{platform.machine()} {device} threads={args.threads}",
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.init:
+        meta["fine_tuned_from"] = _init_record(args.init)
     export_checkpoint(ema, run_dir / "parsing_unet.pt", input_size=args.input_size, meta=meta)
     result = {"meta": meta}
     if args.eval_photos:
@@ -285,9 +332,23 @@ def run(args) -> int:
     if "heldout" in result:
         h = result["heldout"]
         print(f"held-out identities ({h['photos']} photos): occluder IoU trained kinds {h['occluder_iou_trained']}, "
-              f"held-out kinds {h['occluder_iou_heldout']}, clean face mIoU {h['clean_face_miou']}")
+              f"held-out kinds {h['occluder_iou_heldout']}, procedural hands {h.get('occluder_iou_procedural_hand')}; "
+              f"clean face mIoU, five parts {h['clean_face_parts_miou']}, 9 classes {h['clean_face_miou']}")
     print(f"wrote {run_dir / 'parsing_unet.pt'} ({step} steps, {elapsed / 60:.1f} min)")
     return 0
+
+
+def _init_record(path) -> dict:
+    """What a fine-tuned run started from: the initial checkpoint's digest and training record."""
+    from .unet_parser import checkpoint_digest, load_checkpoint
+
+    try:
+        _, meta = load_checkpoint(path, "cpu")
+    except OccguiError:
+        return {"checkpoint": str(path)}
+    prior = meta.get("meta", {})
+    return {"checkpoint": str(path), "version": checkpoint_digest(path), "input_size": meta.get("input_size"),
+            **{k: prior[k] for k in ("steps", "train_seconds", "batch_size", "lr") if k in prior}}
 
 
 def _labelgen_version() -> int:
