@@ -100,3 +100,16 @@ class BinaryIoUAccumulator:
         v = np.asarray(self.per_image, dtype=np.float64)
         v = v[~np.isnan(v)]
         return float("nan") if v.size == 0 else float(v.mean())
+
+
+def group_iou_from_confusion(cm: np.ndarray, groups: dict) -> dict[str, float]:
+    """Pooled IoU of unions of classes from a confusion matrix (rows = ground truth), e.g.
+    ``{"lips": (7, 8, 9)}``: confusions *inside* a group count as correct. NaN when a group never occurs."""
+    cm = np.asarray(cm, dtype=np.float64)
+    out = {}
+    for name, ids in groups.items():
+        ids = list(ids)
+        tp = cm[np.ix_(ids, ids)].sum()
+        union = cm[ids, :].sum() + cm[:, ids].sum() - tp
+        out[name] = float(tp / union) if union > 0 else float("nan")
+    return out

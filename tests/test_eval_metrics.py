@@ -298,6 +298,18 @@ def test_item_cache_round_trip_and_fingerprint(tmp_path):
         H.shard_filter([1], "3/3")
 
 
+def test_recorded_settings_select_the_run_with_most_items(tmp_path):
+    a = H.open_cache(tmp_path, {"seed": 0}, device="cpu")
+    b = H.open_cache(tmp_path, {"seed": 1}, device="cuda")
+    a.save("x", {"v": 1})
+    b.save("y", {"v": 2})
+    b.save("z", {"v": 3})
+    cache, settings, device = H.cached_run(tmp_path)
+    assert settings == {"seed": 1} and device == "cuda" and cache.load("z") == {"v": 3} and cache.load("x") is None
+    with pytest.raises(Exception, match="no recorded run"):
+        H.cached_run(tmp_path / "empty")
+
+
 def test_report_helpers(tmp_path):
     d = R.describe([1.0, 2.0, float("nan"), None, 3.0])
     assert d["n"] == 3 and d["missing"] == 1 and d["mean"] == 2.0

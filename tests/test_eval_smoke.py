@@ -98,6 +98,13 @@ def test_eval_natural_smoke(lfw_dir, shared_data, pipeline_ready, tmp_path):
     for key in ("identity_photo", "identity_iout", "identity_render_full", "identity_render_raw", "landmark_mm_full"):
         assert key in rep["all"]
     assert (out / "identity_by_occluder.png").is_file()
+    # --report-only rewrites the same numbers from the cache
+    (out / "report.json").unlink()
+    assert main(["eval", "natural", "--faces", str(lfw_dir), "--list",
+                 str(shared_data / "faces" / "lfw" / "natural_occlusions.csv"), "-o", str(out), "--limit", "2",
+                 "--others", "2", "--report-only", "-q"]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert again["all"] == rep["all"] and again["settings"]["backends"] == rep["settings"]["backends"]
 
 
 def test_eval_scan_smoke(shared_data, pipeline_ready, tmp_path):

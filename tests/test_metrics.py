@@ -82,3 +82,15 @@ def test_pooled_accumulators_differ_from_per_image_mean():
     iou = multi.per_class()
     assert iou[0] == pytest.approx(2 / 4) and iou[1] == pytest.approx(1 / 3) and iou[2] == 1.0
     assert multi.miou([1, 2]) == pytest.approx((1 / 3 + 1) / 2)
+
+
+def test_group_iou_from_confusion_merges_classes():
+    gt = np.array([[0, 1, 2], [2, 2, 0]])
+    pred = np.array([[0, 2, 1], [2, 0, 0]])
+    cm = M.confusion_matrix(pred, gt, 3)
+    g = M.group_iou_from_confusion(cm, {"one_two": (1, 2), "zero": (0,), "none": ()})
+    # classes 1 and 2 merged: gt {(0,1),(0,2),(1,0),(1,1)}, pred {(0,1),(0,2),(1,0)} -> 3 / 4
+    assert g["one_two"] == pytest.approx(3 / 4)
+    assert g["one_two"] == pytest.approx(M.group_iou(pred, gt, {"x": (1, 2)})["x"])
+    assert g["zero"] == pytest.approx(M.per_class_iou(pred, gt, 3)[0])
+    assert math.isnan(g["none"])

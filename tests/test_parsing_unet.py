@@ -33,6 +33,66 @@ def test_unet_shapes_and_size():
     assert 1_000_000 < count_parameters(m) < 3_000_000
 
 
+def test_fold_batchnorm_keeps_the_outputs():
+    from occgui.parsing.unet import fold_batchnorm
+
+    torch.manual_seed(3)
+    m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32))
+    for mod in m.modules():                                   # non-trivial running statistics and affine terms
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    m.eval()
+    f = fold_batchnorm(m)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.modules())
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())          # the original is untouched
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(f(x), m(x), atol=1e-4)
+
+
+def test_soft_labels_are_aligned_with_the_resized_input():
+    """Area-averaged class fractions keep a label's centroid where the area-resized image has it;
+    nearest-neighbour resizing (the v1 targets) moves it by half a source pixel."""
+    import cv2
+
+    from occgui.parsing.dataset import resize_input, soft_labels
+
+    lab = np.zeros((256, 256), np.uint8)
+    lab[101:109, 60:140] = L.L_BROW                          # an 8 px high brow-like bar
+    img = np.zeros((256, 256, 3), np.uint8)
+    img[lab == L.L_BROW] = 255
+    for size in (128, 160):
+        soft = soft_labels(lab, size).astype(np.float32)
+        assert soft.shape == (L.NUM_CLASSES, size, size) and np.allclose(soft.sum(axis=0), 1.0, atol=2e-3)
+        w = soft[L.L_BROW]
+        small = resize_input(img, size)[:, :, 0].astype(np.float32) / 255.0
+        ys = np.arange(size)[:, None]
+        cy_soft = float((w * ys).sum() / w.sum())
+        cy_img = float((small * ys).sum() / small.sum())
+        assert abs(cy_soft - cy_img) < 0.02
+        near = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST) == L.L_BROW
+        cy_near = float((near * ys).sum() / near.sum())
+        assert abs(cy_near - cy_img) > 0.1                   # the bias the soft targets remove
+
+
+def test_soft_targets_loss_matches_hard_targets():
+    from torch.nn import functional as F
+
+    from occgui.parsing.train import _loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, L.NUM_CLASSES, 8, 8)
+    target = torch.randint(0, L.NUM_CLASSES, (2, 8, 8))
+    weight = torch.rand(L.NUM_CLASSES) + 0.5
+    onehot = F.one_hot(target, L.NUM_CLASSES).permute(0, 3, 1, 2).float()
+    hard, ce_hard = _loss(logits, target, weight)
+    soft, ce_soft = _loss(logits, onehot, weight)
+    assert torch.allclose(hard, soft, atol=1e-5) and torch.allclose(ce_hard, ce_soft, atol=1e-5)
+
+
 def test_checkpoint_round_trip_and_errors(tmp_path):
     torch.manual_seed(0)
     m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32)).eval()
@@ -84,6 +144,7 @@ def test_shipped_checkpoint_is_small_and_weights_only():
     assert SHIPPED.stat().st_size < 8_000_000
     blob = torch.load(SHIPPED, weights_only=True)
     assert blob["format"] == unet_parser.FORMAT and blob["meta"]["steps"] > 0
+    assert blob["input_size"] % 16 == 0 and blob["input_size"] == blob["meta"]["input_size"]
 
 
 def test_backend_parses_the_sample_photo(sample_photo):

@@ -2,8 +2,9 @@
 
 Each subcommand writes ``OUT/report.json``, ``OUT/report.md``, PNG plots and a sample grid,
 caches per-item results under ``OUT/cache/`` (an interrupted run continues; ``--shard K/N``
-lets several processes share one run, after which a run without ``--shard`` writes the report),
-and is deterministic for a given ``--seed``.
+lets several processes share one run, after which a run without ``--shard`` writes the report;
+``--report-only`` rewrites the report from the cache alone), and is deterministic for a given
+``--seed``.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def _common(p: argparse.ArgumentParser, *, limit_help: str) -> None:
                    help="override a stage backend of the full pipeline (see `occgui backends`)")
     p.add_argument("--shard", metavar="K/N", help="process only every N-th item from the K-th (0-based) into the "
                    "cache; run again without --shard to write the report")
+    p.add_argument("--report-only", action="store_true", help="write the report from the cached results of an "
+                   "earlier run (no model is loaded; photos not yet run are listed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -71,7 +74,7 @@ def cmd_occlusion(args) -> int:
     s = OcclusionSettings(faces=Path(args.faces), occluders=Path(args.occluders), out=Path(args.output),
                           limit=args.limit, seed=args.seed, device=args.device,
                           backends=H.parse_backend_overrides(args.backend), families=fams, shard=args.shard,
-                          quiet=args.quiet, samples=args.samples)
+                          quiet=args.quiet, samples=args.samples, report_only=args.report_only)
     return _done("occlusion", s.out, run(s), t0, args.quiet)
 
 
@@ -83,7 +86,7 @@ def cmd_natural(args) -> int:
     t0 = time.perf_counter()
     s = NaturalSettings(faces=Path(args.faces), list=Path(args.list), out=Path(args.output), limit=args.limit,
                         seed=args.seed, device=args.device, backends=H.parse_backend_overrides(args.backend),
-                        others=args.others, shard=args.shard, quiet=args.quiet)
+                        others=args.others, shard=args.shard, quiet=args.quiet, report_only=args.report_only)
     return _done("natural", s.out, run(s), t0, args.quiet)
 
 
@@ -97,7 +100,7 @@ def cmd_scan(args) -> int:
     s = ScanSettings(scan=Path(args.scan), occluders=_occluders(args, Path(args.scan), 2), out=Path(args.output),
                      limit=args.limit, seed=args.seed, device=args.device,
                      backends=H.parse_backend_overrides(args.backend), families=fams, shard=args.shard,
-                     quiet=args.quiet)
+                     quiet=args.quiet, report_only=args.report_only)
     return _done("scan", s.out, run(s), t0, args.quiet)
 
 
@@ -110,7 +113,8 @@ def cmd_verify(args) -> int:
     folds = tuple(int(f) for f in args.folds.split(",")) if args.folds else ()
     s = VerifySettings(faces=Path(args.faces), pairs=Path(args.pairs), occluders=_occluders(args, Path(args.faces), 3),
                        out=Path(args.output), limit=args.limit, folds=folds, seed=args.seed, device=args.device,
-                       backends=H.parse_backend_overrides(args.backend), shard=args.shard, quiet=args.quiet)
+                       backends=H.parse_backend_overrides(args.backend), shard=args.shard, quiet=args.quiet,
+                       report_only=args.report_only)
     return _done("verify", s.out, run(s), t0, args.quiet)
 
 

@@ -13,8 +13,9 @@ inputs differ (merge, synthesize and what reads them); ``Pipeline.run_counts`` s
 
 Per-item results are cached as JSON under ``OUT/cache/<kind>/`` with a fingerprint of every
 setting that changes them (seed, families, backends and their versions, sizes, the suite's
-:data:`EVAL_VERSION`), so an interrupted run continues where it stopped and a finished one is
-re-reported instantly; a changed setting recomputes.
+:data:`EVAL_VERSION`), so an interrupted run continues where it stopped; a changed setting
+recomputes. The settings are recorded next to the items, so ``--report-only`` rewrites a run's
+report from its cache without loading any model (even after a backend changed).
 """
 from __future__ import annotations
 
@@ -253,6 +254,39 @@ class ItemCache:
 
     def image_path(self, item: str) -> Path:
         return self.path(item, f".{self.key}.png")
+
+
+def open_cache(folder, settings: dict, *, device: str) -> ItemCache:
+    """The item cache of a run with ``settings``; also records the settings (and the device) as
+    ``settings.<fingerprint>.json`` so that ``--report-only`` can re-report the run later."""
+    from .report import write_json
+
+    key = fingerprint(settings)
+    cache = ItemCache(folder, key)
+    write_json(cache.folder / f"settings.{key}.json", {"fingerprint": key, "settings": settings, "device": device})
+    return cache
+
+
+def cached_run(folder) -> tuple[ItemCache, dict, str]:
+    """(cache, settings, device) of the run recorded in ``folder`` (``--report-only``); with
+    several recorded runs, the one with the most cached items."""
+    folder = Path(folder)
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("settings.*.json"))] if folder.is_dir() else []
+    if not runs:
+        raise OccguiError(f"--report-only: no recorded run in {folder} (run the command without it first)")
+    if len(runs) > 1:
+        counts: dict[str, int] = {}
+        for p in folder.glob("*.json"):
+            if p.name.startswith("settings."):
+                continue
+            try:
+                key = json.loads(p.read_text()).get("fingerprint")
+            except (OSError, json.JSONDecodeError):
+                continue
+            counts[key] = counts.get(key, 0) + 1
+        runs.sort(key=lambda r: -counts.get(r["fingerprint"], 0))
+    run = runs[0]
+    return ItemCache(folder, run["fingerprint"]), run["settings"], run.get("device", "unknown")
 
 
 def shard_filter(items: list, shard: str | None) -> list:

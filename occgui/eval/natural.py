@@ -53,6 +53,7 @@ class NaturalSettings:
     others: int = 5
     shard: str | None = None
     quiet: bool = False
+    report_only: bool = False
 
 
 def spread_by_type(cases: list[NaturalCase], limit: int | None) -> list[NaturalCase]:
@@ -182,6 +183,8 @@ def load_photo_square(path: Path) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the run
 def run(s: NaturalSettings) -> dict:
+    """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
+    of an earlier run with ``s.report_only``)."""
     from ..imageio import save_png
 
     all_cases, missing = read_natural_list(s.list, s.faces)
@@ -189,42 +192,50 @@ def run(s: NaturalSettings) -> dict:
         raise OccguiError(f"none of the photos listed in {s.list} exist under {s.faces}")
     listed = {c.photo for c in all_cases}
     cases = spread_by_type(all_cases, s.limit)
-    variants = H.Variants(s.device, s.backends)
-    identity = H.Identity()
-    settings = {"command": "natural", "backends": variants.backend_ids(), "others": s.others,
-                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                "render_size": H.RENDER_SIZE}
-    key = H.fingerprint(settings)
-    cache = H.ItemCache(Path(s.out) / "cache" / "natural", key)
-    ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
-                            H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
+    folder = Path(s.out) / "cache" / "natural"
+    if s.report_only:
+        cache, settings, device = H.cached_run(folder)
+    else:
+        variants = H.Variants(s.device, s.backends)
+        identity = H.Identity()
+        settings = {"command": "natural", "backends": variants.backend_ids(), "others": s.others,
+                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
+                    "render_size": H.RENDER_SIZE}
+        device = variants.device
+        cache = H.open_cache(folder, settings, device=device)
+        ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
+                                H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
     samples, seen = set(), set()
     for c in cases:
         if c.occluder not in seen and len(samples) < SAMPLES:
             samples.add(relative_name(c.photo))
             seen.add(c.occluder)
-    todo = H.shard_filter(cases, s.shard)
     t0 = time.perf_counter()
-    for c in R.progress(todo, desc="natural", quiet=s.quiet):
-        rel = relative_name(c.photo)
-        if cache.load(rel) is not None:
-            continue
-        rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
-                                  keep_images=rel in samples)
-        if strip is not None:
-            save_png(cache.image_path(rel), R.hstack_cells(strip))
-        cache.save(rel, rec)
-    if s.shard:
-        return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
-    records = [cache.load(relative_name(c.photo)) for c in cases]
+    if not s.report_only:
+        todo = H.shard_filter(cases, s.shard)
+        for c in R.progress(todo, desc="natural", quiet=s.quiet):
+            rel = relative_name(c.photo)
+            if cache.load(rel) is not None:
+                continue
+            rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
+                                      keep_images=rel in samples)
+            if strip is not None:
+                save_png(cache.image_path(rel), R.hstack_cells(strip))
+            cache.save(rel, rec)
+        if s.shard:
+            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+    loaded = [(relative_name(c.photo), cache.load(relative_name(c.photo))) for c in cases]
+    records = [r for _, r in loaded if r is not None]
+    if not records:
+        raise OccguiError(f"no cached results in {folder}")
     report = summarize(records)
     report["settings"] = {**settings, "faces": str(s.faces), "list": str(s.list), "limit": s.limit, "seed": s.seed,
                           "listed": len(all_cases) + len(missing), "listed_missing": missing, "cases": len(cases),
-                          "device": variants.device}
+                          "device": device, "missing_from_cache": [rel for rel, r in loaded if r is None]}
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
     report["records"] = records
-    write_outputs(Path(s.out), report, cache, [relative_name(c.photo) for c in cases if relative_name(c.photo) in samples])
+    write_outputs(Path(s.out), report, cache, [rel for rel, r in loaded if r is not None and rel in samples])
     return report
 
 

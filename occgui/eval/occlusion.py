@@ -76,6 +76,7 @@ class OcclusionSettings:
     shard: str | None = None
     quiet: bool = False
     samples: int = SAMPLES
+    report_only: bool = False
 
 
 # ----------------------------------------------------------------------------- per-case measurements
@@ -290,41 +291,59 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
     return {"photo": rel, "status": "ok", "clean": clean.record, "cases": cases}, strips
 
 
-def run(s: OcclusionSettings) -> dict:
-    """Run (or resume) the benchmark and write the report into ``s.out``; returns the report."""
-    from ..imageio import save_png
+def run_settings(s: OcclusionSettings):
+    """(settings that determine the results, variants, identity, library, families) of a run."""
     from ..occluders import load_library
 
-    photos = spread_selection(find_photos(s.faces), s.limit)
-    if not photos:
-        raise OccguiError(f"no photos found under {s.faces}")
     library = load_library(s.occluders)
     families, unavailable = H.choose_families(library, tuple(s.families))
     variants = H.Variants(s.device, s.backends)
     identity = H.Identity()
-    backends = variants.backend_ids()
     settings = {"command": "occlusion", "seed": s.seed, "families": list(families),
-                "families_without_occluders": unavailable, "backends": backends,
+                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
                 "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
                 "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
-    cache = H.ItemCache(Path(s.out) / "cache" / "occlusion", H.fingerprint(settings))
+    return settings, variants, identity, library, families
+
+
+def run(s: OcclusionSettings) -> dict:
+    """Run (or resume) the benchmark and write the report into ``s.out``; returns the report.
+    With ``s.report_only`` the report is written from the cached results of an earlier run."""
+    from ..imageio import save_png
+
+    photos = spread_selection(find_photos(s.faces), s.limit)
+    if not photos:
+        raise OccguiError(f"no photos found under {s.faces}")
+    folder = Path(s.out) / "cache" / "occlusion"
+    if s.report_only:
+        cache, settings, device = H.cached_run(folder)
+        families = tuple(settings["families"])
+    else:
+        settings, variants, identity, library, families = run_settings(s)
+        device = variants.device
+        cache = H.open_cache(folder, settings, device=device)
     sample_of = {relative_name(p): families[i % len(families)] for i, p in enumerate(photos[: s.samples])}
-    todo = H.shard_filter(photos, s.shard)
     t0 = time.perf_counter()
-    for photo in R.progress(todo, desc="occlusion", quiet=s.quiet):
-        rel = relative_name(photo)
-        if cache.load(rel) is not None:
-            continue
-        rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
-        for fam, strip in strips.items():
-            save_png(cache.image_path(f"{rel}.{fam}"), R.hstack_cells(strip))
-        cache.save(rel, rec)
-    if s.shard:
-        return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
-    records = [cache.load(relative_name(p)) for p in photos]
+    if not s.report_only:
+        todo = H.shard_filter(photos, s.shard)
+        for photo in R.progress(todo, desc="occlusion", quiet=s.quiet):
+            rel = relative_name(photo)
+            if cache.load(rel) is not None:
+                continue
+            rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
+            for fam, strip in strips.items():
+                save_png(cache.image_path(f"{rel}.{fam}"), R.hstack_cells(strip))
+            cache.save(rel, rec)
+        if s.shard:
+            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+    loaded = [(relative_name(p), cache.load(relative_name(p))) for p in photos]
+    records = [r for _, r in loaded if r is not None]
+    if not records:
+        raise OccguiError(f"no cached results in {folder}")
     report = summarize(records, families)
     report["settings"] = {**settings, "faces": str(s.faces), "occluders": str(s.occluders), "limit": s.limit,
-                          "photos": len(photos), "device": variants.device}
+                          "photos": len(photos), "device": device,
+                          "missing_from_cache": [rel for rel, r in loaded if r is None]}
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
     report["records"] = records
@@ -449,7 +468,9 @@ def markdown(report: dict) -> str:
         f"{a['cases']} occluded cases, {a['failed']} without a face found after occlusion. "
         f"Seed {s['seed']}. Faces: `{s['faces']}` (limit {s['limit']})."
         + (f" Families without an occluder image in the library (skipped): "
-           f"{', '.join(s['families_without_occluders'])}." if s.get("families_without_occluders") else ""), "",
+           f"{', '.join(s['families_without_occluders'])}." if s.get("families_without_occluders") else "")
+        + (f" **{len(s['missing_from_cache'])} selected photos have no result yet (run incomplete).**"
+           if s.get("missing_from_cache") else ""), "",
         "Protocol (paper §5, artificial occluders; details in `occgui/eval/occlusion.py`): the clean photo's "
         "landmarks place one seeded occluder per family; the occluded photo runs through the pipeline as shipped "
         "(**full**) and without merge and de-occlusion (**raw**, the ablation: texture straight from the occluded "

@@ -73,6 +73,7 @@ class ScanSettings:
     families: tuple[str, ...] = ()
     shard: str | None = None
     quiet: bool = False
+    report_only: bool = False
 
 
 # ----------------------------------------------------------------------------- the scan
@@ -261,42 +262,53 @@ def _measure_runs(runs: dict, scan: Scan, surface: SurfaceIndex, images: dict) -
 
 # ----------------------------------------------------------------------------- the run
 def run(s: ScanSettings) -> dict:
+    """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
+    of an earlier run with ``s.report_only``)."""
     from ..occluders import load_library
 
-    library = load_library(s.occluders)
-    families, unavailable = H.choose_families(library, tuple(s.families))
-    variants = H.Variants(s.device, s.backends)
-    raw_scan = load_scan(s.scan)
-    scan = calibrate(raw_scan, variants)
-    surface = SurfaceIndex(scan.face_region())
     conds = conditions(s.limit)
-    settings = {"command": "scan", "seed": s.seed, "families": list(families),
-                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
-                "scan": scan.source, "poses": [list(p) for p in POSES], "lights": {k: list(v) for k, v in LIGHTS.items()},
-                "image_size": IMAGE_SIZE, "eye_px": EYE_PX, "target_radius_mm": TARGET_RADIUS_MM,
-                "crop_radius_mm": CROP_RADIUS_MM,
-                "mm_per_scan_unit": scan.mm_per_unit, "scan_landmarks_mm": scan.landmarks.round(4).tolist(),
-                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size}
-    cache = H.ItemCache(Path(s.out) / "cache" / "scan", H.fingerprint(settings))
-    todo = H.shard_filter(conds, s.shard)
-    t0 = time.perf_counter()
     out = Path(s.out)
-    for cond in R.progress(todo, desc="scan", quiet=s.quiet):
-        if cache.load(cond[0]) is not None:
-            continue
-        rec, images = measure_condition(variants, library, scan, surface, cond, families, s.seed)
-        _write_condition_figures(out, cache, cond[0], rec, images, families)
-        cache.save(cond[0], rec)
-    if s.shard:
-        return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
-    records = [cache.load(c[0]) for c in conds]
+    folder = out / "cache" / "scan"
+    if s.report_only:
+        cache, settings, device = H.cached_run(folder)
+        families = tuple(settings["families"])
+    else:
+        library = load_library(s.occluders)
+        families, unavailable = H.choose_families(library, tuple(s.families))
+        variants = H.Variants(s.device, s.backends)
+        scan = calibrate(load_scan(s.scan), variants)
+        surface = SurfaceIndex(scan.face_region())
+        settings = {"command": "scan", "seed": s.seed, "families": list(families),
+                    "families_without_occluders": unavailable, "backends": variants.backend_ids(),
+                    "scan": scan.source, "poses": [list(p) for p in POSES],
+                    "lights": {k: list(v) for k, v in LIGHTS.items()},
+                    "image_size": IMAGE_SIZE, "eye_px": EYE_PX, "target_radius_mm": TARGET_RADIUS_MM,
+                    "crop_radius_mm": CROP_RADIUS_MM,
+                    "mm_per_scan_unit": scan.mm_per_unit, "scan_landmarks_mm": scan.landmarks.round(4).tolist(),
+                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size}
+        device = variants.device
+        cache = H.open_cache(folder, settings, device=device)
+        todo = H.shard_filter(conds, s.shard)
+        t0 = time.perf_counter()
+        for cond in R.progress(todo, desc="scan", quiet=s.quiet):
+            if cache.load(cond[0]) is not None:
+                continue
+            rec, images = measure_condition(variants, library, scan, surface, cond, families, s.seed)
+            _write_condition_figures(out, cache, cond[0], rec, images, families)
+            cache.save(cond[0], rec)
+        if s.shard:
+            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+    loaded = [(c[0], cache.load(c[0])) for c in conds]
+    records = [r for _, r in loaded if r is not None]
+    if not records:
+        raise OccguiError(f"no cached results in {folder}")
     report = summarize(records, families)
-    report["settings"] = {**settings, "limit": s.limit, "conditions": len(conds), "device": variants.device,
-                          "occluders": str(s.occluders)}
+    report["settings"] = {**settings, "limit": s.limit, "conditions": len(conds), "device": device,
+                          "occluders": str(s.occluders), "missing_from_cache": [n for n, r in loaded if r is None]}
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
     report["records"] = records
-    write_outputs(out, report, cache, conds)
+    write_outputs(out, report, cache, [c for c in conds if c[0] in {r["condition"] for r in records}])
     return report
 
 

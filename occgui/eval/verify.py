@@ -66,6 +66,7 @@ class VerifySettings:
     backends: dict = field(default_factory=dict)
     shard: str | None = None
     quiet: bool = False
+    report_only: bool = False
 
 
 def select_pairs(pairs: list[Pair], folds: tuple[int, ...], limit: int | None) -> list[Pair]:
@@ -151,6 +152,9 @@ def _feature(rec: dict | None, condition: str, feature: str):
 
 # ----------------------------------------------------------------------------- the run
 def run(s: VerifySettings) -> dict:
+    """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
+    of an earlier run with ``s.report_only``; pairs with a photo not yet run are then left out
+    and counted)."""
     from ..imageio import save_png
     from ..occluders import load_library
 
@@ -162,29 +166,41 @@ def run(s: VerifySettings) -> dict:
     if not pairs:
         raise OccguiError(f"no pair of {s.pairs} has both photos under {s.faces}")
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    library = load_library(s.occluders)
-    families, unavailable = H.choose_families(library)
-    variants = H.Variants(s.device, s.backends)
-    identity = H.Identity()
-    settings = {"command": "verify", "seed": s.seed, "families": list(families),
-                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
-                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
-    cache = H.ItemCache(Path(s.out) / "cache" / "verify", H.fingerprint(settings))
+    folder = Path(s.out) / "cache" / "verify"
     samples = {relative_name(p) for p in photos[:: max(1, len(photos) // SAMPLES)][:SAMPLES]}
-    todo = H.shard_filter(photos, s.shard)
-    t0 = time.perf_counter()
-    for photo in R.progress(todo, desc="verify", quiet=s.quiet):
-        rel = relative_name(photo)
-        if cache.load(rel) is not None:
-            continue
-        rec, strip = measure_photo(variants, identity, library, families, photo, s.seed, keep_images=rel in samples)
-        if strip is not None:
-            save_png(cache.image_path(rel), R.hstack_cells(strip))
-        cache.save(rel, rec)
-    if s.shard:
-        return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+    if s.report_only:
+        cache, settings, device = H.cached_run(folder)
+    else:
+        library = load_library(s.occluders)
+        families, unavailable = H.choose_families(library)
+        variants = H.Variants(s.device, s.backends)
+        identity = H.Identity()
+        settings = {"command": "verify", "seed": s.seed, "families": list(families),
+                    "families_without_occluders": unavailable, "backends": variants.backend_ids(),
+                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
+                    "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
+        device = variants.device
+        cache = H.open_cache(folder, settings, device=device)
+        todo = H.shard_filter(photos, s.shard)
+        t0 = time.perf_counter()
+        for photo in R.progress(todo, desc="verify", quiet=s.quiet):
+            rel = relative_name(photo)
+            if cache.load(rel) is not None:
+                continue
+            rec, strip = measure_photo(variants, identity, library, families, photo, s.seed,
+                                       keep_images=rel in samples)
+            if strip is not None:
+                save_png(cache.image_path(rel), R.hstack_cells(strip))
+            cache.save(rel, rec)
+        if s.shard:
+            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
     records = {relative_name(p): cache.load(relative_name(p)) for p in photos}
+    not_run = {k for k, r in records.items() if r is None}
+    listed = len(pairs)
+    pairs = [p for p in pairs if relative_name(p.a) not in not_run and relative_name(p.b) not in not_run]
+    if not pairs:
+        raise OccguiError(f"no cached results in {folder}")
+    records = {k: r for k, r in records.items() if r is not None}
     report = evaluate(pairs, records)
     counts = {}
     for p in pairs:
@@ -194,13 +210,14 @@ def run(s: VerifySettings) -> dict:
                           "folds_requested": list(s.folds), "folds_in_file": plist.folds,
                           "pairs_per_fold_in_file": 2 * plist.per_fold_listed,
                           "pairs_skipped_absent_photos": plist.skipped, "pairs_available": len(plist.pairs),
-                          "pairs_used": len(pairs), "pairs_used_per_fold": counts, "photos": len(photos),
-                          "device": variants.device, "occluders": str(s.occluders)}
+                          "pairs_used": len(pairs), "pairs_left_out_not_run": listed - len(pairs),
+                          "pairs_used_per_fold": counts, "photos": len(records), "photos_not_run": len(not_run),
+                          "device": device, "occluders": str(s.occluders)}
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
-    report["records"] = [{k: v for k, v in r.items() if k != "features"} for r in records.values() if r]
+    report["records"] = [{k: v for k, v in r.items() if k != "features"} for r in records.values()]
     report["pairs"] = [{"fold": p.fold, "same": p.same, "a": relative_name(p.a), "b": relative_name(p.b)} for p in pairs]
-    write_outputs(Path(s.out), report, cache, sorted(samples))
+    write_outputs(Path(s.out), report, cache, sorted(samples - not_run))
     return report
 
 
@@ -267,7 +284,9 @@ def markdown(report: dict) -> str:
         f"fold(s) {sorted(int(k) for k in s['pairs_used_per_fold'])} (pairs per fold: "
         f"{', '.join(f'{k}: {v}' for k, v in s['pairs_used_per_fold'].items())}; limit {s['limit']}), "
         f"{s['photos']} photos. Seed {s['seed']}. Photos without a face: {report['photos_failed_clean']} clean, "
-        f"{report['photos_failed_occluded']} occluded (scored -1).", "",
+        f"{report['photos_failed_occluded']} occluded (scored -1)."
+        + (f" **Incomplete run: {s['pairs_left_out_not_run']} selected pairs left out (a photo not run yet).**"
+           if s.get("pairs_left_out_not_run") else ""), "",
         "Features: dlib 128-D embedding of the frontal render of the reconstruction (**full** pipeline, or **raw**: no "
         "merge, no de-occlusion); the photo-crop embedding is a reference without reconstruction. Score: cosine "
         "similarity. *w/ Occ*: both photos carry one seeded occluder; *one occluded*: only the second. "

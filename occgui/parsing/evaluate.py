@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 
 from .. import labels as L
-from ..metrics import BinaryIoUAccumulator, IoUAccumulator
+from ..metrics import BinaryIoUAccumulator, IoUAccumulator, group_iou_from_confusion
 from .dataset import FAMILY_WEIGHTS, HELDOUT_KINDS, CleanSet, occlude_sample
 
 #: Classes of the face-class mIoU: Algorithm 1's O (skin) and S (the facial features).
@@ -104,13 +104,7 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
                 group = pl.anchor if key == "hand" else pl.family
                 per_family[key].setdefault(group, BinaryIoUAccumulator()).add(p == L.OCCLUDER, gt == L.OCCLUDER)
     per_class = acc_clean.per_class()
-    groups = {}
-    for name, ids in L.FEATURE_GROUPS.items():
-        cm = acc_clean.cm
-        ids = list(ids)
-        tp = cm[np.ix_(ids, ids)].sum()
-        union = cm[ids, :].sum() + cm[:, ids].sum() - tp
-        groups[name] = float(tp / union) if union else float("nan")
+    groups = group_iou_from_confusion(acc_clean.cm, L.FEATURE_GROUPS)
     nan = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
     out = {
         "photos": int(len(idx)), "seed": int(seed),
@@ -150,3 +144,52 @@ def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "
                           hand_library=hand_library)
     out["checkpoint_version"] = parser.version
     return out
+
+
+def main(argv=None) -> int:
+    """``python -m occgui.parsing.evaluate CHECKPOINT``: the card's held-out evaluation (all usable Q-S
+    photos by default), with the procedural-hand condition, written as JSON."""
+    import argparse
+    import json
+    import sys
+    import time
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import cv2
+    import torch
+
+    from ..occluders import load_library, procedural_hand_library
+    from .dataset import EVAL_HAND_SEED, build_clean_set, resolve_data_dirs
+    from .train import DEFAULT_CACHE, EVAL_HANDS
+    from .unet_parser import UNetParser
+
+    p = argparse.ArgumentParser(prog="python -m occgui.parsing.evaluate", description=main.__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="parsing checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders)")
+    p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels")
+    p.add_argument("--photos", type=int, help="evaluate a seeded subset of N photos (default: all)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--flip", action="store_true", help="mirror test-time augmentation")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("-o", "--output", help="write the metrics as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    lfw, occ_dir = resolve_data_dirs(args.data)
+    clean = build_clean_set(lfw, args.cache, "test", progress=False)
+    parser = UNetParser(SimpleNamespace(device="cpu"), checkpoint=args.checkpoint, flip=args.flip)
+    t0 = time.time()
+    out = evaluate_parser(parser.parse_batch, clean, load_library(occ_dir), n=args.photos, seed=args.seed,
+                          progress=sys.stderr.isatty(), hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED))
+    out.update(checkpoint_version=parser.version, input_size=parser.input_size, flip=parser.flip,
+               procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
+    text = json.dumps(out, indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

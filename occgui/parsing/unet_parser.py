@@ -140,8 +140,11 @@ class UNetParser:
         if self.device == "cuda" and not torch.cuda.is_available():
             raise CheckpointError("the parsing U-Net was asked to run on CUDA but no CUDA device is available")
         path = Path(checkpoint) if checkpoint is not None else checkpoint_path(CHECKPOINT_NAME)
-        self.model, self.meta = load_checkpoint(path, self.device)
-        self.input_size = int(self.meta["input_size"])
+        from .unet import fold_batchnorm
+
+        model, self.meta = load_checkpoint(path, self.device)
+        self.model = fold_batchnorm(model)
+        self.input_size = int(self.meta["input_size"])          # from the checkpoint: no fixed network size here
         opts = getattr(ctx, "options", None) or {}
         self.flip = bool(opts.get("parse_flip", FLIP_TTA) if flip is None else flip)
         self.version = checkpoint_digest(path)
