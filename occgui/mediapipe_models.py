@@ -37,11 +37,33 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
+#: mediapipe's ``solutions`` package imports its drawing helpers, which import matplotlib.pyplot
+#: (about a second of a cold start); occgui never draws with them.
+_UNUSED_MEDIAPIPE_MODULES = ("mediapipe.python.solutions.drawing_utils", "mediapipe.python.solutions.drawing_styles")
+
+
+def _unused_module(name: str):
+    import types
+
+    mod = types.ModuleType(name, "Not loaded by occgui (it would import matplotlib); see occgui.mediapipe_models.")
+
+    def __getattr__(attr):
+        raise AttributeError(f"{name} is not loaded by occgui (attribute {attr!r})")
+
+    mod.__getattr__ = __getattr__
+    return mod
+
+
 @lru_cache(maxsize=None)
 def _mp():
+    import sys
+
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)
+    if "mediapipe" not in sys.modules:
+        for name in _UNUSED_MEDIAPIPE_MODULES:
+            sys.modules.setdefault(name, _unused_module(name))
     import mediapipe as mp
 
     return mp
