@@ -22,8 +22,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial import cKDTree
 
 from ..landmarks import ibug68
 from ..pipeline.results import Landmarks
@@ -74,6 +72,9 @@ def derive_mirror_map(mesh3d: np.ndarray, iterations: int = 10) -> tuple[np.ndar
     ones (Hungarian assignment; surface and iris vertices separately). Returns the map
     (``map[v]`` = partner of ``v``) and the RMS residual of the match in the mesh's units.
     """
+    from scipy.optimize import linear_sum_assignment     # derivation only (tools/): slow to import
+    from scipy.spatial import cKDTree
+
     p = frontalise(mesh3d)
     q = p * np.array([-1.0, 1.0, 1.0])
     tree = cKDTree(p[:SURFACE])
