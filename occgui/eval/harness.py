@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,3 +299,43 @@ def shard_filter(items: list, shard: str | None) -> list:
         raise OccguiError(f"--shard expects K/N with 0 <= K < N, got {shard!r}")
     k, n = int(m.group(1)), int(m.group(2))
     return items[k::n]
+
+
+def occluder_run_settings(command: str, *, occluders, device: str, backends: dict, seed: int,
+                          families: tuple[str, ...] = ()):
+    """What a run that pastes occluders needs (``occlusion``, ``verify``): (settings that
+    determine its results, :class:`Variants`, :class:`Identity`, occluder library, families)."""
+    from ..occluders import load_library
+
+    library = load_library(occluders)
+    chosen, unavailable = choose_families(library, tuple(families))
+    variants = Variants(device, backends)
+    settings = {"command": command, "seed": seed, "families": list(chosen),
+                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
+                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
+                "render_size": RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
+    return settings, variants, Identity(), library, chosen
+
+
+def fill_cache(items: list, cache: ItemCache, measure, *, name_of, shard: str | None, desc: str,
+               quiet: bool = False) -> dict:
+    """Measure the items of ``shard`` that ``cache`` lacks and store their records.
+
+    ``measure(item)`` returns ``(record, images)``; ``images`` maps a name (the item's name, or
+    it plus a suffix) to a list of image cells, saved as one strip PNG next to the record.
+    Returns ``{"shard", "photos", "seconds"}``.
+    """
+    from ..imageio import save_png
+    from .report import hstack_cells, progress
+
+    todo = shard_filter(items, shard)
+    t0 = time.perf_counter()
+    for item in progress(todo, desc=desc, quiet=quiet):
+        name = name_of(item)
+        if cache.load(name) is not None:
+            continue
+        rec, images = measure(item)
+        for image_name, cells in images.items():
+            save_png(cache.image_path(image_name), hstack_cells(cells))
+        cache.save(name, rec)
+    return {"shard": shard, "photos": len(todo), "seconds": time.perf_counter() - t0}

@@ -185,8 +185,6 @@ def load_photo_square(path: Path) -> np.ndarray:
 def run(s: NaturalSettings) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
     of an earlier run with ``s.report_only``)."""
-    from ..imageio import save_png
-
     all_cases, missing = read_natural_list(s.list, s.faces)
     if not all_cases:
         raise OccguiError(f"none of the photos listed in {s.list} exist under {s.faces}")
@@ -210,20 +208,17 @@ def run(s: NaturalSettings) -> dict:
         if c.occluder not in seen and len(samples) < SAMPLES:
             samples.add(relative_name(c.photo))
             seen.add(c.occluder)
-    t0 = time.perf_counter()
     if not s.report_only:
-        todo = H.shard_filter(cases, s.shard)
-        for c in R.progress(todo, desc="natural", quiet=s.quiet):
+        def measure(c):
             rel = relative_name(c.photo)
-            if cache.load(rel) is not None:
-                continue
             rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
                                       keep_images=rel in samples)
-            if strip is not None:
-                save_png(cache.image_path(rel), R.hstack_cells(strip))
-            cache.save(rel, rec)
+            return rec, ({} if strip is None else {rel: strip})
+
+        done = H.fill_cache(cases, cache, measure, name_of=lambda c: relative_name(c.photo), shard=s.shard,
+                            desc="natural", quiet=s.quiet)
         if s.shard:
-            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+            return done
     loaded = [(relative_name(c.photo), cache.load(relative_name(c.photo))) for c in cases]
     records = [r for _, r in loaded if r is not None]
     if not records:

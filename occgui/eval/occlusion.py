@@ -293,24 +293,13 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
 
 def run_settings(s: OcclusionSettings):
     """(settings that determine the results, variants, identity, library, families) of a run."""
-    from ..occluders import load_library
-
-    library = load_library(s.occluders)
-    families, unavailable = H.choose_families(library, tuple(s.families))
-    variants = H.Variants(s.device, s.backends)
-    identity = H.Identity()
-    settings = {"command": "occlusion", "seed": s.seed, "families": list(families),
-                "families_without_occluders": unavailable, "backends": variants.backend_ids(),
-                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
-    return settings, variants, identity, library, families
+    return H.occluder_run_settings("occlusion", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   seed=s.seed, families=tuple(s.families))
 
 
 def run(s: OcclusionSettings) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out``; returns the report.
     With ``s.report_only`` the report is written from the cached results of an earlier run."""
-    from ..imageio import save_png
-
     photos = spread_selection(find_photos(s.faces), s.limit)
     if not photos:
         raise OccguiError(f"no photos found under {s.faces}")
@@ -323,19 +312,16 @@ def run(s: OcclusionSettings) -> dict:
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
     sample_of = {relative_name(p): families[i % len(families)] for i, p in enumerate(photos[: s.samples])}
-    t0 = time.perf_counter()
     if not s.report_only:
-        todo = H.shard_filter(photos, s.shard)
-        for photo in R.progress(todo, desc="occlusion", quiet=s.quiet):
+        def measure(photo):
             rel = relative_name(photo)
-            if cache.load(rel) is not None:
-                continue
             rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
-            for fam, strip in strips.items():
-                save_png(cache.image_path(f"{rel}.{fam}"), R.hstack_cells(strip))
-            cache.save(rel, rec)
+            return rec, {f"{rel}.{fam}": strip for fam, strip in strips.items()}
+
+        done = H.fill_cache(photos, cache, measure, name_of=relative_name, shard=s.shard, desc="occlusion",
+                            quiet=s.quiet)
         if s.shard:
-            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+            return done
     loaded = [(relative_name(p), cache.load(relative_name(p))) for p in photos]
     records = [r for _, r in loaded if r is not None]
     if not records:
@@ -409,7 +395,6 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_of: dict[s
     out.mkdir(parents=True, exist_ok=True)
     fams = [f for f in report["per_family"] if f != "all"]
     pf = report["per_family"]
-    s = report["settings"]
 
     def series(keys):
         return {lab: [_m(pf[f], k) for f in fams] for lab, k in keys}

@@ -450,7 +450,7 @@ def markdown(report: dict, conds) -> str:
                    digits=2), "",
         "## Heat maps", "",
         "Per-vertex error of the full reconstruction on the scan (0-10 mm), frontal view, with the input above "
-        f"(first condition; all conditions in `heatmaps/`):", "", "![heat maps](heatmaps.png)", "",
+        "(first condition; all conditions in `heatmaps/`):", "", "![heat maps](heatmaps.png)", "",
         "![by family](error_by_family.png)", "", "![by condition](error_by_condition.png)", "",
         "Sample cases (photo | occluded | M_alpha | M_gamma | I_out | render | 3D error):", "",
         "![samples](samples.png)", "",

@@ -26,7 +26,6 @@ three are reported as mean ± std over the folds (:func:`occgui.eval.metrics.ver
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,9 +154,6 @@ def run(s: VerifySettings) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
     of an earlier run with ``s.report_only``; pairs with a photo not yet run are then left out
     and counted)."""
-    from ..imageio import save_png
-    from ..occluders import load_library
-
     plist = read_pairs(s.pairs, s.faces)
     bad = [f for f in s.folds if not 0 <= f < plist.folds]
     if bad:
@@ -171,29 +167,21 @@ def run(s: VerifySettings) -> dict:
     if s.report_only:
         cache, settings, device = H.cached_run(folder)
     else:
-        library = load_library(s.occluders)
-        families, unavailable = H.choose_families(library)
-        variants = H.Variants(s.device, s.backends)
-        identity = H.Identity()
-        settings = {"command": "verify", "seed": s.seed, "families": list(families),
-                    "families_without_occluders": unavailable, "backends": variants.backend_ids(),
-                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                    "render_size": H.RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
+        settings, variants, identity, library, families = H.occluder_run_settings(
+            "verify", occluders=s.occluders, device=s.device, backends=s.backends, seed=s.seed)
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
-        todo = H.shard_filter(photos, s.shard)
-        t0 = time.perf_counter()
-        for photo in R.progress(todo, desc="verify", quiet=s.quiet):
+
+        def measure(photo):
             rel = relative_name(photo)
-            if cache.load(rel) is not None:
-                continue
             rec, strip = measure_photo(variants, identity, library, families, photo, s.seed,
                                        keep_images=rel in samples)
-            if strip is not None:
-                save_png(cache.image_path(rel), R.hstack_cells(strip))
-            cache.save(rel, rec)
+            return rec, ({} if strip is None else {rel: strip})
+
+        done = H.fill_cache(photos, cache, measure, name_of=relative_name, shard=s.shard, desc="verify",
+                            quiet=s.quiet)
         if s.shard:
-            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+            return done
     records = {relative_name(p): cache.load(relative_name(p)) for p in photos}
     not_run = {k for k, r in records.items() if r is None}
     listed = len(pairs)
