@@ -103,6 +103,8 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path, flip=False)
     assert parser.version == unet_parser.checkpoint_digest(path) and len(parser.version) == 10
+    flipped = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path, flip=True)
+    assert flipped.version == parser.version + "+flip"                # a different output gets a different cache key
     crop = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
     lab = parser.parse(crop)
     assert lab.shape == (96, 96) and lab.dtype == np.uint8 and lab.max() < L.NUM_CLASSES

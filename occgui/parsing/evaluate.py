@@ -137,12 +137,12 @@ def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "
     """:func:`evaluate_parser` with the U-Net stored in ``checkpoint``."""
     from types import SimpleNamespace
 
-    from .unet_parser import UNetParser
+    from .unet_parser import UNetParser, checkpoint_digest
 
     parser = UNetParser(SimpleNamespace(device=device), checkpoint=checkpoint)
     out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress,
                           hand_library=hand_library)
-    out["checkpoint_version"] = parser.version
+    out["checkpoint_version"] = checkpoint_digest(parser.checkpoint)
     return out
 
 
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     from ..occluders import load_library, procedural_hand_library
     from .dataset import EVAL_HAND_SEED, build_clean_set, resolve_data_dirs
     from .train import DEFAULT_CACHE, EVAL_HANDS
-    from .unet_parser import UNetParser
+    from .unet_parser import UNetParser, checkpoint_digest
 
     p = argparse.ArgumentParser(prog="python -m occgui.parsing.evaluate", description=main.__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="parsing checkpoint (.pt)")
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     out = evaluate_parser(parser.parse_batch, clean, load_library(occ_dir), n=args.photos, seed=args.seed,
                           progress=sys.stderr.isatty(), hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED))
-    out.update(checkpoint_version=parser.version, input_size=parser.input_size, flip=parser.flip,
+    out.update(checkpoint_version=checkpoint_digest(parser.checkpoint), input_size=parser.input_size, flip=parser.flip,
                procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
     text = json.dumps(out, indent=2)
     if args.output:

@@ -147,7 +147,8 @@ class UNetParser:
         self.input_size = int(self.meta["input_size"])          # from the checkpoint: no fixed network size here
         opts = getattr(ctx, "options", None) or {}
         self.flip = bool(opts.get("parse_flip", FLIP_TTA) if flip is None else flip)
-        self.version = checkpoint_digest(path)
+        # the version names what decides the output: the weights, and the mirror TTA when it is on
+        self.version = checkpoint_digest(path) + ("+flip" if self.flip else "")
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray) -> np.ndarray:
