@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,11 +47,34 @@ GLB_SCALE = 0.001               # millimetres -> metres
 PNG_COMPRESSION = 1             # zlib level of the PNGs written (fastest; photo-like data barely gains from more)
 OBJ_DIGITS = 5                  # decimals in the OBJ text (1e-5 mm, 1e-5 of the texture side)
 LEGEND_WIDTH = 190
+_TRIMESH_IMPORT = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------
 # Atomic single files
 # --------------------------------------------------------------------------------------------
+
+def import_trimesh():
+    """``trimesh``, imported without networkx when nothing has loaded networkx yet.
+
+    trimesh treats networkx as optional (``trimesh.graph``/``repair``/``poses`` keep an
+    ``ExceptionWrapper`` in its place and raise only when a networkx-engine function is called;
+    the exporters here call none). Importing it costs 0.3-0.5 s of a CLI cold start on the 2-core
+    machine, so it is hidden during trimesh's own import and visible again right after.
+    """
+    import sys
+
+    with _TRIMESH_IMPORT:                           # the exporters run in parallel threads
+        hide = "trimesh" not in sys.modules and "networkx" not in sys.modules
+        if hide:
+            sys.modules["networkx"] = None         # makes `import networkx` raise ImportError
+        try:
+            import trimesh
+        finally:
+            if hide and sys.modules.get("networkx", 0) is None:
+                del sys.modules["networkx"]
+    return trimesh
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -118,7 +142,7 @@ def _jsonable(obj):
 def textured_trimesh(mesh: FaceMesh, texture: Texture | None, *, scale: float = 1.0):
     """A ``trimesh.Trimesh`` with ``TextureVisuals``: UVs and a white material carrying the texture
     (``texture=None``: the material without an image, for writing the OBJ text alone)."""
-    import trimesh
+    trimesh = import_trimesh()
     from PIL import Image
 
     image = None
@@ -154,7 +178,7 @@ def obj_files(mesh: FaceMesh, texture: Texture, *, name: str = "mesh",
     material is written here so that it is white (``Kd 1``: viewers multiply it with ``map_Kd``)
     and names ``texture_name``; the PNG is encoded once, with OpenCV.
     """
-    import trimesh
+    trimesh = import_trimesh()
 
     tm = textured_trimesh(mesh, None)
     tm.vertex_normals  # noqa: B018  (computed and cached, so the OBJ carries smooth normals)
@@ -177,7 +201,7 @@ def obj_files(mesh: FaceMesh, texture: Texture, *, name: str = "mesh",
 
 def ply_bytes(mesh: FaceMesh, texture: Texture) -> bytes:
     """Binary PLY with per-vertex RGBA colours sampled from the texture."""
-    import trimesh
+    trimesh = import_trimesh()
 
     tm = trimesh.Trimesh(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces),
                          vertex_colors=vertex_colours(mesh, texture), process=False, validate=False)
@@ -186,7 +210,7 @@ def ply_bytes(mesh: FaceMesh, texture: Texture) -> bytes:
 
 def glb_bytes(mesh: FaceMesh, texture: Texture) -> bytes:
     """Binary glTF 2.0 with the texture embedded (PNG), in metres."""
-    import trimesh
+    trimesh = import_trimesh()
 
     tm = textured_trimesh(mesh, texture, scale=GLB_SCALE)
     return trimesh.exchange.gltf.export_glb(trimesh.Scene(tm), include_normals=True)

@@ -125,3 +125,15 @@ def test_array_source_and_bad_landmarks(pipeline):
     assert r.image.source == "<array>" and r.landmarks.points.shape == (68, 2)
     with pytest.raises(OccguiError, match="68"):
         pipeline.run(skimage.data.astronaut(), landmarks=np.zeros((5, 2)))
+
+
+def test_device_auto_without_a_cuda_driver_is_cpu(monkeypatch):
+    from occgui import device
+    from occgui.errors import OccguiError
+
+    monkeypatch.setattr(device, "cuda_driver_present", lambda: False)
+    assert device.resolve_device("auto") == "cpu" and device.resolve_device("cpu") == "cpu"
+    with pytest.raises(OccguiError, match="no CUDA device"):
+        device.resolve_device("cuda")
+    with pytest.raises(OccguiError, match="unknown device"):
+        device.resolve_device("tpu")

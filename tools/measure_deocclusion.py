@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--per-family", type=int, default=D.DEFAULT_PER_FAMILY)
     ap.add_argument("--seed", type=int, default=D.DEFAULT_SEED)
     ap.add_argument("--parser", default="auto",
-                    help="auto | oracle | a parse backend name | path of a parsing checkpoint (.pt)")
+                    help="auto | oracle | a parse backend name | path of a parsing checkpoint (.safetensors)")
     ap.add_argument("--out", default=None, help="write the JSON report here")
     ap.add_argument("--grids", default=None, help="folder for before/after PNG grids (clean, occluded, Telea, ours)")
     args = ap.parse_args(argv)

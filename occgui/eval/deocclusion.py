@@ -36,7 +36,7 @@ Protocol (deterministic given ``seed``):
      landmarks (hence M_beta and M_gamma) come from the *clean* photo, M_alpha unchanged: how
      much of the remaining distance is due to landmarks guessed under the occluder.
 
-The parser is the product's N_alpha (``checkpoints/parsing_unet.pt``) when present; otherwise
+The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``) when present; otherwise
 (``parser="oracle"``) M_alpha is the clean crop's generated label map
 (``parsing.labelgen.generate_labels``) with the paste mask set to ``occluder``, and I_out is
 parsed with the same label generator. Reports name the parser used.
@@ -100,7 +100,7 @@ class Stages:
     def __init__(self, parser: str = "auto", synthesizer: str | None = None):
         """``parser``: ``"auto"`` (the product's N_alpha when its checkpoint exists, else the
         oracle), ``"oracle"``, a registered parse backend name, or the path of a parsing
-        checkpoint (``.pt``) to load into the U-Net backend."""
+        checkpoint (``.safetensors``) to load into the U-Net backend."""
         from ..pipeline import backends as B
 
         ctx = B.BackendContext("cpu", CROP_SIZE, 1024, {})
@@ -115,7 +115,7 @@ class Stages:
         if parser == "oracle":
             self.parser = None
             self.parser_name = "oracle (labelgen on the clean crop + paste mask)"
-        elif parser.endswith(".pt"):
+        elif parser.endswith(".safetensors"):
             from ..parsing.unet_parser import UNetParser
 
             self.parser = UNetParser(ctx, checkpoint=parser)

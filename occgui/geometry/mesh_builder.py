@@ -115,18 +115,26 @@ def landmark_vertex_ids(vertices_xy: np.ndarray, landmarks_xy: np.ndarray,
 
     Each landmark may only take one of the :data:`LANDMARK_CANDIDATES` vertices nearest to its
     position in the UV chart, so that a vertex of another surface part that happens to project
-    nearby (across a silhouette) is never chosen; a joint assignment (Hungarian) keeps them distinct.
+    nearby (across a silhouette) is never chosen; a joint minimum-cost assignment (LAPJVsp, scipy's
+    sparse bipartite matching) keeps them distinct.
     """
-    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
     cand = _landmark_candidates(levels)
     pool, inverse = np.unique(cand, return_inverse=True)
     inverse = inverse.reshape(cand.shape)
-    cost = np.full((len(cand), len(pool)), 1e9)
     rows = np.repeat(np.arange(len(cand)), cand.shape[1])
     d = np.linalg.norm(vertices_xy[cand] - landmarks_xy[:, None, :], axis=2)
-    cost[rows, inverse.ravel()] = d.ravel()
-    r, c = linear_sum_assignment(cost)
+    # every landmark is matched exactly once, so adding 1 to all costs changes no choice; it keeps
+    # a zero distance from reading as a missing edge of the sparse bipartite graph
+    cost = csr_matrix((d.ravel() + 1.0, (rows, inverse.ravel())), shape=(len(cand), len(pool)))
+    try:
+        r, c = min_weight_full_bipartite_matching(cost)
+    except ValueError:           # no matching within the candidates: allow any pool vertex, at a high cost
+        dense = np.full(cost.shape, 1e9)
+        dense[rows, inverse.ravel()] = d.ravel() + 1.0
+        r, c = min_weight_full_bipartite_matching(csr_matrix(dense))
     ids = np.empty(len(cand), dtype=np.int64)
     ids[r] = pool[c]
     return ids

@@ -84,14 +84,16 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 def _device_info(pipeline: Pipeline) -> DeviceInfo:
-    from ..device import describe
+    from ..device import cuda_driver_present, describe
 
-    try:
-        import torch
+    cuda = False
+    if cuda_driver_present():                       # else no CUDA, and no torch import (about 2 s)
+        try:
+            import torch
 
-        cuda = bool(torch.cuda.is_available())
-    except ImportError:
-        cuda = False
+            cuda = bool(torch.cuda.is_available())
+        except ImportError:
+            pass
     return DeviceInfo(pipeline.device, describe(pipeline.device), cuda)
 
 

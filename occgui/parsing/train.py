@@ -10,7 +10,7 @@ then cosine decay; an exponential moving average (EMA) of the weights is what ge
 
 The run folder holds ``last.pt`` (full training state, written every few minutes: ``--resume``
 continues from it with the same data stream, since batch ``t`` is drawn from
-``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.pt`` (the shipping checkpoint, fp16)
+``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.safetensors`` (the shipping checkpoint, fp16)
 and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
 
 With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
+from .checkpoint import CHECKPOINT_NAME
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 
@@ -320,7 +321,7 @@ def run(args) -> int:
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.init:
         meta["fine_tuned_from"] = _init_record(args.init)
-    export_checkpoint(ema, run_dir / "parsing_unet.pt", input_size=args.input_size, meta=meta)
+    export_checkpoint(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
     result = {"meta": meta}
     if args.eval_photos:
         result["heldout"] = quick_eval(args.eval_photos)
@@ -334,7 +335,7 @@ def run(args) -> int:
         print(f"held-out identities ({h['photos']} photos): occluder IoU trained kinds {h['occluder_iou_trained']}, "
               f"held-out kinds {h['occluder_iou_heldout']}, procedural hands {h.get('occluder_iou_procedural_hand')}; "
               f"clean face mIoU, five parts {h['clean_face_parts_miou']}, 9 classes {h['clean_face_miou']}")
-    print(f"wrote {run_dir / 'parsing_unet.pt'} ({step} steps, {elapsed / 60:.1f} min)")
+    print(f"wrote {run_dir / CHECKPOINT_NAME} ({step} steps, {elapsed / 60:.1f} min)")
     return 0
 
 

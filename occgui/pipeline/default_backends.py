@@ -20,7 +20,7 @@ def _lazy(module: str, cls: str):
 def _parser_checkpoint_exists() -> bool:
     from ..resources import checkpoint_path
 
-    return checkpoint_path("parsing_unet.pt").exists()
+    return checkpoint_path("parsing_unet.safetensors").exists()
 
 
 register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
@@ -30,7 +30,7 @@ register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "Med
 register("landmarks", "dlib", _lazy("occgui.landmarks.mediapipe_mesh", "DlibLandmarks"),
          priority=1, description="dlib 68-point shape predictor (no dense mesh)")
 register("parse", "unet", _lazy("occgui.parsing.unet_parser", "UNetParser"), priority=10,
-         available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.pt)")
+         available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.safetensors)")
 register("landmark_map", "polygons", _lazy("occgui.parsing.landmark_map", "LandmarkPolygonMap"), priority=10,
          description="M_beta from polygons joining the 68 landmarks")
 register("merge", "algorithm1", _lazy("occgui.parsing.merge", "Algorithm1Merge"), priority=10,
