@@ -21,6 +21,17 @@ def cuda_driver_present() -> bool:
     return False
 
 
+def cuda_available() -> bool:
+    """``torch.cuda.is_available()``, without importing torch where no CUDA driver loads."""
+    if not cuda_driver_present():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def resolve_device(preference: str = "auto") -> str:
     """Return ``"cuda"`` or ``"cpu"`` for a preference of ``auto``, ``cpu`` or ``cuda``.
 
@@ -31,13 +42,7 @@ def resolve_device(preference: str = "auto") -> str:
         raise OccguiError(f"unknown device {preference!r}; choose one of {', '.join(CHOICES)}")
     if pref == "cpu":
         return "cpu"
-    if not cuda_driver_present():                   # no driver, no CUDA: answer without importing torch
-        if pref == "cuda":
-            raise OccguiError("device 'cuda' was requested but no CUDA device is available")
-        return "cpu"
-    import torch
-
-    available = torch.cuda.is_available()
+    available = cuda_available()
     if pref == "cuda" and not available:
         raise OccguiError("device 'cuda' was requested but no CUDA device is available")
     return "cuda" if available else "cpu"

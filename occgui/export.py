@@ -50,10 +50,6 @@ LEGEND_WIDTH = 190
 _TRIMESH_IMPORT = threading.Lock()
 
 
-# --------------------------------------------------------------------------------------------
-# Atomic single files
-# --------------------------------------------------------------------------------------------
-
 def import_trimesh():
     """``trimesh``, imported without networkx when nothing has loaded networkx yet.
 
@@ -74,6 +70,11 @@ def import_trimesh():
             if hide and sys.modules.get("networkx", 0) is None:
                 del sys.modules["networkx"]
     return trimesh
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic single files
+# --------------------------------------------------------------------------------------------
 
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.

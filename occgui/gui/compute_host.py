@@ -84,17 +84,9 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 def _device_info(pipeline: Pipeline) -> DeviceInfo:
-    from ..device import cuda_driver_present, describe
+    from ..device import cuda_available, describe
 
-    cuda = False
-    if cuda_driver_present():                       # else no CUDA, and no torch import (about 2 s)
-        try:
-            import torch
-
-            cuda = bool(torch.cuda.is_available())
-        except ImportError:
-            pass
-    return DeviceInfo(pipeline.device, describe(pipeline.device), cuda)
+    return DeviceInfo(pipeline.device, describe(pipeline.device), cuda_available())
 
 
 class LocalPipelineHost:

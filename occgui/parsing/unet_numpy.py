@@ -83,7 +83,7 @@ class NumpyUNet:
         except (KeyError, ValueError, IndexError):
             raise CheckpointError("the checkpoint does not match the U-Net (missing or misshapen tensors)") from None
         cin = 3
-        for (w1, _), (w2, _), width in zip((d[0] for d in self.down), (d[1] for d in self.down), self.widths):
+        for ((w1, _), (w2, _)), width in zip(self.down, self.widths):
             if w1.shape != (cin * 9, width) or w2.shape != (width * 9, width):
                 raise CheckpointError("the checkpoint does not match the U-Net (tensor shapes differ)")
             cin = width
