@@ -103,9 +103,17 @@ class CleanSet:
     lmk68: np.ndarray
     mesh: np.ndarray
     names: list[str]
+    #: the cache folder the arrays are memory-mapped from (``load_clean_set``), else None
+    source: str | None = None
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def __reduce__(self):
+        # a cached set travels to another process as its folder (re-mapped there), not as a copy
+        if self.source is not None:
+            return load_clean_set, (self.source,)
+        return CleanSet, (self.crops, self.labels, self.lmk68, self.mesh, self.names)
 
     def subset(self, idx) -> "CleanSet":
         idx = np.asarray(idx, dtype=np.int64)
@@ -191,7 +199,7 @@ def load_clean_set(folder) -> CleanSet:
     meta = json.loads((folder / "meta.json").read_text())
     n = meta["count"]
     ld = lambda k: np.load(folder / f"{k}.npy", mmap_mode="r")[:n]  # noqa: E731
-    return CleanSet(ld("crops"), ld("labels"), ld("lmk68"), ld("mesh"), list(meta["photos"]))
+    return CleanSet(ld("crops"), ld("labels"), ld("lmk68"), ld("mesh"), list(meta["photos"]), source=str(folder))
 
 
 # ----------------------------------------------------------------------------- occluded samples

@@ -15,6 +15,10 @@ and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
 
 With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
 with ``--minutes`` it follows the training wall time (the data stream stays seeded).
+
+On a GPU machine (``--device cuda``: bf16 autocast, float32 loss) the batches come from
+``--loader-workers`` processes; ``tools/gpu_train_parsing.sh`` runs such a fine-tune on a machine
+without ``../shared``, from a clean set packed by ``occgui.parsing.pack`` (how v3 was made).
 """
 from __future__ import annotations
 
@@ -67,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=2, help="processes for building the label cache")
+    parser.add_argument("--loader-workers", type=int, default=0, metavar="N",
+                        help="processes that prepare training batches (0: one thread in this process; a GPU run "
+                             "wants most of the cores). Batch t is the same whatever N is")
     parser.add_argument("--hard-labels", dest="soft_labels", action="store_false",
                         help="nearest-resized label ids as targets instead of area-averaged class fractions "
                              "(the v1 training; biased by half a crop pixel)")
@@ -149,6 +156,74 @@ def _ema_update(ema, model, decay: float) -> None:
                 e.copy_(m)
 
 
+class BatchStream:
+    """Training batches ``start, start+1, ...`` as torch tensors, prepared ahead of the training step.
+
+    ``workers=0``: one background thread (OpenCV/NumPy release the GIL), enough on a 2-core CPU.
+    ``workers>0``: a ``torch.utils.data.DataLoader`` over step numbers with that many spawned
+    processes (tensors come back through shared memory; pinned for CUDA). Spawned, not forked:
+    forked workers hung in a process that had Qt and torch's thread pools loaded (pytest-qt); a
+    cached clean set reaches them as its folder (``CleanSet.__reduce__``), not as a copy. Either way batch ``t`` is
+    ``sampler.batch(t, n)``, which depends only on the sampler's seed and ``t``."""
+
+    def __init__(self, sampler, batch_size: int, start: int, *, workers: int = 0, pin: bool = False):
+        self.sampler, self.n, self.step = sampler, int(batch_size), int(start)
+        self._pool = self._it = None
+        if workers > 0:
+            import torch.utils.data as tud
+
+            self._it = iter(tud.DataLoader(_StepBatches(sampler, self.n), batch_size=None,
+                                           sampler=range(self.step, self.step + 10 ** 12), num_workers=int(workers),
+                                           pin_memory=pin, prefetch_factor=4, persistent_workers=False,
+                                           multiprocessing_context="spawn", worker_init_fn=_quiet_worker))
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=1)
+            self._pending = self._pool.submit(sampler.batch, self.step, self.n)
+
+    def next(self):
+        import torch
+
+        if self._it is not None:
+            x, y = next(self._it)
+        else:
+            x, y = self._pending.result()
+            self._pending = self._pool.submit(self.sampler.batch, self.step + 1, self.n)
+            x, y = torch.from_numpy(x), torch.from_numpy(y)
+        self.step += 1
+        return x, y
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+        if self._it is not None:
+            try:  # what dropping the iterator does, but here, where a worker's exit status can be ignored
+                self._it._shutdown_workers()
+            except RuntimeError:  # a worker aborted while exiting (seen on the GPU machine): the run is done
+                pass
+            self._it = None
+
+
+class _StepBatches:
+    """Map-style dataset: item ``t`` is training batch ``t`` (numpy arrays -> tensors)."""
+
+    def __init__(self, sampler, n: int):
+        self.sampler, self.n = sampler, n
+
+    def __getitem__(self, t):
+        import torch
+
+        x, y = self.sampler.batch(int(t), self.n)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _quiet_worker(_):
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
 def run(args) -> int:
     """Train (or resume) a parsing run; returns the process exit code."""
     import torch
@@ -156,8 +231,8 @@ def run(args) -> int:
 
     from ..device import resolve_device
     from ..occluders import load_library, procedural_hand_library
-    from .dataset import (EVAL_HAND_SEED, HELDOUT_KINDS, TRAIN_HAND_SEED, OcclusionSampler, build_clean_set, list_photos,
-                          resolve_data_dirs)
+    from .dataset import (CROP_SIZE, EVAL_HAND_SEED, HELDOUT_KINDS, TRAIN_HAND_SEED, OcclusionSampler, build_clean_set,
+                          list_photos, resolve_data_dirs)
     from .evaluate import evaluate_parser
     from .unet import UNet, count_parameters, to_input
     from .unet_parser import export_checkpoint, predict_logits
@@ -203,8 +278,9 @@ def run(args) -> int:
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
     if args.procedural_hands:
         train_lib = train_lib.merged(procedural_hand_library(args.procedural_hands, seed=TRAIN_HAND_SEED))
+    # at the crop's own size the class fractions are one-hot: label ids are the same targets, 16x smaller
     sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
-                               soft=args.soft_labels)
+                               soft=args.soft_labels and args.input_size != CROP_SIZE)
 
     torch.manual_seed(args.seed)
     model = UNet(L.NUM_CLASSES, widths).to(device)
@@ -257,25 +333,26 @@ def run(args) -> int:
     t_ckpt = t_eval = time.time()
     losses = []
     model.train()
-    # the next batch is prepared in a thread while the current one trains (OpenCV/NumPy release the GIL)
-    pool = ThreadPoolExecutor(max_workers=1)
-    pending = pool.submit(sampler.batch, step, args.batch_size)
+    batches = BatchStream(sampler, args.batch_size, step, workers=args.loader_workers, pin=device == "cuda")
     start_step = step
     while progress_of(step, elapsed) < 1.0:
         if args.stop_after is not None and step - start_step >= args.stop_after:
             save()
-            pool.shutdown()
+            batches.close()
             log.close()
             print(f"stopped after {step - start_step} steps at step {step} (resume with --resume)")
             return 0
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = args.lr * _lr_factor(progress_of(step, elapsed), args.warmup)
-        x, y = pending.result()
-        pending = pool.submit(sampler.batch, step + 1, args.batch_size)
-        xt = to_input(torch.from_numpy(x).to(device))
-        yt = torch.from_numpy(y.astype(np.float32) if y.ndim == 4 else y.astype(np.int64)).to(device)
-        logits = model(xt)
+        x, y = batches.next()
+        xt = to_input(x.to(device, non_blocking=True))
+        yt = y.to(device, non_blocking=True)
+        yt = yt.float() if yt.ndim == 4 else yt.long()
+        # bf16 autocast on CUDA (the loss itself in float32); plain float32 on CPU
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = model(xt)
+        logits = logits.float()
         if logits.shape[-2:] != yt.shape[-2:]:
             logits = F.interpolate(logits, size=yt.shape[-2:], mode="bilinear", align_corners=False)
         loss, ce = _loss(logits, yt, weight_t)
@@ -306,7 +383,7 @@ def run(args) -> int:
                                                            "clean_face_miou")}}) + "\n")
             log.flush()
             t_eval = time.time()
-    pool.shutdown(cancel_futures=True)
+    batches.close()
     if bar is not None:
         bar.close()
     save(final=True)
