@@ -163,8 +163,9 @@ class BatchStream:
     ``workers>0``: a ``torch.utils.data.DataLoader`` over step numbers with that many spawned
     processes (tensors come back through shared memory; pinned for CUDA). Spawned, not forked:
     forked workers hung in a process that had Qt and torch's thread pools loaded (pytest-qt); a
-    cached clean set reaches them as its folder (``CleanSet.__reduce__``), not as a copy. Either way batch ``t`` is
-    ``sampler.batch(t, n)``, which depends only on the sampler's seed and ``t``."""
+    cached clean set reaches them as its folder (``CleanSet.__reduce__``), not as a copy.
+    Either way batch ``t`` is ``sampler.batch(t, n)``, which depends only on the sampler's seed
+    and ``t``."""
 
     def __init__(self, sampler, batch_size: int, start: int, *, workers: int = 0, pin: bool = False):
         self.sampler, self.n, self.step = sampler, int(batch_size), int(start)
