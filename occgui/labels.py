@@ -17,8 +17,8 @@ the image's right (iBUG points 42-47), the subject's right eye on the image's le
   7     u_lip       u_lip
   8     mouth       mouth                   inner mouth between the lips
   9     l_lip       l_lip                   lower lip
- 10     hair        hair                    hair over the face counts as occluder for
-                                            the reconstruction (see ``OCCLUDING``)
+ 10     hair        hair                    hair over the face: Algorithm 1 draws skin and
+                                            features there in M_gamma (see ``OCCLUDING``)
  11     occluder    (new)                   anything in front of the face: hands,
                                             glasses, masks, microphones, ...
 =====  ==========  ======================  ==============================================
@@ -42,7 +42,10 @@ NUM_CLASSES = len(NAMES)
 SKIN_IDS: tuple[int, ...] = (SKIN,)
 #: Algorithm 1's ``S``: the facial-feature value range (eyebrows, eyes, nose, lips).
 FEATURE_IDS: tuple[int, ...] = (L_BROW, R_BROW, L_EYE, R_EYE, NOSE, U_LIP, MOUTH, L_LIP)
-#: Classes whose pixels do not show the face and must be re-synthesized.
+#: Classes whose pixels do not show the face and must be re-synthesized. Hair is not among them:
+#: M_gamma puts skin and features under hair that covers the face (Algorithm 1), but I_out keeps
+#: the hair. Re-synthesizing hair inside M_gamma's face was tried and left blotches at the hairline,
+#: where M_beta's forehead is only an estimate (facial thirds, ``parsing.landmark_map``).
 OCCLUDING: tuple[int, ...] = (OCCLUDER,)
 #: Feature groups used by metrics (per-feature IoU) and by the de-occlusion stage.
 FEATURE_GROUPS: dict[str, tuple[int, ...]] = {
