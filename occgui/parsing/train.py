@@ -390,7 +390,7 @@ def run(args) -> int:
     save(final=True)
     ema.eval()
     meta = {"steps": step, "train_seconds": round(elapsed, 1), "seed": args.seed, "batch_size": args.batch_size,
-            "lr": args.lr, "warmup": args.warmup, "soft_labels": bool(args.soft_labels), "input_size": args.input_size,
+            "lr": args.lr, "warmup": args.warmup, "soft_labels": bool(sampler.soft), "input_size": args.input_size,
             "widths": list(widths), "params": count_parameters(ema),
             "train_photos": len(clean), "train_identities": "A-P", "heldout_identities": "Q-S",
             "heldout_kinds": list(HELDOUT_KINDS), "label_generator_version": _labelgen_version(),
