@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .parsing import train as parsing_train
     parsing_train.add_arguments(tp)
     tp.set_defaults(func=parsing_train.run)
+    tl = tsub.add_parser("landmarks", help="train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)")
+    from .landmarks import train_refiner
+    train_refiner.add_arguments(tl)
+    tl.set_defaults(func=train_refiner.run)
 
     e = sub.add_parser("eval", help="evaluation suite (occlusion robustness, paper §5)")
     try:

@@ -12,10 +12,11 @@ The issue's three targets, per occluder family, on the first :data:`PER_FAMILY` 
   it the IoU would not test anything);
 * pixels: mean L1 inside the paste mask at most 1.2 x Telea's.
 
-Where a target is known to be missed (docs/deocclusion.md: with both sides of the face
-hidden, the features come from the mean face, placed by landmarks the landmark stage guesses
-under the occluder; brows under a hand), the test asserts the level measured today as a
-regression floor instead, and names the issue's target it does not reach.
+Where a target is known to be missed (docs/deocclusion.md: identity under sunglasses and surgical
+masks, where both sides of the face are hidden and the features come from the mean face), the test
+asserts the level measured today as a regression floor instead, and names the issue's target it
+does not reach. The brows under a hand meet 0.5 on this subset (0.59, 5 cases) but not on the
+40-photo set (0.49, 13 cases; docs/deocclusion.md).
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ def measured(lfw_dir, occluders_dir):
 
 
 #: for IDENTITY_GAP families: how much farther than the occluded photo I_out may be (measured
-#: on the 40-photo set: +0.078 sunglasses, +0.062 surgical mask); the issue's target is < 0
-IDENTITY_GAP_BOUND = 0.12
+#: with the landmark refiner on the 40-photo set: +0.036 sunglasses, +0.029 surgical mask; on this
+#: subset +0.017 and +0.034; without the refiner it was +0.078 and +0.062); the issue's target is < 0
+IDENTITY_GAP_BOUND = 0.07
 
 
 @pytest.mark.parametrize("family", D.FAMILIES)
@@ -56,6 +58,8 @@ def test_identity_closer_than_both_baselines(measured, family):
     assert row["n"] == PER_FAMILY
     if family in IDENTITY_GAP:  # target missed (see module docstring): regression floor only
         assert row["identity_ours"] < row["identity_occluded"] + IDENTITY_GAP_BOUND, row
+        if family == "sunglasses":  # with the landmark refiner: below Telea (0.478 vs 0.500 on 40 photos)
+            assert row["identity_ours"] < row["identity_telea"], row
         assert row["identity_ours"] < 0.6, row  # still below dlib's same-person threshold
         return
     assert row["identity_ours"] < row["identity_occluded"], row
@@ -71,8 +75,6 @@ def test_l1_at_most_1_2_telea(measured, family):
 #: The features each family hides (checked when hidden in at least MIN_HIDDEN_CASES cases).
 HIDDEN = {"hand_over_eye": ("brows", "eyes", "nose"), "sunglasses": ("brows", "eyes"),
           "surgical_mask": ("nose", "lips")}
-#: (family, feature) pairs whose IoU is known to sit at or below the floor (docs/deocclusion.md)
-IOU_GAP = {("hand_over_eye", "brows")}
 
 
 @pytest.mark.parametrize("family,feature", [(f, g) for f, gs in HIDDEN.items() for g in gs],
@@ -86,8 +88,7 @@ def test_hidden_features_parsed_where_m_gamma_puts_them(measured, family, featur
     if row[f"n_hidden_{feature}"] < D.MIN_HIDDEN_CASES:
         pytest.skip(f"{feature} hidden in only {row[f'n_hidden_{feature}']} case(s) of this subset")
     v = row[f"iou_{feature}_ours"]
-    # brows under a hand: 0.46 on the 40-photo set (target 0.5 missed): regression floor 0.4
-    assert v >= (0.4 if (family, feature) in IOU_GAP else 0.5), row
+    assert v >= 0.5, row
     # the feature is really produced: far better than the parse of the occluded photo
     assert v > (row[f"iou_{feature}_occluded"] or 0.0) + 0.2, row
 

@@ -145,6 +145,42 @@ def test_both_eyes_hidden_use_the_template():
     assert np.array_equal(res.image[~res.filled], rgb[~res.filled])
 
 
+def _synth(**options) -> SymmetricDeocclusion:
+    from occgui.pipeline.backends import BackendContext
+
+    return SymmetricDeocclusion(BackendContext("cpu", 256, 1024, options))
+
+
+def test_region_style_gives_a_hidden_brow_the_visible_brows_colour():
+    """A patch over one brow (SEAN-like region style, Eq. 3-5): M_gamma's brow in the hole takes
+    the visible brow's colour; a patch over nose and mouth leaves the nose alone (its visible
+    bridge is too small to describe it)."""
+    crop, lm, _ = _face()
+    p = lm.points
+    iod = np.linalg.norm(p[36] - p[45])
+    brow = np.zeros((256, 256), np.uint8)
+    c = p[17:22].mean(axis=0)
+    cv2.ellipse(brow, (int(c[0]), int(c[1])), (int(0.4 * iod), int(0.18 * iod)), 0, 0, 360, 1, -1)
+    rgb, alpha, gamma, lm = _occlude(brow.astype(bool), colour=(200, 60, 60))
+    on = _synth(synth_region_style=1.0).synthesize(rgb, lm, alpha, gamma)
+    off = _synth(synth_region_style=0.0).synthesize(rgb, lm, alpha, gamma)
+    assert "brows" in on.details["styled"] and off.details["styled"] == []
+    region = L.mask_of(gamma, L.FEATURE_GROUPS["brows"]) & brow.astype(bool)
+    seen = L.mask_of(alpha, L.FEATURE_GROUPS["brows"]) & ~brow.astype(bool)
+    assert region.sum() > 30 and seen.sum() > 30
+    target = _gray(crop)[seen].mean()
+    # closer to the visible brow's grey level than without the step (measured: 40 vs 44 grey
+    # levels; M_gamma's brow band is wider than this face's thin brows, so it stays above them)
+    assert abs(_gray(on.image)[region].mean() - target) < abs(_gray(off.image)[region].mean() - target) - 2.0
+    assert np.array_equal(on.image[~on.filled], rgb[~on.filled])
+    # nose and mouth under a mask-like patch: nothing visible enough to style them
+    low = np.zeros((256, 256), np.uint8)
+    cv2.rectangle(low, (int(p[3][0]), int(p[29][1])), (int(p[13][0]), int(p[8][1]) + 4), 1, -1)
+    rgb, alpha, gamma, lm = _occlude(low.astype(bool), colour=(90, 140, 200))
+    res = _synth(synth_region_style=1.0).synthesize(rgb, lm, alpha, gamma)
+    assert "nose" not in res.details["styled"] and "lips" not in res.details["styled"]
+
+
 def test_without_mesh_the_68_points_are_used():
     crop, lm, _ = _face()
     occ = _eye_mask(lm.points, range(42, 48))

@@ -31,6 +31,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=D.DEFAULT_SEED)
     ap.add_argument("--parser", default="auto",
                     help="auto | oracle | a parse backend name | path of a parsing checkpoint (.safetensors)")
+    ap.add_argument("--landmarks", default=None,
+                    help="landmark backend name (default: the product's) or a landmark refiner checkpoint (.safetensors)")
+    ap.add_argument("--identities", default=None,
+                    help="first letters of the LFW identities to use instead of the held-out Q-S (development runs: A-P)")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="synthesis backend option (development), e.g. synth_template_strength=0.5")
     ap.add_argument("--out", default=None, help="write the JSON report here")
     ap.add_argument("--grids", default=None, help="folder for before/after PNG grids (clean, occluded, Telea, ours)")
     args = ap.parse_args(argv)
@@ -44,10 +50,11 @@ def main(argv=None) -> int:
         print(f"\r{fam}: {i}/{n}  ({time.time() - t0:.0f} s)", end="", file=sys.stderr, flush=True)
 
     report = D.run(lfw, occ, families=tuple(args.families.split(",")), per_family=args.per_family, seed=args.seed,
-                   parser=args.parser, progress=progress, grid_dir=args.grids)
+                   parser=args.parser, landmarks=args.landmarks, identities=args.identities,
+                   synth_options={k: float(v) for k, v in (o.split("=", 1) for o in args.option)}, progress=progress, grid_dir=args.grids)
     print(file=sys.stderr)
     p = report["protocol"]
-    print(f"parser: {p['parser']}; synthesizer: {p['synthesizer']}; seed {p['seed']}, {p['per_family']} per family; "
+    print(f"parser: {p['parser']}; landmarks: {p['landmarks']}; synthesizer: {p['synthesizer']}; seed {p['seed']}, {p['per_family']} per family; "
           f"{time.time() - t0:.0f} s")
     print(D.format_table(report["table"]))
     failed = {k: len(v) for k, v in report["failed"].items() if v}

@@ -8,8 +8,8 @@ Protocol (deterministic given ``seed``):
    its 68 points (photo pixels) place an occluder of the evaluation family
    (``occgui.occluders.sample_eval_family``, random stream ``default_rng([seed, family, k])``)
    and :func:`occgui.occluders.composite` pastes it onto the *photo*, giving the paste mask.
-3. **Stages on the occluded photo.** ``detect -> crop -> landmarks -> parse (M_alpha) ->
-   landmark_map (M_beta) -> merge (M_gamma)``, exactly as the product runs them. The clean
+3. **Stages on the occluded photo.** ``detect -> crop -> parse (M_alpha) -> landmarks (which
+   read M_alpha) -> landmark_map (M_beta) -> merge (M_gamma)``, exactly as the product runs them. The clean
    photo and the paste mask are cut with the *occluded* photo's crop transform, so the clean
    reference, the paste mask and every I_out share one pixel frame. Photos where no face is
    found after occlusion are recorded as ``failed`` and the next photo is taken.
@@ -33,7 +33,8 @@ Protocol (deterministic given ``seed``):
    * ``l1``: mean absolute RGB difference (0-255) to the clean crop inside the paste mask; the
      family table reports the ratio of the family means, ours / Telea.
    * ablation ``ours_clean_landmarks``: identity and L1 of the default backend when the
-     landmarks (hence M_beta and M_gamma) come from the *clean* photo, M_alpha unchanged: how
+     landmarks (hence M_beta and M_gamma) come from the *clean* photo (MediaPipe's mesh, no
+     occluder to refine), M_alpha unchanged: how
      much of the remaining distance is due to landmarks guessed under the occluder.
 
 The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``) when present; otherwise
@@ -74,14 +75,18 @@ METHODS: tuple[str, ...] = ("occluded", "telea", "ours")
 
 
 # ----------------------------------------------------------------------------- photos
-def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED) -> list[Path]:
-    """One photo per held-out identity (Q-S), chosen and ordered by ``default_rng(seed)``."""
+def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED, identities: str | None = None) -> list[Path]:
+    """One photo per held-out identity (Q-S), chosen and ordered by ``default_rng(seed)``.
+
+    ``identities`` (first letters) replaces Q-S, e.g. for development runs on training identities
+    (A-P), which keep the held-out photos untouched by choices made while developing."""
     from ..parsing.dataset import SPLITS
 
     root = Path(lfw_dir)
     if not root.is_dir():
         raise OccguiError(f"LFW folder not found: {root}")
-    people = sorted(p for p in root.iterdir() if p.is_dir() and p.name[:1] in SPLITS["test"])
+    letters = identities or SPLITS["test"]
+    people = sorted(p for p in root.iterdir() if p.is_dir() and p.name[:1] in letters)
     rng = np.random.default_rng(seed)
     photos = []
     for person in people:
@@ -94,18 +99,26 @@ def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED) -> list[Path]:
 
 # ----------------------------------------------------------------------------- stages
 class Stages:
-    """The product's stage backends (detect, landmarks, parse, landmark_map, merge, synthesize)
+    """The product's stage backends (detect, parse, landmarks, landmark_map, merge, synthesize)
     plus the baselines, created once and reused for every case."""
 
-    def __init__(self, parser: str = "auto", synthesizer: str | None = None):
+    def __init__(self, parser: str = "auto", synthesizer: str | None = None, landmarks: str | None = None,
+                 synth_options: dict | None = None):
         """``parser``: ``"auto"`` (the product's N_alpha when its checkpoint exists, else the
         oracle), ``"oracle"``, a registered parse backend name, or the path of a parsing
-        checkpoint (``.safetensors``) to load into the U-Net backend."""
+        checkpoint (``.safetensors``) to load into the U-Net backend. ``landmarks``: a landmark
+        backend name (default: the product's), or the path of a landmark refiner checkpoint."""
         from ..pipeline import backends as B
 
-        ctx = B.BackendContext("cpu", CROP_SIZE, 1024, {})
+        ctx = B.BackendContext("cpu", CROP_SIZE, 1024, dict(synth_options or {}))
         self.detector = B.create("detect", None, ctx)
-        self.landmarks = B.create("landmarks", None, ctx)
+        if landmarks is not None and landmarks.endswith(".safetensors"):
+            from ..landmarks.mediapipe_mesh import RefinedMeshLandmarks
+
+            self.landmarks = RefinedMeshLandmarks(checkpoint=landmarks)
+        else:
+            self.landmarks = B.create("landmarks", landmarks, ctx)
+        self.landmarks_name = f"{self.landmarks.name}@{self.landmarks.version}"
         self.landmark_map = B.create("landmark_map", None, ctx)
         self.merge = B.create("merge", None, ctx)
         self.synthesizer = B.create("synthesize", synthesizer, ctx)
@@ -190,13 +203,6 @@ def prepare_case(stages: Stages, library, photo: Path, family: str, rng: np.rand
     if det1 is None:
         return None
     crop1 = aligned_crop(occluded_rgb, det1, CROP_SIZE)
-    try:
-        lm1 = stages.landmarks.detect(crop1.image)
-    except NoFaceError:
-        return None
-    if lm1.detected_points is None:
-        from dataclasses import replace
-        lm1 = replace(lm1, detected_points=lm1.points.copy())
     clean = warp_to_crop(img.rgb, crop1.to_crop, CROP_SIZE)
     paste = warp_to_crop(paste_work.astype(np.float32), crop1.to_crop, CROP_SIZE) >= 0.5
     if stages.oracle:
@@ -208,6 +214,13 @@ def prepare_case(stages: Stages, library, photo: Path, family: str, rng: np.rand
         alpha[paste] = L.OCCLUDER
     else:
         alpha = np.asarray(stages.parser.parse(crop1.image), dtype=np.uint8)
+    try:  # as in the product, the landmark stage sees M_alpha (an occlusion-aware backend uses it)
+        lm1 = stages.landmarks.detect(crop1.image, alpha)
+    except NoFaceError:
+        return None
+    if lm1.detected_points is None:
+        from dataclasses import replace
+        lm1 = replace(lm1, detected_points=lm1.points.copy())
     beta = stages.landmark_map.render(lm1.points, CROP_SIZE)
     gamma = stages.merge.merge(alpha, beta)
     lm_clean = None
@@ -222,7 +235,7 @@ def prepare_case(stages: Stages, library, photo: Path, family: str, rng: np.rand
 
 
 def iter_cases(stages: Stages, lfw_dir, occluders, family: str, count: int, seed: int = DEFAULT_SEED,
-               failed: list | None = None, clean_landmarks: bool = True):
+               failed: list | None = None, clean_landmarks: bool = True, identities: str | None = None):
     """Yield ``count`` cases of ``family`` (photos in :func:`heldout_photos` order, skipping
     failures, which are appended to ``failed``). ``occluders``: the occluder folder or a loaded
     ``occgui.occluders.OccluderLibrary``."""
@@ -233,7 +246,7 @@ def iter_cases(stages: Stages, lfw_dir, occluders, family: str, count: int, seed
     library = occluders if isinstance(occluders, OccluderLibrary) else load_library(occluders)
     fam_id = sorted(EVAL_FAMILIES).index(family)
     made = 0
-    for k, photo in enumerate(heldout_photos(lfw_dir, seed)):
+    for k, photo in enumerate(heldout_photos(lfw_dir, seed, identities)):
         if made >= count:
             return
         case = prepare_case(stages, library, photo, family, np.random.default_rng([seed, fam_id, k]),
@@ -417,7 +430,8 @@ def format_table(table: dict) -> str:
 
 
 def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_PER_FAMILY,
-        seed: int = DEFAULT_SEED, parser: str = "auto", progress=None, grid_dir=None) -> dict:
+        seed: int = DEFAULT_SEED, parser: str = "auto", landmarks: str | None = None, progress=None,
+        grid_dir=None, identities: str | None = None, synth_options: dict | None = None) -> dict:
     """Measure the default de-occlusion against the baselines; returns a JSON-serialisable report.
 
     ``progress(family, i, n)`` is called after each case; ``grid_dir`` (optional) receives a
@@ -427,7 +441,7 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
     from ..occluders import load_library
     from .embedding import FaceEmbedder
 
-    stages = Stages(parser=parser)
+    stages = Stages(parser=parser, landmarks=landmarks, synth_options=synth_options)
     embedder = FaceEmbedder()
     library = load_library(occluders_dir)
     results: list[CaseResult] = []
@@ -435,7 +449,8 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
     for fam in families:
         failed[fam] = []
         grid = []
-        for i, case in enumerate(iter_cases(stages, lfw_dir, library, fam, per_family, seed, failed[fam])):
+        for i, case in enumerate(iter_cases(stages, lfw_dir, library, fam, per_family, seed, failed[fam],
+                                                identities=identities)):
             res, imgs = measure_case(stages, embedder, case, keep_images=grid_dir is not None and i < 8)
             results.append(res)
             if imgs is not None:
@@ -450,7 +465,8 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
     table = summarize(results)
     return {
         "protocol": {"seed": seed, "per_family": per_family, "families": list(families), "crop_size": CROP_SIZE,
-                     "parser": stages.parser_name,
+                     "parser": stages.parser_name, "landmarks": stages.landmarks_name,
+                     "identities": identities or "QRS", "synth_options": dict(synth_options or {}),
                      "synthesizer": f"{stages.synthesizer.name}@{stages.synthesizer.version}",
                      "hidden_fraction": HIDDEN_FRACTION, "iou_margin": IOU_MARGIN},
         "table": table,

@@ -27,7 +27,8 @@ class MediaPipeMeshLandmarks:
     name = "mediapipe-facemesh-68"
     version = "0.10.21+corr1"
 
-    def detect(self, crop_rgb: np.ndarray) -> Landmarks:
+    def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
+        """``alpha`` (M_alpha) is not used: MediaPipe guesses hidden points from the image alone."""
         faces = face_mesh_points(crop_rgb, max_faces=2)
         if not faces:
             raise NoFaceError("the face was detected but its landmarks could not be located")
@@ -54,7 +55,7 @@ class DlibLandmarks:
         self._predictor = dlib.shape_predictor(frm.pose_predictor_model_location())
         self._detector = dlib.get_frontal_face_detector()
 
-    def detect(self, crop_rgb: np.ndarray) -> Landmarks:
+    def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
         import dlib
 
         img = np.ascontiguousarray(crop_rgb)
@@ -68,3 +69,28 @@ class DlibLandmarks:
         shape = self._predictor(img, rect)
         pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(68)], dtype=np.float64)
         return Landmarks(points=pts, mesh=None, backend=self.name, detected_points=pts.copy())
+
+
+class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
+    """Default ``landmarks`` backend: MediaPipe's mesh, then the learned occlusion-aware refiner
+    (``refiner.py``) moves the points M_alpha's occluder hides. Without M_alpha, or when the
+    occluder is nowhere near the face, the result is MediaPipe's."""
+
+    name = "mediapipe-facemesh-68+refiner"
+
+    def __init__(self, ctx=None, *, checkpoint: str | None = None):
+        from .refiner import default_weights
+
+        self._weights = default_weights(None if checkpoint is None else str(checkpoint))
+        self.version = f"{MediaPipeMeshLandmarks.version}+{self._weights.version}"
+
+    def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
+        from .. import labels as L
+        from .refiner import refine
+
+        lm = super().detect(crop_rgb)
+        if alpha is None:
+            return lm
+        mesh = refine(self._weights, lm.mesh, np.asarray(alpha) == L.OCCLUDER)
+        pts = mesh_to_ibug68(mesh)
+        return Landmarks(points=pts, mesh=mesh, backend=self.name, detected_points=pts.copy())

@@ -25,6 +25,15 @@ def _parser_checkpoint_exists() -> bool:
 
 register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
          priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
+def _refiner_checkpoint_exists() -> bool:
+    from ..landmarks.refiner import checkpoint_exists
+
+    return checkpoint_exists()
+
+
+register("landmarks", "mediapipe-refined", _lazy("occgui.landmarks.mediapipe_mesh", "RefinedMeshLandmarks"),
+         priority=20, available=_refiner_checkpoint_exists,
+         description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.safetensors)")
 register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "MediaPipeMeshLandmarks"),
          priority=10, description="MediaPipe Face Mesh (478 points) -> 68 iBUG points")
 register("landmarks", "dlib", _lazy("occgui.landmarks.mediapipe_mesh", "DlibLandmarks"),

@@ -1,8 +1,10 @@
 """The pipeline of named stages (paper Fig. 1) with result caching, progress and cancellation.
 
-``load -> detect -> landmarks -> parse (M_alpha) -> landmark_map (M_beta) -> merge (M_gamma)
+``load -> detect -> parse (M_alpha) -> landmarks -> landmark_map (M_beta) -> merge (M_gamma)
 -> synthesize (I_out) -> geometry -> texture``; export is done by :mod:`occgui.export` on the
-finished :class:`PipelineResult`.
+finished :class:`PipelineResult`. M_alpha comes before the landmarks because the default landmark
+backend reads its occluder mask to place the points the occluder hides (``landmarks/refiner.py``);
+N_alpha itself never depends on the landmarks.
 
 Each stage result is cached under a key made of the stage name, its backend (name and version)
 and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
@@ -27,13 +29,13 @@ from ..errors import Cancelled, OccguiError
 from . import backends as _backends
 from .results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 
-STAGES: tuple[str, ...] = ("load", "detect", "landmarks", "parse", "landmark_map", "merge",
+STAGES: tuple[str, ...] = ("load", "detect", "parse", "landmarks", "landmark_map", "merge",
                            "synthesize", "geometry", "texture")
 #: What each stage reads (names of other stages' results).
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "load": (),
     "detect": ("load",),
-    "landmarks": ("detect",),
+    "landmarks": ("detect", "parse"),
     "parse": ("detect",),
     "landmark_map": ("detect", "landmarks"),
     "merge": ("parse", "landmark_map"),
@@ -223,10 +225,10 @@ class Pipeline:
             self.run_counts[stage] += 1
             return S.load(source, max_side=self.config.max_side)
         if stage == "landmarks":
-            det_key = keys["detect"]
+            det_key = _digest(keys["detect"], keys["parse"])
             if self._detected_landmarks is None or self._detected_landmarks[0] != det_key:
                 self.run_counts[stage] += 1
-                self._detected_landmarks = (det_key, S.detect_landmarks(self.backend(stage), res.crop))
+                self._detected_landmarks = (det_key, S.detect_landmarks(self.backend(stage), res.crop, res.alpha))
             detected = self._detected_landmarks[1]
             if landmarks is None:
                 return detected

@@ -22,10 +22,12 @@ class FaceDetectorBackend(Protocol):
 
 
 class LandmarkBackend(Protocol):
+    """Crop -> 68 points (and the dense mesh when the backend has one). ``alpha`` is M_alpha of the
+    same crop: an occlusion-aware backend uses it to place the points the occluder hides."""
     name: str
     version: str
 
-    def detect(self, crop_rgb: np.ndarray) -> Landmarks: ...
+    def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks: ...
 
 
 class ParsingBackend(Protocol):
@@ -92,8 +94,9 @@ def detect(backend: FaceDetectorBackend, image: LoadedImage, face_index: int, cr
     return aligned_crop(image.rgb, faces[face_index], crop_size, face_index=face_index, num_faces=len(faces))
 
 
-def detect_landmarks(backend: LandmarkBackend, crop: FaceCrop) -> Landmarks:
-    lm = backend.detect(crop.image)
+def detect_landmarks(backend: LandmarkBackend, crop: FaceCrop, alpha: ParsingMap | None = None) -> Landmarks:
+    """The landmarks of the crop (paper §3.1); M_alpha tells an occlusion-aware backend what is hidden."""
+    lm = backend.detect(crop.image, None if alpha is None else alpha.labels)
     if lm.detected_points is None:
         lm = replace(lm, detected_points=lm.points.copy())
     return lm

@@ -16,8 +16,13 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    hole (Lab statistics compared at the same pixels), then relit by a smooth local gain
    interpolated from that skin.
 4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
-   pixels (push-pull, then harmonic through step 5); backgrounds are rarely symmetric.
-5. The sources are cross-faded with soft weights into a guide image, which is Poisson-blended
+   pixels (push-pull, then harmonic through step 6); backgrounds are rarely symmetric.
+5. **Region style** (:meth:`SymmetricDeocclusion._region_style`, SEAN's per-region
+   normalisation, Eq. 3-5, done on pixels): each feature group M_gamma draws in the hole takes the
+   Lab mean and spread of the same group where the photo shows it, when enough of it is visible
+   (a brow across the face; not a nose bridge above a mask), so the feature fills M_gamma's region
+   in the person's own colour.
+6. The sources are cross-faded with soft weights into a guide image, which is Poisson-blended
    into the hole in the log domain (``blend.py``), so lighting differences between the two sides
    of the face become a smooth multiplicative correction and no seam remains.
 
@@ -34,7 +39,7 @@ from ..pipeline.results import Landmarks, Synthesis
 from .baselines import occluder_mask
 from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
-from .template import TemplateMap, match_colour
+from .template import TemplateMap, match_colour, to_lab, to_rgb
 from .warp import pixel_grid, sample
 
 FACE_IDS: tuple[int, ...] = L.SKIN_IDS + L.FEATURE_IDS
@@ -58,7 +63,7 @@ class SymmetricDeocclusion:
     """Stage ``synthesize`` default backend (see the module docstring)."""
 
     name = "symmetric"
-    version = "1"
+    version = "2"   # 2: region-wise style of the hidden features (1: without)
 
     def __init__(self, ctx=None):
         opts = dict(getattr(ctx, "options", {}) or {})
@@ -67,6 +72,10 @@ class SymmetricDeocclusion:
         self.dilate_px = int(opts.get("synth_dilate_px", 2))
         #: multiplicative (log-domain) rather than additive Poisson correction
         self.log_domain = bool(opts.get("synth_log_domain", True))
+        #: contrast of the mean-face features drawn where both sides are hidden (1 = the mean face)
+        self.template_strength = float(opts.get("synth_template_strength", 1.0))
+        #: weight of the region-wise style step (0 = off), see :meth:`_region_style`
+        self.region_style = float(opts.get("synth_region_style", 1.0))
 
     # ------------------------------------------------------------------------------------
     def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray,
@@ -103,7 +112,7 @@ class SymmetricDeocclusion:
         mir = sample(img, src[in_work])
         # 2. mean-face template on the face, colour-matched to the visible skin near the hole
         tm = TemplateMap(landmarks)
-        tpl, tpl_ok = tm.sample(bxy[in_work])
+        tpl, tpl_ok = tm.sample(bxy[in_work], self.template_strength)
         tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
         cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
         cover[in_work] = tpl_ok
@@ -115,10 +124,14 @@ class SymmetricDeocclusion:
             base += (1.0 - w_tpl)[:, None] * push_pull(img, ~hole)[ys, xs]
         guide = img.copy()
         guide[ys, xs] = w_mir[:, None] * mir + (1.0 - w_mir[:, None]) * base
+        styled: list[str] = []
+        if self.region_style > 0:
+            guide, styled = self._region_style(guide, img, alpha, gamma, hole, visible, soft)
         out = poisson_fill(img, guide, hole, log_domain=self.log_domain)
         result = rgb.copy()
         result[hole] = np.clip(out[hole] + 0.5, 0, 255).astype(np.uint8)
         details = self._details(hole, ys, xs, w_mir, w_tpl, gamma)
+        details["styled"] = styled
         return Synthesis(image=result, filled=hole, backend=self.name, details=details)
 
     # ------------------------------------------------------------------------------------
@@ -156,6 +169,35 @@ class SymmetricDeocclusion:
         smooth = np.where(have[:, :, None], num / np.maximum(den, 1e-6)[:, :, None], 0.0)
         gain = push_pull(smooth, have)
         return np.expm1(np.log1p(np.maximum(out, 0.0)) + gain[at]).astype(np.float32)
+
+    def _region_style(self, guide: np.ndarray, img: np.ndarray, alpha: np.ndarray, gamma: np.ndarray,
+                      hole: np.ndarray, visible: np.ndarray, soft: float) -> tuple[np.ndarray, list[str]]:
+        """Region-wise style, a pixel-space analogue of SEAN's per-region normalisation (Eq. 3-5):
+        inside the hole, each facial-feature group M_gamma draws is given the Lab mean and spread
+        of the same group where the photo shows it (M_alpha, away from the occluder), so the
+        feature takes the colour of the person's own and fills the region M_gamma gives it.
+        Groups with no visible counterpart of at least half the hidden part's size (both eyes
+        under sunglasses; the nose under a mask, whose bridge alone is not the nose) keep the guide."""
+        out = guide.copy()
+        styled = []
+        for name, ids in L.FEATURE_GROUPS.items():
+            region = hole & L.mask_of(gamma, ids)
+            style = visible & ~hole & L.mask_of(alpha, ids)
+            # the visible part must be able to describe the feature: at least half as large as
+            # the hidden part (a brow or an eye across the face, not a nose bridge above a mask)
+            if region.sum() < 10 or style.sum() < max(20, 0.5 * region.sum()):
+                continue
+            full = L.mask_of(gamma, ids)                  # the whole region, for the guide's statistics
+            g = to_lab(guide[full])
+            t = to_lab(img[style])
+            gain = np.clip(t.std(axis=0) / (g.std(axis=0) + 1e-3), 0.5, 1.5)
+            w = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(0.5, soft / 2)) * region
+            yy, xx = np.nonzero(w > 1e-3)
+            lab = (to_lab(guide[yy, xx]) - g.mean(axis=0)) * gain + t.mean(axis=0)
+            a = (self.region_style * w[yy, xx])[:, None]
+            out[yy, xx] = (1 - a) * guide[yy, xx] + a * to_rgb(lab)
+            styled.append(name)
+        return out, styled
 
     @staticmethod
     def _details(hole, ys, xs, w_mir, w_tpl, gamma) -> dict:

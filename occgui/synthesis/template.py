@@ -63,6 +63,17 @@ def load_mean_face() -> MeanFace:
     return MeanFace(rgba[:, :, :3].astype(np.float32), cover, pts, mirror, skin, meta)
 
 
+@lru_cache(maxsize=None)
+def blurred_mean_face() -> np.ndarray:
+    """The mean face blurred by 0.15 inter-ocular distances (normalised inside its coverage)."""
+    face = load_mean_face()
+    sigma = 0.15 * float(face.meta.get("interocular_px", 100.0))
+    cov = face.coverage.astype(np.float32)
+    num = cv2.GaussianBlur(face.image * cov[:, :, None], (0, 0), sigma)
+    den = cv2.GaussianBlur(cov, (0, 0), sigma)
+    return np.where(den[:, :, None] > 1e-3, num / np.maximum(den, 1e-3)[:, :, None], face.image).astype(np.float32)
+
+
 def template_correspondence(landmarks: Landmarks, face: MeanFace) -> tuple[np.ndarray, np.ndarray]:
     """Target points (crop pixels) and the matching canonical template points."""
     if landmarks.mesh is not None and len(landmarks.mesh) >= SURFACE:
@@ -83,22 +94,30 @@ class TemplateMap:
         dst, src = template_correspondence(landmarks, self.face)
         self.warp = PiecewiseAffine(dst, src)
 
-    def sample(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N,2) crop pixels -> ((N,3) float RGB of the template, (N,) bool covered)."""
+    def sample(self, xy: np.ndarray, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(N,2) crop pixels -> ((N,3) float RGB of the template, (N,) bool covered).
+
+        ``strength`` < 1 draws the features fainter: the template's detail (its difference from
+        a blurred copy, sigma 0.15 inter-ocular distances) is scaled by it."""
         from .warp import sample
 
         src, inside = self.warp.map(xy)
         rgb = sample(self.face.image, src)
+        if strength != 1.0:
+            base = sample(blurred_mean_face(), src)
+            rgb = base + float(strength) * (rgb - base)
         cov = sample(self.face.coverage.astype(np.float32), src) > 0.99
         return rgb.astype(np.float32), inside & cov
 
 
-def _lab(rgb: np.ndarray) -> np.ndarray:
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) float RGB 0-255 -> (N, 3) CIE Lab (OpenCV float convention)."""
     x = np.clip(np.asarray(rgb, dtype=np.float32).reshape(-1, 1, 3) / 255.0, 0, 1)
     return cv2.cvtColor(x, cv2.COLOR_RGB2LAB).reshape(-1, 3)
 
 
-def _rgb(lab: np.ndarray) -> np.ndarray:
+def to_rgb(lab: np.ndarray) -> np.ndarray:
+    """(N, 3) Lab -> (N, 3) float RGB clipped to 0-255."""
     x = cv2.cvtColor(np.asarray(lab, dtype=np.float32).reshape(-1, 1, 3), cv2.COLOR_LAB2RGB)
     return np.clip(x.reshape(-1, 3) * 255.0, 0, 255)
 
@@ -114,9 +133,9 @@ def match_colour(values: np.ndarray, source_ref: np.ndarray, target_ref: np.ndar
     contrast gain is clamped to ``[1/MAX_GAIN, MAX_GAIN]``."""
     if len(source_ref) < 10 or len(target_ref) < 10:
         return np.asarray(values, dtype=np.float32)
-    s, t = _lab(source_ref), _lab(target_ref)
+    s, t = to_lab(source_ref), to_lab(target_ref)
     ms, ss = s.mean(axis=0), s.std(axis=0) + 1e-3
     mt, st = t.mean(axis=0), t.std(axis=0) + 1e-3
     mg = np.asarray(MAX_GAIN)
     gain = np.clip(st / ss, 1.0 / mg, mg)
-    return _rgb((_lab(values) - ms) * gain + mt).astype(np.float32)
+    return to_rgb((to_lab(values) - ms) * gain + mt).astype(np.float32)
