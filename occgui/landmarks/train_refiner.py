@@ -197,7 +197,7 @@ def train(data: dict, mirror: np.ndarray, *, hidden: int = 512, epochs: int = 40
             opt.step()
             sched.step()
             step += 1
-            tot += float(loss) * len(idx)
+            tot += loss.item() * len(idx)
         if progress:
             print(f"epoch {ep + 1}/{epochs} loss {tot / len(X):.4f} IOD ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     net.eval()

@@ -29,8 +29,9 @@ def _doc_with_results():
     doc.set_result("detect", _Crop(), cached=False, seconds=0.1, used_landmarks=None)
     lm = SimpleNamespace(points=pts, detected_points=pts)
     doc.set_result("landmarks", lm, cached=False, seconds=0.1, used_landmarks=None)
-    for s in STAGES[3:]:
-        doc.set_result(s, object(), cached=False, seconds=0.1, used_landmarks=None)
+    for s in STAGES:
+        if s not in ("load", "detect", "landmarks"):
+            doc.set_result(s, object(), cached=False, seconds=0.1, used_landmarks=None)
     return doc
 
 
