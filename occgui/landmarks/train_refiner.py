@@ -106,8 +106,6 @@ def make_sample(rng: np.random.Generator, crop: np.ndarray, lmk68: np.ndarray, c
 
 def _generate_chunk(job):
     """Worker: samples for ``indices`` (one per index, family drawn from TRAIN_FAMILIES)."""
-    import os
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..occluders import load_library, procedural_hand_library
     from ..parsing.dataset import HELDOUT_KINDS, TRAIN_HAND_SEED, load_clean_set
 

@@ -23,14 +23,14 @@ def _parser_checkpoint_exists() -> bool:
     return checkpoint_path("parsing_unet.safetensors").exists()
 
 
-register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
-         priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
 def _refiner_checkpoint_exists() -> bool:
     from ..landmarks.refiner import checkpoint_exists
 
     return checkpoint_exists()
 
 
+register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
+         priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
 register("landmarks", "mediapipe-refined", _lazy("occgui.landmarks.mediapipe_mesh", "RefinedMeshLandmarks"),
          priority=20, available=_refiner_checkpoint_exists,
          description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.safetensors)")

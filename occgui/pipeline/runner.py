@@ -225,10 +225,10 @@ class Pipeline:
             self.run_counts[stage] += 1
             return S.load(source, max_side=self.config.max_side)
         if stage == "landmarks":
-            det_key = _digest(keys["detect"], keys["parse"])
-            if self._detected_landmarks is None or self._detected_landmarks[0] != det_key:
+            inputs_key = _digest(keys["detect"], keys["parse"])   # what the detected points depend on
+            if self._detected_landmarks is None or self._detected_landmarks[0] != inputs_key:
                 self.run_counts[stage] += 1
-                self._detected_landmarks = (det_key, S.detect_landmarks(self.backend(stage), res.crop, res.alpha))
+                self._detected_landmarks = (inputs_key, S.detect_landmarks(self.backend(stage), res.crop, res.alpha))
             detected = self._detected_landmarks[1]
             if landmarks is None:
                 return detected
