@@ -20,7 +20,6 @@ same crop before the occluder was pasted. Inference is plain numpy (three matrix
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -149,7 +148,9 @@ def load_weights(path) -> RefinerWeights:
         n += 1
     if not layers or "mean_xy" not in t or "mirror" not in t or layers[0][0].shape[0] != INPUT_DIM:
         raise OccguiError(f"{path.name} is not a landmark refiner checkpoint of this version")
-    version = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+    from ..parsing.checkpoint import checkpoint_digest
+
+    version = checkpoint_digest(path)
     return RefinerWeights(t["mean_xy"].astype(np.float64), t["mirror"].astype(np.int64), tuple(layers), version)
 
 
