@@ -44,17 +44,11 @@ CHECKPOINT = "landmark_refiner.safetensors"
 
 # ----------------------------------------------------------------------------- canonical frame
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (2x3) mapping ``src`` (N,2) onto ``dst`` (N,2) (Umeyama)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - ms, dst - md
-    u, sv, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
-    r = u @ np.diag([1.0, d]) @ vt
-    s = float((sv * [1.0, d]).sum() / max((a ** 2).sum(), 1e-12))
-    m = np.zeros((2, 3))
-    m[:, :2] = s * r
-    m[:, 2] = md - s * r @ ms
-    return m
+    """Least-squares similarity (2x3) mapping ``src`` (N,2) onto ``dst`` (N,2)
+    (Umeyama, :func:`occgui.eval.metrics.fit_similarity`)."""
+    from ..eval.metrics import fit_similarity
+
+    return fit_similarity(src, dst).matrix()[:2]
 
 
 def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -66,10 +60,10 @@ def invert(m: np.ndarray) -> np.ndarray:
     return np.linalg.inv(a)[:2]
 
 
-def grid_to_canonical() -> np.ndarray:
-    """2x3 affine: canonical-grid pixel centres -> canonical coordinates."""
-    sx = 2 * GRID_HALF_WIDTH / GRID
-    sy = (GRID_BOTTOM - GRID_TOP) / GRID
+def grid_to_canonical(n: int = GRID) -> np.ndarray:
+    """2x3 affine: pixel centres of the canonical grid sampled n x n -> canonical coordinates."""
+    sx = 2 * GRID_HALF_WIDTH / n
+    sy = (GRID_BOTTOM - GRID_TOP) / n
     return np.array([[sx, 0.0, -GRID_HALF_WIDTH + 0.5 * sx], [0.0, sy, GRID_TOP + 0.5 * sy]])
 
 
@@ -88,10 +82,7 @@ def occluder_features(occluder: np.ndarray, to_canonical: np.ndarray, mesh_xy: n
     v = np.where(inside, blurred[yi, xi], 0.0).astype(np.float32)
     # the grid is sampled at 4x its resolution (fine pixel centres -> canonical -> crop), then area-averaged
     up = 4
-    g2c = grid_to_canonical()
-    fine = np.array([[g2c[0, 0] / up, 0.0, -GRID_HALF_WIDTH + 0.5 * g2c[0, 0] / up],
-                     [0.0, g2c[1, 1] / up, GRID_TOP + 0.5 * g2c[1, 1] / up]])
-    fine_to_crop = np.vstack([invert(to_canonical), [0, 0, 1]]) @ np.vstack([fine, [0, 0, 1]])
+    fine_to_crop = np.vstack([invert(to_canonical), [0, 0, 1]]) @ np.vstack([grid_to_canonical(GRID * up), [0, 0, 1]])
     g = cv2.warpAffine(occ, fine_to_crop[:2], (GRID * up, GRID * up), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     g = cv2.resize(g, (GRID, GRID), interpolation=cv2.INTER_AREA)

@@ -36,6 +36,7 @@ TRAIN_FAMILIES = {"hand_over_eye": 2.0, "sunglasses": 2.0, "surgical_mask": 2.0,
 def mean_shape(meshes: np.ndarray, mirror: np.ndarray, iterations: int = 4) -> np.ndarray:
     """Symmetric mean face (478,2) of ``meshes`` (N,478,>=2): Procrustes-aligned on the surface
     points, eyes' midpoint at the origin, eye line horizontal, inter-ocular distance 1."""
+    from ..eval.metrics import eye_centres
     from .correspondence import mesh_to_ibug68
 
     xy = np.asarray(meshes, dtype=np.float64)[:, :, :2]
@@ -43,8 +44,7 @@ def mean_shape(meshes: np.ndarray, mirror: np.ndarray, iterations: int = 4) -> n
     for _ in range(iterations):
         aligned = np.stack([R.apply(R.similarity(m[:R.SURFACE], mean[:R.SURFACE]), m) for m in xy])
         mean = aligned.mean(axis=0)
-        p68 = mesh_to_ibug68(mean)
-        el, er = p68[36:42].mean(axis=0), p68[42:48].mean(axis=0)
+        el, er = eye_centres(mesh_to_ibug68(mean))
         ang = np.arctan2(er[1] - el[1], er[0] - el[0])
         c, s = np.cos(-ang), np.sin(-ang)
         rot = np.array([[c, -s], [s, c]])
