@@ -12,11 +12,11 @@ The issue's three targets, per occluder family, on the first :data:`PER_FAMILY` 
   it the IoU would not test anything);
 * pixels: mean L1 inside the paste mask at most 1.2 x Telea's.
 
-Where a target is known to be missed (docs/deocclusion.md: identity under sunglasses and surgical
-masks, where both sides of the face are hidden and the features come from the mean face), the test
-asserts the level measured today as a regression floor instead, and names the issue's target it
-does not reach. The brows under a hand meet 0.5 on this subset (0.59, 5 cases) but not on the
-40-photo set (0.49, 13 cases; docs/deocclusion.md).
+On the 40-photo set every target is met (docs/deocclusion.md), the identity under a surgical mask
+by a small margin (0.506 vs 0.512 for the occluded photo). On this 10-photo subset the mask is
+not (0.513 vs 0.490 occluded, 0.485 Telea): for it the test asserts the level measured today as
+a regression floor and names the target it does not reach here. Measured on this subset: identity
+0.306 / 0.420 / 0.513 (hand / sunglasses / mask), brows under a hand 0.64 (5 cases).
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from occgui.eval import deocclusion as D
 
 SEED = 7
 PER_FAMILY = 10
-#: identity target currently missed (documented in docs/deocclusion.md)
-IDENTITY_GAP = {"sunglasses", "surgical_mask"}
+#: identity target not reached on this subset (met on the 40-photo set, docs/deocclusion.md)
+IDENTITY_GAP = {"surgical_mask"}
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +45,10 @@ def measured(lfw_dir, occluders_dir):
     return stages, D.summarize(results)
 
 
-#: for IDENTITY_GAP families: how much farther than the occluded photo I_out may be (measured
-#: with the landmark refiner on the 40-photo set: +0.036 sunglasses, +0.029 surgical mask; on this
-#: subset +0.017 and +0.034; without the refiner it was +0.078 and +0.062); the issue's target is < 0
-IDENTITY_GAP_BOUND = 0.07
+#: for IDENTITY_GAP families: how much farther than the occluded photo I_out may be on this subset
+#: (measured +0.023 with the appearance-model template; +0.034 with the plain mean face, +0.062
+#: before the landmark refiner); the issue's target, met on the 40-photo set, is < 0
+IDENTITY_GAP_BOUND = 0.04
 
 
 @pytest.mark.parametrize("family", D.FAMILIES)
@@ -56,10 +56,8 @@ def test_identity_closer_than_both_baselines(measured, family):
     _, table = measured
     row = table[family]
     assert row["n"] == PER_FAMILY
-    if family in IDENTITY_GAP:  # target missed (see module docstring): regression floor only
+    if family in IDENTITY_GAP:  # target not reached on this subset (module docstring): regression floor
         assert row["identity_ours"] < row["identity_occluded"] + IDENTITY_GAP_BOUND, row
-        if family == "sunglasses":  # with the landmark refiner: below Telea (0.478 vs 0.500 on 40 photos)
-            assert row["identity_ours"] < row["identity_telea"], row
         assert row["identity_ours"] < 0.6, row  # still below dlib's same-person threshold
         return
     assert row["identity_ours"] < row["identity_occluded"], row

@@ -10,11 +10,14 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    (piecewise-affine warp through the mesh's mirror vertex map, or the 68 points with
    ``ibug68.MIRROR``), used only where the partner is visible and of a compatible class
    (face <-> face, so hair or background never fills skin).
-3. **Template** (``template.py``): where the partner is hidden too (both eyes under sunglasses,
-   nose and mouth under a mask), the mean face warped through the same landmarks M_beta is
-   drawn from (so its features land on M_gamma's), colour-matched to the visible skin near the
-   hole (Lab statistics compared at the same pixels), then relit by a smooth local gain
-   interpolated from that skin.
+3. **Template** (``template.py``, ``appearance.py``): where the partner is hidden too (both eyes
+   under sunglasses, nose and mouth under a mask), a person-specific template: the face
+   appearance model (a linear basis of shape-free face appearance learned from training faces)
+   fitted to the visible face pixels (MAP, occlusion-masked, Huber re-weighted), falling back to
+   the plain mean face when the model is absent or switched off (``synth_appearance=0``). It is
+   warped through the same landmarks M_beta is drawn from (so its features land on M_gamma's),
+   colour-matched to the visible skin near the hole (Lab statistics compared at the same
+   pixels), then relit by a smooth local gain interpolated from that skin.
 4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
    pixels (push-pull, then harmonic through step 6); backgrounds are rarely symmetric.
 5. **Region style** (:meth:`SymmetricDeocclusion._region_style`, SEAN's per-region
@@ -39,7 +42,8 @@ from ..pipeline.results import Landmarks, Synthesis
 from .baselines import occluder_mask
 from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
-from .template import TemplateMap, match_colour, to_lab, to_rgb
+from .appearance import NOISE_STD, fitted_face, model_available, model_digest
+from .template import TemplateMap, load_mean_face, match_colour, template_correspondence, to_lab, to_rgb
 from .warp import pixel_grid, sample
 
 FACE_IDS: tuple[int, ...] = L.SKIN_IDS + L.FEATURE_IDS
@@ -63,7 +67,7 @@ class SymmetricDeocclusion:
     """Stage ``synthesize`` default backend (see the module docstring)."""
 
     name = "symmetric"
-    version = "2"   # 2: region-wise style of the hidden features (1: without)
+    version = "3"   # 3: appearance-model template; 2: region-wise style of the hidden features; 1: neither
 
     def __init__(self, ctx=None):
         opts = dict(getattr(ctx, "options", {}) or {})
@@ -76,6 +80,16 @@ class SymmetricDeocclusion:
         self.template_strength = float(opts.get("synth_template_strength", 1.0))
         #: weight of the region-wise style step (0 = off), see :meth:`_region_style`
         self.region_style = float(opts.get("synth_region_style", 1.0))
+        #: fit the face appearance model to the visible face and draw hidden features from it
+        #: instead of the plain mean face (``appearance.py``; 0 = the mean face)
+        self.appearance = bool(float(opts.get("synth_appearance", 1.0)))
+        self.appearance_noise = float(opts.get("synth_appearance_noise", NOISE_STD))
+        #: shift the mirrored brows so the visible brow's parsed position maps onto the hidden
+        #: brow's M_gamma region (:meth:`_align_features`)
+        self.align_features = tuple(g for g, on in (("brows", 1.0), ("eyes", 0.0))
+                                    if float(opts.get(f"synth_align_{g}", on)))
+        if self.appearance and model_available():     # the model's digest keys the stage's cache
+            self.version = f"{self.version}+{model_digest()}"
 
     # ------------------------------------------------------------------------------------
     def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray,
@@ -107,11 +121,14 @@ class SymmetricDeocclusion:
 
         # 1. mirror partners on the face, usable where visible face (never hair or background)
         src, _ = MirrorMap(landmarks).sources(bxy)
+        aligned: list[str] = []
+        if self.align_features:
+            src, aligned = self._align_features(src, (bys, bxs), landmarks, alpha, gamma, hole, visible, iod)
         ok_src = (visible & L.mask_of(alpha, FACE_IDS)).astype(np.float32)
         w_mir = weight(tgt_face & (sample(ok_src, src, interpolation=cv2.INTER_NEAREST) > 0.5))
         mir = sample(img, src[in_work])
         # 2. mean-face template on the face, colour-matched to the visible skin near the hole
-        tm = TemplateMap(landmarks)
+        tm = TemplateMap(landmarks, self._person_template(rgb, landmarks, alpha, visible))
         tpl, tpl_ok = tm.sample(bxy[in_work], self.template_strength)
         tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
         cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
@@ -132,9 +149,51 @@ class SymmetricDeocclusion:
         result[hole] = np.clip(out[hole] + 0.5, 0, 255).astype(np.uint8)
         details = self._details(hole, ys, xs, w_mir, w_tpl, gamma)
         details["styled"] = styled
+        details["aligned"] = aligned
         return Synthesis(image=result, filled=hole, backend=self.name, details=details)
 
     # ------------------------------------------------------------------------------------
+    def _align_features(self, src, at, landmarks, alpha, gamma, hole, visible, iod):
+        """Warp the mirrored feature to the region M_gamma gives it (§3.3): where the parser puts
+        the visible brow (M_alpha) and where the landmarks put it (M_beta) may differ by a few
+        pixels; the hidden brow's region in M_gamma is M_beta's, so its mirror sources are moved
+        by that offset (feathered, at most 0.15 inter-ocular distances) and the parsed visible brow
+        lands on it. Only when the visible partner is parsed over at least half of its M_beta area."""
+        from ..parsing.landmark_map import render_landmark_map
+
+        beta = render_landmark_map(landmarks.points, alpha.shape)
+        out = src.copy()
+        done = []
+        for name in self.align_features:
+            for hid in L.FEATURE_GROUPS.get(name, ()):
+                partner = int(L.MIRROR[hid])
+                region = L.mask_of(gamma, (hid,))
+                if (region & hole).sum() < max(10, 0.5 * region.sum()):
+                    continue                               # not hidden
+                seen = (alpha == partner) & visible & ~hole
+                drawn = beta == partner
+                if drawn.sum() < 10 or (drawn & hole).sum() > 0.25 * drawn.sum() or seen.sum() < 0.5 * drawn.sum():
+                    continue                               # the partner is not visible enough
+                delta = np.argwhere(seen).mean(axis=0)[::-1] - np.argwhere(drawn).mean(axis=0)[::-1]
+                norm = float(np.linalg.norm(delta))
+                if norm > 0.15 * iod:
+                    delta *= 0.15 * iod / norm
+                r = max(1, int(round(0.08 * iod)))
+                wgt = cv2.GaussianBlur(cv2.dilate(region.astype(np.float32), _disk(r)), (0, 0), r / 2.0)
+                out += wgt[at][:, None] * delta[None, :]
+                done.append(L.NAMES[hid])
+        return out, done
+
+    def _person_template(self, rgb, landmarks, alpha, visible):
+        """The mean face with the appearance model fitted to the visible face pixels (M_alpha's
+        face classes away from the hole), or None (the plain mean face) when switched off or absent."""
+        if not self.appearance or not model_available():
+            return None
+        face = load_mean_face()
+        dst, src = template_correspondence(landmarks, face)
+        person, _ = fitted_face(rgb, visible & L.mask_of(alpha, FACE_IDS), dst, src, face, self.appearance_noise)
+        return person
+
     @staticmethod
     def _match_template(tpl: np.ndarray, tm: TemplateMap, img: np.ndarray, alpha: np.ndarray,
                         visible: np.ndarray, dist: np.ndarray, iod: float, at) -> np.ndarray:
