@@ -9,7 +9,9 @@ checkpoint exists, this training-free backend does the same with explicit steps:
 2. **Mirror** (``mirror.py``): every hole pixel samples its mirror partner *on the face*
    (piecewise-affine warp through the mesh's mirror vertex map, or the 68 points with
    ``ibug68.MIRROR``), used only where the partner is visible and of a compatible class
-   (face <-> face, so hair or background never fills skin).
+   (face <-> face, so hair or background never fills skin). A hidden brow's partners are moved
+   by the offset between the visible brow as parsed (M_alpha) and as drawn (M_beta), so the
+   mirrored brow lands on M_gamma's brow band (:meth:`SymmetricDeocclusion._align_features`).
 3. **Template** (``template.py``, ``appearance.py``): where the partner is hidden too (both eyes
    under sunglasses, nose and mouth under a mask), a person-specific template: the face
    appearance model (a linear basis of shape-free face appearance learned from training faces)
@@ -67,7 +69,9 @@ class SymmetricDeocclusion:
     """Stage ``synthesize`` default backend (see the module docstring)."""
 
     name = "symmetric"
-    version = "3"   # 3: appearance-model template; 2: region-wise style of the hidden features; 1: neither
+    #: 3: appearance-model template and brow alignment; 2: region-wise style of the hidden
+    #: features; 1: neither (the model's digest is appended when the model is used)
+    version = "3"
 
     def __init__(self, ctx=None):
         opts = dict(getattr(ctx, "options", {}) or {})
@@ -119,7 +123,8 @@ class SymmetricDeocclusion:
             g[bys, bxs] = valid
             return _soft(g, soft)[bys, bxs][in_work]
 
-        # 1. mirror partners on the face, usable where visible face (never hair or background)
+        # 1. mirror partners on the face, usable where visible face (never hair or background);
+        #    the hidden brows' partners moved onto M_gamma's brow band
         src, _ = MirrorMap(landmarks).sources(bxy)
         aligned: list[str] = []
         if self.align_features:
@@ -127,7 +132,8 @@ class SymmetricDeocclusion:
         ok_src = (visible & L.mask_of(alpha, FACE_IDS)).astype(np.float32)
         w_mir = weight(tgt_face & (sample(ok_src, src, interpolation=cv2.INTER_NEAREST) > 0.5))
         mir = sample(img, src[in_work])
-        # 2. mean-face template on the face, colour-matched to the visible skin near the hole
+        # 2. template on the face (fitted to the visible face, else the mean face), colour-matched
+        #    to the visible skin near the hole
         tm = TemplateMap(landmarks, self._person_template(rgb, landmarks, alpha, visible))
         tpl, tpl_ok = tm.sample(bxy[in_work], self.template_strength)
         tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
