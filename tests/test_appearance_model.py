@@ -100,7 +100,7 @@ def test_principal_components_of_the_builder_match_an_exact_svd():
     assert np.allclose(np.abs(np.sum(comps * vt[:3], axis=1)), 1.0, atol=1e-4)
 
 
-def test_fitted_face_on_real_held_out_photos_beats_the_mean_face(lfw_dir):
+def test_fit_on_real_held_out_crops_beats_the_mean_face(lfw_dir):
     """Clean held-out LFW crops (identities Q-S) with the eye band hidden: the fitted template's
     hidden pixels are closer to the photo's than the mean face's, after the same colour matching
     to the visible skin that the synthesis applies to the mean face."""

@@ -244,6 +244,39 @@ def test_mirrored_brow_is_moved_onto_m_gammas_brow():
     assert np.array_equal(on.image[~on.filled], rgb[~on.filled])
 
 
+def test_brow_offset_ignores_hair_over_the_visible_brows_tail():
+    """The offset is measured over the columns both brows span: hair over the outer part of the
+    visible brow does not move the hidden brow's sources sideways."""
+    crop, lm, labels = _face()
+    p = lm.points
+    iod = np.linalg.norm(p[36] - p[45])
+    cover = np.zeros((256, 256), np.uint8)
+    c = p[22:27].mean(axis=0)
+    cv2.ellipse(cover, (int(c[0]), int(c[1])), (int(0.4 * iod), int(0.25 * iod)), 0, 0, 360, 1, -1)
+    occ = cover.astype(bool)
+    alpha = labels.copy()
+    alpha[occ] = L.OCCLUDER
+    gamma = algorithm1(alpha, render_landmark_map(p, 256))
+    hid = max(L.FEATURE_GROUPS["brows"], key=lambda k: int(((gamma == k) & occ).sum()))
+    hole = occluder_mask(alpha, 2)
+    visible = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 3) > 2.5
+    ys, xs = np.nonzero((gamma == hid) & occ)
+    at = (ys[:1], xs[:1])
+
+    def offset(a):
+        out, done = _synth()._align_features(np.zeros((1, 2)), at, lm, a, gamma, hole, visible, iod)
+        assert done, "the hidden brow must be aligned"
+        return out[0]
+
+    clean = offset(alpha)
+    partner = alpha == L.MIRROR[hid]
+    by, bx = np.nonzero(partner)
+    far = np.abs(bx - p[27, 0]) > np.quantile(np.abs(bx - p[27, 0]), 0.6)   # the outer 40 %
+    haired = alpha.copy()
+    haired[by[far], bx[far]] = L.HAIR
+    assert np.abs(offset(haired) - clean).max() < 1.5, (offset(haired), clean)
+
+
 def test_without_mesh_the_68_points_are_used():
     crop, lm, _ = _face()
     occ = _eye_mask(lm.points, range(42, 48))

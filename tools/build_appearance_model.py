@@ -76,9 +76,13 @@ def main(argv=None) -> int:
         if j % 1000 == 0:
             print(f"  {j}/{len(keep)} warped, {time.time() - t0:.0f} s", flush=True)
     x = np.stack(rows).astype(np.float32)
-    mean = np.nanmean(x, axis=0)
-    x -= mean
-    x[~np.isfinite(x)] = 0.0        # template pixels a face's mesh does not reach: the mean
+    finite = np.isfinite(x)
+    x[~finite] = 0.0
+    count = finite.sum(axis=0)
+    # a template value no face's mesh reaches keeps the mean face's colour
+    mean = np.where(count > 0, x.sum(axis=0) / np.maximum(count, 1),
+                    face.image[face.coverage].reshape(-1)).astype(np.float32)
+    x = np.where(finite, x - mean, 0.0).astype(np.float32)
     total_var = float((x ** 2).sum() / (len(x) - 1))
     comps, var = principal_components(x, args.components)
     resid = (total_var - float(var.sum())) / x.shape[1]

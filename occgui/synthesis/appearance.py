@@ -12,7 +12,7 @@ the mean face's canonical mesh shape (``tools/build_appearance_model.py``; ident
 At run time the photo is warped into the same frame through the landmarks M_beta is drawn from;
 with ``W`` the visible, unoccluded face pixels, the coefficients are the MAP estimate
 
-    c = argmin_c  || W (x - mu - U c) ||^2 / sigma^2  +  sum_k c_k^2 / lambda_k
+    c = argmin_c  (x - mu - U c)^T W (x - mu - U c) / sigma^2  +  sum_k c_k^2 / lambda_k
 
 (a texture fit with an occlusion mask, the 2D counterpart of the paper's occlusion-weighted
 photometric term, Eq. 12-13, with Eq. 16's coefficient prior), re-weighted twice with Huber
@@ -121,13 +121,13 @@ def fit(values: np.ndarray, weights: np.ndarray, model: AppearanceModel | None =
     sigma2 = float(noise_std) ** 2
     reg = np.diag(sigma2 / np.maximum(m.variances, 1e-6))
     robust = np.ones_like(w)
-    c = np.zeros(len(u), np.float32)
-    for _ in range(iterations + 1):
+    for it in range(iterations + 1):
         ww = np.repeat(w * robust, 3)                                     # (D,)
         uw = u * ww
         c = np.linalg.solve((uw @ u.T + reg).astype(np.float64), (uw @ d).astype(np.float64)).astype(np.float32)
-        r = np.sqrt(((d - c @ u).reshape(-1, 3) ** 2).mean(axis=1) / max(m.residual, 1.0))
-        robust = np.where(r <= HUBER, 1.0, HUBER / np.maximum(r, 1e-6)).astype(np.float32)
+        if it < iterations:                                               # Huber weights for the next solve
+            r = np.sqrt(((d - c @ u).reshape(-1, 3) ** 2).mean(axis=1) / max(m.residual, 1.0))
+            robust = np.where(r <= HUBER, 1.0, HUBER / np.maximum(r, 1e-6)).astype(np.float32)
     recon = m.mean + c @ u
     return recon, {"visible": float((w > 0.5).mean()), "coefficients": float(np.sqrt((c ** 2 / m.variances).sum()))}
 

@@ -17,9 +17,10 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    appearance model (a linear basis of shape-free face appearance learned from training faces)
    fitted to the visible face pixels (MAP, occlusion-masked, Huber re-weighted), falling back to
    the plain mean face when the model is absent or switched off (``synth_appearance=0``). It is
-   warped through the same landmarks M_beta is drawn from (so its features land on M_gamma's),
-   colour-matched to the visible skin near the hole (Lab statistics compared at the same
-   pixels), then relit by a smooth local gain interpolated from that skin.
+   warped through the same landmarks M_beta is drawn from (so its features land on M_gamma's).
+   The fit already carries the person's colours and light; the plain mean face is colour-matched
+   to the visible skin near the hole (Lab statistics compared at the same pixels), then relit by
+   a smooth local gain interpolated from that skin.
 4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
    pixels (push-pull, then harmonic through step 6); backgrounds are rarely symmetric.
 5. **Region style** (:meth:`SymmetricDeocclusion._region_style`, SEAN's per-region
@@ -132,11 +133,15 @@ class SymmetricDeocclusion:
         ok_src = (visible & L.mask_of(alpha, FACE_IDS)).astype(np.float32)
         w_mir = weight(tgt_face & (sample(ok_src, src, interpolation=cv2.INTER_NEAREST) > 0.5))
         mir = sample(img, src[in_work])
-        # 2. template on the face (fitted to the visible face, else the mean face), colour-matched
+        # 2. template on the face: fitted to the visible face, else the mean face colour-matched
         #    to the visible skin near the hole
-        tm = TemplateMap(landmarks, self._person_template(rgb, landmarks, alpha, visible))
+        # (the fit only where some face pixel of the hole has no usable mirror partner)
+        need = bool(np.any(w_mir < 1.0 - 1e-3))
+        person = self._person_template(rgb, landmarks, alpha, visible) if need else None
+        tm = TemplateMap(landmarks, person)
         tpl, tpl_ok = tm.sample(bxy[in_work], self.template_strength)
-        tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
+        if person is None:       # the fitted template has the person's colours and light already
+            tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
         cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
         cover[in_work] = tpl_ok
         w_tpl = weight(cover & tgt_face)
@@ -180,7 +185,15 @@ class SymmetricDeocclusion:
                 drawn = beta == partner
                 if drawn.sum() < 10 or (drawn & hole).sum() > 0.25 * drawn.sum() or seen.sum() < 0.5 * drawn.sum():
                     continue                               # the partner is not visible enough
-                delta = np.argwhere(seen).mean(axis=0)[::-1] - np.argwhere(drawn).mean(axis=0)[::-1]
+                # compare like with like: only the columns both span (hair over the brow's tail
+                # must not pull the offset sideways)
+                sy, sx = np.nonzero(seen)
+                dy, dx = np.nonzero(drawn)
+                lo, hi = max(sx.min(), dx.min()), min(sx.max(), dx.max())
+                ks, kd = (sx >= lo) & (sx <= hi), (dx >= lo) & (dx <= hi)
+                if hi - lo < 0.1 * iod or ks.sum() < 5 or kd.sum() < 5:
+                    continue
+                delta = np.array([sx[ks].mean() - dx[kd].mean(), sy[ks].mean() - dy[kd].mean()])
                 norm = float(np.linalg.norm(delta))
                 if norm > 0.15 * iod:
                     delta *= 0.15 * iod / norm
@@ -192,7 +205,8 @@ class SymmetricDeocclusion:
 
     def _person_template(self, rgb, landmarks, alpha, visible):
         """The mean face with the appearance model fitted to the visible face pixels (M_alpha's
-        face classes away from the hole), or None (the plain mean face) when switched off or absent."""
+        face classes away from the hole), or None (the plain mean face) when switched off or when
+        the model file is absent (a model that does not match the template is an error)."""
         if not self.appearance or not model_available():
             return None
         face = load_mean_face()

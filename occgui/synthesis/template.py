@@ -66,7 +66,11 @@ def load_mean_face() -> MeanFace:
 @lru_cache(maxsize=None)
 def blurred_mean_face() -> np.ndarray:
     """The mean face blurred by 0.15 inter-ocular distances (normalised inside its coverage)."""
-    face = load_mean_face()
+    return blurred_template(load_mean_face())
+
+
+def blurred_template(face: MeanFace) -> np.ndarray:
+    """A template's colours blurred by 0.15 inter-ocular distances (normalised inside its coverage)."""
     sigma = 0.15 * float(face.meta.get("interocular_px", 100.0))
     cov = face.coverage.astype(np.float32)
     num = cv2.GaussianBlur(face.image * cov[:, :, None], (0, 0), sigma)
@@ -91,6 +95,7 @@ class TemplateMap:
 
     def __init__(self, landmarks: Landmarks, face: MeanFace | None = None):
         self.face = face or load_mean_face()
+        self._blurred: np.ndarray | None = None
         dst, src = template_correspondence(landmarks, self.face)
         self.warp = PiecewiseAffine(dst, src)
 
@@ -104,7 +109,9 @@ class TemplateMap:
         src, inside = self.warp.map(xy)
         rgb = sample(self.face.image, src)
         if strength != 1.0:
-            base = sample(blurred_mean_face(), src)
+            if self._blurred is None:
+                self._blurred = blurred_mean_face() if self.face is load_mean_face() else blurred_template(self.face)
+            base = sample(self._blurred, src)
             rgb = base + float(strength) * (rgb - base)
         cov = sample(self.face.coverage.astype(np.float32), src) > 0.99
         return rgb.astype(np.float32), inside & cov
