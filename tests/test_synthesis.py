@@ -151,16 +151,22 @@ def _synth(**options) -> SymmetricDeocclusion:
     return SymmetricDeocclusion(BackendContext("cpu", 256, 1024, options))
 
 
+def _brow_patch(points: np.ndarray, idx, ry: float) -> np.ndarray:
+    """A bool ellipse over the brow ``idx`` (iBUG indices): 0.4 x ``ry`` inter-ocular distances."""
+    iod = np.linalg.norm(points[36] - points[45])
+    c = points[list(idx)].mean(axis=0)
+    m = np.zeros((256, 256), np.uint8)
+    cv2.ellipse(m, (int(c[0]), int(c[1])), (int(0.4 * iod), int(ry * iod)), 0, 0, 360, 1, -1)
+    return m.astype(bool)
+
+
 def test_region_style_gives_a_hidden_brow_the_visible_brows_colour():
     """A patch over one brow (SEAN-like region style, Eq. 3-5): M_gamma's brow in the hole takes
     the visible brow's colour; a patch over nose and mouth leaves the nose alone (its visible
     bridge is too small to describe it)."""
     crop, lm, _ = _face()
     p = lm.points
-    iod = np.linalg.norm(p[36] - p[45])
-    brow = np.zeros((256, 256), np.uint8)
-    c = p[17:22].mean(axis=0)
-    cv2.ellipse(brow, (int(c[0]), int(c[1])), (int(0.4 * iod), int(0.18 * iod)), 0, 0, 360, 1, -1)
+    brow = _brow_patch(p, range(17, 22), 0.18)
     rgb, alpha, gamma, lm = _occlude(brow.astype(bool), colour=(200, 60, 60))
     # the step alone (the brow alignment, tested below, moves both the same way)
     on = _synth(synth_region_style=1.0, synth_align_brows=0.0).synthesize(rgb, lm, alpha, gamma)
@@ -220,10 +226,7 @@ def test_mirrored_brow_is_moved_onto_m_gammas_brow():
     iod = np.linalg.norm(p[36] - p[45])
     p[17:27, 1] += 0.08 * iod                             # M_beta's brows a band lower
     lm = replace(lm0, points=p)
-    brow = np.zeros((256, 256), np.uint8)
-    c = p[22:27].mean(axis=0)
-    cv2.ellipse(brow, (int(c[0]), int(c[1])), (int(0.4 * iod), int(0.25 * iod)), 0, 0, 360, 1, -1)
-    occ = brow.astype(bool)
+    occ = _brow_patch(p, range(22, 27), 0.25)
     rgb = crop.copy()
     rgb[occ] = (200, 60, 60)
     alpha = labels.copy()
@@ -250,10 +253,7 @@ def test_brow_offset_ignores_hair_over_the_visible_brows_tail():
     crop, lm, labels = _face()
     p = lm.points
     iod = np.linalg.norm(p[36] - p[45])
-    cover = np.zeros((256, 256), np.uint8)
-    c = p[22:27].mean(axis=0)
-    cv2.ellipse(cover, (int(c[0]), int(c[1])), (int(0.4 * iod), int(0.25 * iod)), 0, 0, 360, 1, -1)
-    occ = cover.astype(bool)
+    occ = _brow_patch(p, range(22, 27), 0.25)
     alpha = labels.copy()
     alpha[occ] = L.OCCLUDER
     gamma = algorithm1(alpha, render_landmark_map(p, 256))
