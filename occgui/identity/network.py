@@ -25,15 +25,11 @@ float, a white pixel being ``input_range`` (255 by default, so uint8 values as f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dlib_format import (Affine, AddPrev, Conv, DlibFormatError, DlibNetwork, FullyConnected, Pool,
-                          Relu, TagOrSkip)
+from .dlib_format import Affine, AddPrev, Conv, DlibFormatError, DlibNetwork, Pool, Relu, TagOrSkip
 
 #: Side of the face chips the network takes.
 CHIP_SIZE = 150
@@ -115,16 +111,10 @@ class _Residual(nn.Module):
         return F.relu(y + x)
 
 
-@dataclass(frozen=True)
-class InputNormalisation:
-    mean_rgb: tuple[float, float, float]
-    scale: float = 1.0 / 256.0
-
-
 class DlibFaceResNet(nn.Module):
     """The network of a parsed dlib file (:func:`occgui.identity.dlib_format.read_dlib_network`);
     built with :meth:`from_dlib` or from a state dict (:func:`occgui.identity.weights.load_face_resnet`).
-    Constructed directly, its parameters are uninitialised placeholders."""
+    Constructed directly it holds torch's random initial weights (placeholders to load into)."""
 
     def __init__(self, mean_rgb=(122.782, 117.001, 104.298), input_range: float = 255.0):
         super().__init__()
