@@ -133,11 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the project's networks")
     tsub = t.add_subparsers(dest="network", required=True)
     tp = tsub.add_parser("parsing", help="train the parsing U-Net N_alpha (paper §3.2)")
-    from .parsing import train as parsing_train
+    from .training.parsing import train as parsing_train
     parsing_train.add_arguments(tp)
     tp.set_defaults(func=parsing_train.run)
     tl = tsub.add_parser("landmarks", help="train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)")
-    from .landmarks import train_refiner
+    from .training.landmarks import train_refiner
     train_refiner.add_arguments(tl)
     tl.set_defaults(func=train_refiner.run)
 

@@ -33,7 +33,7 @@ IDENTITY_GAP = {"surgical_mask"}
 @pytest.fixture(scope="module")
 def measured(lfw_dir, occluders_dir):
     from occgui.eval.embedding import FaceEmbedder
-    from occgui.occluders import load_library
+    from occgui.training.occlusion.occluders import load_library
 
     stages = D.Stages(parser="auto")
     embedder = FaceEmbedder()

@@ -12,7 +12,7 @@ import pytest
 from occgui import export as E
 from occgui import labels
 from occgui.errors import ExportError
-from occgui.pipeline.results import ParsingMap, Synthesis
+from occgui.results import ParsingMap, Synthesis
 from occgui.pipeline.runner import PipelineResult
 
 FOLDER_FILES = {"landmarks.json", "parsing_alpha.png", "parsing_beta.png", "parsing_gamma.png",

@@ -12,7 +12,7 @@ import pytest
 from occgui import labels as L
 from occgui.errors import Cancelled, NoFaceError
 from occgui.pipeline import backends
-from occgui.pipeline.results import Camera, FaceMesh, Synthesis, Texture
+from occgui.results import Camera, FaceMesh, Synthesis, Texture
 from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig, downstream_of
 
 

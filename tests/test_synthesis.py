@@ -17,7 +17,7 @@ import pytest
 from occgui import labels as L
 from occgui.parsing.landmark_map import render_landmark_map
 from occgui.parsing.merge import algorithm1
-from occgui.pipeline.results import Synthesis
+from occgui.results import Synthesis
 from occgui.synthesis import blend, mirror, template, warp
 from occgui.synthesis.baselines import occluder_mask
 from occgui.synthesis.symmetric import SymmetricDeocclusion

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from occgui import labels
-from occgui.pipeline.results import Camera, FaceCrop, FaceDetection, FaceMesh, LoadedImage, Synthesis
+from occgui.results import Camera, FaceCrop, FaceDetection, FaceMesh, LoadedImage, Synthesis
 from occgui.texture.completion import push_pull
 from occgui.texture.rasterize import rasterize
 from occgui.texture.uv_sampler import (FILLED, MIRRORED, OBSERVED, OUTSIDE, SYNTHESIZED, UVTextureBuilder,

@@ -10,13 +10,13 @@ it lies under the paste mask (clean or guessed position). Errors are in inter-oc
 Results and the conclusion: docs/deocclusion.md.
 """
 import sys, numpy as np
-from occgui.parsing.dataset import load_clean_set
-from occgui.occluders import load_library, sample_eval_family, composite
+from occgui.training.parsing.dataset import load_clean_set
+from occgui.training.occlusion.occluders import load_library, sample_eval_family, composite
 from occgui.pipeline import backends as B
 from occgui.landmarks import ibug68 as I
 from occgui.errors import NoFaceError
 
-from occgui.parsing.train import DEFAULT_CACHE  # $OCCGUI_CACHE or ~/.cache/occgui
+from occgui.training.parsing.train import DEFAULT_CACHE  # $OCCGUI_CACHE or ~/.cache/occgui
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 c = load_clean_set(DEFAULT_CACHE / "parsing_lfw_train_v1_256")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from occgui.eval import deocclusion as D  # noqa: E402
-from occgui.parsing.dataset import resolve_data_dirs  # noqa: E402
+from occgui.training.parsing.dataset import resolve_data_dirs  # noqa: E402
 
 
 def main(argv=None) -> int:

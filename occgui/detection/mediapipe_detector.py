@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import mediapipe_models as mpm
-from ..pipeline.results import FaceDetection
+from ..results import FaceDetection
 
 
 def _overlap(a, b) -> float:

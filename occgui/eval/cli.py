@@ -127,7 +127,7 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     o.add_argument("--faces", required=True, metavar="DIR", help="face photos (recursing into person folders)")
     o.add_argument("--occluders", required=True, metavar="DIR", help="occluder folder (noto_emoji/, maskthe_face/)")
     o.add_argument("--families", metavar="A,B,...", help="occlusion families (default: all of "
-                   "occgui.occluders.EVAL_FAMILIES)")
+                   "occgui.training.occlusion.occluders.EVAL_FAMILIES)")
     o.add_argument("--samples", type=int, default=8, metavar="N", help="cases in the sample grid (default 8)")
     _common(o, limit_help="at most N photos, spread over identities")
     o.set_defaults(func=cmd_occlusion)

@@ -6,8 +6,8 @@ Protocol (deterministic given ``seed``):
    saw them), one photo per identity chosen and ordered by ``default_rng(seed)``.
 2. **Occlusion.** The clean photo goes through the real ``detect`` and ``landmarks`` stages;
    its 68 points (photo pixels) place an occluder of the evaluation family
-   (``occgui.occluders.sample_eval_family``, random stream ``default_rng([seed, family, k])``)
-   and :func:`occgui.occluders.composite` pastes it onto the *photo*, giving the paste mask.
+   (``occgui.training.occlusion.occluders.sample_eval_family``, random stream ``default_rng([seed, family, k])``)
+   and :func:`occgui.training.occlusion.occluders.composite` pastes it onto the *photo*, giving the paste mask.
 3. **Stages on the occluded photo.** ``detect -> crop -> parse (M_alpha) -> landmarks (which
    read M_alpha) -> landmark_map (M_beta) -> merge (M_gamma)``, exactly as the product runs them. The clean
    photo and the paste mask are cut with the *occluded* photo's crop transform, so the clean
@@ -55,9 +55,9 @@ import numpy as np
 from .. import labels as L
 from ..errors import OccguiError
 from ..landmarks import ibug68
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
 
-#: The occluder families measured (``occgui.occluders.EVAL_FAMILIES``).
+#: The occluder families measured (``occgui.training.occlusion.occluders.EVAL_FAMILIES``).
 FAMILIES: tuple[str, ...] = ("hand_over_eye", "sunglasses", "surgical_mask")
 #: Default seed and size of the measurement set.
 DEFAULT_SEED = 2024
@@ -80,7 +80,7 @@ def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED, identities: str | None = N
 
     ``identities`` (first letters) replaces Q-S, e.g. for development runs on training identities
     (A-P), which keep the held-out photos untouched by choices made while developing."""
-    from ..parsing.dataset import SPLITS
+    from ..training.parsing.dataset import SPLITS
 
     root = Path(lfw_dir)
     if not root.is_dir():
@@ -185,7 +185,7 @@ def prepare_case(stages: Stages, library, photo: Path, family: str, rng: np.rand
     from ..detection.crop import aligned_crop, warp_to_crop
     from ..errors import NoFaceError
     from ..imageio import load_image
-    from ..occluders import composite, sample_eval_family
+    from ..training.occlusion.occluders import composite, sample_eval_family
 
     img = load_image(photo)
     det = _largest(stages.detector, img.rgb)
@@ -238,8 +238,8 @@ def iter_cases(stages: Stages, lfw_dir, occluders, family: str, count: int, seed
                failed: list | None = None, clean_landmarks: bool = True, identities: str | None = None):
     """Yield ``count`` cases of ``family`` (photos in :func:`heldout_photos` order, skipping
     failures, which are appended to ``failed``). ``occluders``: the occluder folder or a loaded
-    ``occgui.occluders.OccluderLibrary``."""
-    from ..occluders import EVAL_FAMILIES, OccluderLibrary, load_library
+    ``occgui.training.occlusion.occluders.OccluderLibrary``."""
+    from ..training.occlusion.occluders import EVAL_FAMILIES, OccluderLibrary, load_library
 
     if family not in EVAL_FAMILIES:
         raise OccguiError(f"unknown occlusion family {family!r}")
@@ -438,7 +438,7 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
     PNG per family with rows (clean, occluded, Telea, ours, M_gamma, parsed ours) of the first
     eight cases.
     """
-    from ..occluders import load_library
+    from ..training.occlusion.occluders import load_library
     from .embedding import FaceEmbedder
 
     stages = Stages(parser=parser, landmarks=landmarks, synth_options=synth_options)

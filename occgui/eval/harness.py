@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
-from ..pipeline.results import FaceMesh
+from ..results import FaceMesh
 
 #: Bump when a change to the measurements invalidates cached per-item results.
 EVAL_VERSION = "1"
@@ -56,10 +56,10 @@ def case_rng(seed: int, item: str, index: int = 0) -> np.random.Generator:
 
 # ----------------------------------------------------------------------------- occluder families
 def choose_families(library, requested: tuple[str, ...] = ()) -> tuple[tuple[str, ...], list[str]]:
-    """The evaluation families to run (:data:`occgui.occluders.EVAL_FAMILIES`): ``requested``, or
+    """The evaluation families to run (:data:`occgui.training.occlusion.occluders.EVAL_FAMILIES`): ``requested``, or
     every family the occluder library has an occluder for. Returns (families, families skipped
     because the library has none); an explicitly requested unknown or empty family is an error."""
-    from ..occluders import EVAL_FAMILIES
+    from ..training.occlusion.occluders import EVAL_FAMILIES
 
     def has(name: str) -> bool:
         f = EVAL_FAMILIES[name]
@@ -305,7 +305,7 @@ def occluder_run_settings(command: str, *, occluders, device: str, backends: dic
                           families: tuple[str, ...] = ()):
     """What a run that pastes occluders needs (``occlusion``, ``verify``): (settings that
     determine its results, :class:`Variants`, :class:`Identity`, occluder library, families)."""
-    from ..occluders import load_library
+    from ..training.occlusion.occluders import load_library
 
     library = load_library(occluders)
     chosen, unavailable = choose_families(library, tuple(families))

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import mediapipe_models as mpm
 from ..errors import NoFaceError
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
 from .correspondence import mesh_to_ibug68
 
 

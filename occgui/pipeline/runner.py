@@ -27,7 +27,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import Cancelled, OccguiError
 from . import backends as _backends
-from .results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
+from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 
 STAGES: tuple[str, ...] = ("load", "detect", "parse", "landmarks", "landmark_map", "merge",
                            "synthesize", "geometry", "texture")

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import NoFaceError
-from .results import FaceCrop, FaceDetection, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
+from ..results import FaceCrop, FaceDetection, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 
 
 class FaceDetectorBackend(Protocol):

@@ -61,7 +61,7 @@ def model_available() -> bool:
 
 def model_digest() -> str:
     """Short content digest of the bundled model (part of the synthesis backend's version)."""
-    from ..parsing.checkpoint import checkpoint_digest
+    from ..resources import checkpoint_digest
 
     return checkpoint_digest(resource_path(MODEL_NPZ))
 

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .. import labels as L
-from ..pipeline.results import Landmarks, Synthesis
+from ..results import Landmarks, Synthesis
 
 
 def occluder_mask(alpha: np.ndarray, dilate_px: int = 2) -> np.ndarray:

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from .. import labels as L
-from ..pipeline.results import Landmarks, Synthesis
+from ..results import Landmarks, Synthesis
 from .baselines import occluder_mask
 from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
