@@ -34,7 +34,7 @@ def result():
     from occgui.texture.uv_sampler import UVTextureBuilder
 
     image = load_image(astronaut())
-    crop = S.detect(MediaPipeFaceDetector(), image, 0, 256)
+    crop = S.detect(MediaPipeFaceDetector(), image, face_index=0, crop_size=256)
     lm = S.detect_landmarks(MediaPipeMeshLandmarks(), crop)
     alpha = np.full((256, 256), labels.SKIN, np.uint8)
     alpha[:40] = labels.HAIR

@@ -69,9 +69,9 @@ def test_default_backend_is_the_refiner_and_reads_m_alpha():
     if not R.checkpoint_exists():
         pytest.skip("needs checkpoints/landmark_refiner.safetensors")
     assert B.available("landmarks")[0] == "mediapipe-refined"
-    from occgui.pipeline.runner import STAGE_INPUTS, STAGES
+    from occgui.pipeline.stages import STAGES, stage
 
-    assert STAGES.index("parse") < STAGES.index("landmarks") and "parse" in STAGE_INPUTS["landmarks"]
+    assert STAGES.index("parse") < STAGES.index("landmarks") and "parse" in stage("landmarks").inputs
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
     from occgui.pipeline.runner import Pipeline, PipelineConfig
     from occgui.resources import resource_path

@@ -17,7 +17,7 @@ from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig, downstream_
 
 
 class _Parse:
-    name, version = "test-parse", "1"
+    name, version = "test", "1"
 
     def parse(self, crop):
         m = np.full(crop.shape[:2], L.SKIN, np.uint8)
@@ -26,14 +26,14 @@ class _Parse:
 
 
 class _Synth:
-    name, version = "test-synth", "1"
+    name, version = "test", "1"
 
-    def synthesize(self, crop, landmarks, alpha, gamma):
+    def synthesize(self, crop, landmarks, alpha, beta, gamma):
         return Synthesis(image=crop.copy(), filled=alpha == L.OCCLUDER, backend=self.name)
 
 
 class _Geom:
-    name, version = "test-geom", "1"
+    name, version = "test", "1"
 
     def build(self, image, crop, landmarks):
         pts = image.working_to_photo(crop.crop_to_working(landmarks.points))
@@ -42,16 +42,20 @@ class _Geom:
 
 
 class _Tex:
-    name, version = "test-tex", "1"
+    name, version = "test", "1"
+
+    def __init__(self, size: int):
+        self.size = size
 
     def build(self, image, crop, alpha, synthesis, mesh):
-        return Texture(image=np.zeros((8, 8, 3), np.uint8), source=np.ones((8, 8), np.uint8), backend=self.name)
+        n = self.size
+        return Texture(image=np.zeros((n, n, 3), np.uint8), source=np.ones((n, n), np.uint8), backend=self.name)
 
 
 backends.register("parse", "test", lambda ctx: _Parse())
 backends.register("synthesize", "test", lambda ctx: _Synth())
 backends.register("geometry", "test", lambda ctx: _Geom())
-backends.register("texture", "test", lambda ctx: _Tex())
+backends.register("texture", "test", lambda ctx: _Tex(ctx.texture_size))
 TEST_BACKENDS = {"parse": "test", "synthesize": "test", "geometry": "test", "texture": "test"}
 
 

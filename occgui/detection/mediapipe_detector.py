@@ -74,7 +74,7 @@ def _hog():
 class MediaPipeFaceDetector:
     """Stage ``detect`` backend. Returns every face found, in working-image pixels."""
 
-    name = "mediapipe-blazeface"
+    name = "mediapipe"
     version = "0.10.21"
 
     def detect(self, rgb: np.ndarray) -> list[FaceDetection]:

@@ -72,6 +72,8 @@ class OcclusionSettings:
     seed: int = DEFAULT_SEED
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
     shard: str | None = None
     quiet: bool = False
@@ -294,6 +296,7 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
 def run_settings(s: OcclusionSettings):
     """(settings that determine the results, variants, identity, library, families) of a run."""
     return H.occluder_run_settings("occlusion", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   backend_settings=s.backend_settings,
                                    seed=s.seed, families=tuple(s.families))
 
 

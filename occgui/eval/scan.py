@@ -70,6 +70,8 @@ class ScanSettings:
     seed: int = 0
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
     shard: str | None = None
     quiet: bool = False
@@ -275,7 +277,7 @@ def run(s: ScanSettings) -> dict:
     else:
         library = load_library(s.occluders)
         families, unavailable = H.choose_families(library, tuple(s.families))
-        variants = H.Variants(s.device, s.backends)
+        variants = H.Variants(s.device, s.backends, s.backend_settings)
         scan = calibrate(load_scan(s.scan), variants)
         surface = SurfaceIndex(scan.face_region())
         settings = {"command": "scan", "seed": s.seed, "families": list(families),

@@ -63,6 +63,8 @@ class VerifySettings:
     seed: int = 0
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     shard: str | None = None
     quiet: bool = False
     report_only: bool = False
@@ -168,7 +170,8 @@ def run(s: VerifySettings) -> dict:
         cache, settings, device = H.cached_run(folder)
     else:
         settings, variants, identity, library, families = H.occluder_run_settings(
-            "verify", occluders=s.occluders, device=s.device, backends=s.backends, seed=s.seed)
+            "verify", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   backend_settings=s.backend_settings, seed=s.seed)
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
 
