@@ -4,9 +4,10 @@ Every module's imports are read with ``ast`` -- imports inside functions include
 imports resolved -- and mapped to *units*: ``occgui``'s subpackages and top-level modules
 (``occgui.parsing``, ``occgui.results``, ...). Floors, bottom to top:
 
-* **inference** -- typed results, settings and the stage packages (detection, landmarks,
-  parsing, synthesis, geometry, texture, ...), the pipeline runner, export. A unit not named
-  below is inference (new stage packages land there by default);
+* **inference** -- typed results and settings (the bottom: errors and labels only), the stage
+  packages (detection, landmarks, parsing, synthesis, geometry, texture, ...), export, and above
+  them the pipeline runner (``occgui.pipeline``, which no stage imports). A unit not named below
+  is inference (new stage packages land there by default);
 * **training** -- ``occgui.training`` (trainers, datasets, packers, synthetic occlusion);
 * **eval** -- ``occgui.eval``;
 * **gui** -- ``occgui.gui``;
@@ -25,6 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "occgui"
 
+#: the runner: above the stage packages, which never import it
+RUNNER = "occgui.pipeline"
 TRAINING = {"occgui.training"}
 EVAL = {"occgui.eval"}
 GUI = {"occgui.gui"}
@@ -104,6 +107,8 @@ def violations(edges: dict[str, set[str]]) -> list[str]:
         for b in sorted(targets):
             if floor(b) in FORBIDDEN[floor(a)]:
                 bad.append(f"{a} ({floor(a)}) imports {b} ({floor(b)})")
+            elif b == RUNNER and floor(a) == "inference":
+                bad.append(f"{a} (a stage) imports the runner ({b}), which stands above the stages")
             elif floor(b) == "gui" and floor(a) != "gui" and a not in GUI_LAUNCHERS:
                 bad.append(f"{a} imports the GUI ({b}); only {', '.join(sorted(GUI_LAUNCHERS))} may")
         if a in BOTTOM and not targets <= BOTTOM[a]:
@@ -162,6 +167,8 @@ def test_imports_inside_functions_and_relative_ones_are_seen():
     ({"occgui.training": {"occgui.eval"}}, "occgui.training (training) imports occgui.eval (eval)"),
     ({"occgui.cli": {"occgui.gui"}}, "occgui.cli imports the GUI (occgui.gui); only occgui.gui_launcher may"),
     ({"occgui.results": {"occgui.parsing"}}, "occgui.results is at the bottom floor but imports occgui.parsing"),
+    ({"occgui.texture": {"occgui.pipeline"}},
+     "occgui.texture (a stage) imports the runner (occgui.pipeline), which stands above the stages"),
 ])
 def test_a_forbidden_import_is_reported(edges, expected):
     assert violations(edges) == [expected]
