@@ -151,7 +151,7 @@ def cmd_deocclusion(args) -> int:
     D.save_report(report, out / "report.json")
     p = report["protocol"]
     failed = {k: len(v) for k, v in report["failed"].items() if v}
-    lines = [f"# De-occlusion (I_out) against the occluded photo and Telea", "",
+    lines = ["# De-occlusion (I_out) against the occluded photo and Telea", "",
              f"parser {p['parser']}; landmarks {p['landmarks']}; synthesizer {p['synthesizer']}; seed {p['seed']}, "
              f"{p['per_family']} per family, identities {p['identities']}; settings {p['settings'] or 'defaults'}", "",
              D.format_table(report["table"]), "",

@@ -48,7 +48,6 @@ any setting that differs from its default.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

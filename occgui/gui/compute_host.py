@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import Cancelled, NoFaceError, OccguiError
-from ..pipeline.runner import STAGES, Pipeline, PipelineConfig, PipelineResult, StageEvent
+from ..pipeline.runner import Pipeline, PipelineConfig, PipelineResult, StageEvent
 from ..pipeline.stages import STAGE_TABLE, STAGES_WITH_BACKENDS
 
 #: Environment switch: ``process`` (default) or ``thread``.
