@@ -35,20 +35,11 @@ def collect_photos(inputs: list[str]) -> list[Path]:
     return out
 
 
-def _parse_backend_overrides(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise OccguiError(f"--backend expects STAGE=NAME, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from .export import export_result
+    from .pipeline.backends import parse_backend_choices, parse_settings
     from .pipeline.runner import Pipeline, PipelineConfig
 
     photos = collect_photos(args.inputs)
@@ -61,8 +52,9 @@ def cmd_run(args) -> int:
     if landmarks is not None and len(photos) != 1:
         _err("--landmarks applies to exactly one photo")
         return 2
+    chosen = parse_backend_choices(args.backend)
     config = PipelineConfig(device=args.device, face_index=args.face, crop_size=args.crop_size,
-                            texture_size=args.texture_size, backends=_parse_backend_overrides(args.backend))
+                            texture_size=args.texture_size, backends=chosen, settings=parse_settings(args.option, chosen))
     pipeline = Pipeline(config)
     outdir = Path(args.output)
     failures: list[tuple[Path, str]] = []
@@ -108,7 +100,10 @@ def cmd_backends(args) -> int:
         print(stage)
         for it in items:
             flag = "" if it["available"] else "  (not available)"
-            print(f"  {it['name']:<16} {it['description']}{flag}")
+            print(f"  {it['name']:<18} {it['description']}{flag}")
+            for st in it["settings"]:
+                unit = f" [{st['unit']}]" if st["unit"] else ""
+                print(f"      {stage}.{st['name']}={st['default']!r} ({st['type']}{unit}): {st['doc']}")
     return 0
 
 
@@ -127,17 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--crop-size", type=int, default=256, choices=(256, 512))
     r.add_argument("--texture-size", type=int, default=1024, choices=(1024, 2048))
     r.add_argument("--backend", action="append", metavar="STAGE=NAME", help="choose a backend (see `occgui backends`)")
+    r.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
+                   help="set a typed setting of a stage's backend, e.g. synthesize.dilate_px=3 (see `occgui backends`)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("train", help="train the project's networks")
     tsub = t.add_subparsers(dest="network", required=True)
     tp = tsub.add_parser("parsing", help="train the parsing U-Net N_alpha (paper §3.2)")
-    from .parsing import train as parsing_train
+    from .training.parsing import train as parsing_train
     parsing_train.add_arguments(tp)
     tp.set_defaults(func=parsing_train.run)
     tl = tsub.add_parser("landmarks", help="train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)")
-    from .landmarks import train_refiner
+    from .training.landmarks import train_refiner
     train_refiner.add_arguments(tl)
     tl.set_defaults(func=train_refiner.run)
 

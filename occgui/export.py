@@ -21,7 +21,7 @@ Folder contents (issue point 12)::
     report.json               backends, per-stage seconds, warnings, texture provenance, ...
 
 Mesh frame: X right, Y up, Z towards the viewer (the photo's camera frame, see
-:class:`~occgui.pipeline.results.Camera`), which is also glTF's "+Z is the front" convention.
+:class:`~occgui.results.Camera`), which is also glTF's "+Z is the front" convention.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import numpy as np
 
 from . import labels
 from .errors import ExportError
-from .pipeline.results import FaceMesh, ParsingMap, Texture
+from .results import FaceMesh, ParsingMap, Texture
 
 MESH_FILES = ("mesh.obj", "mesh.mtl", "texture.png", "mesh.ply", "mesh.glb")
 MATERIAL_NAME = "face"

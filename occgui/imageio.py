@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageLoadError
-from .pipeline.results import LoadedImage
+from .results import LoadedImage
 
 MIN_SIDE = 64                   # smaller photos cannot hold a usable face
 MAX_PIXELS = 300_000_000        # refuse decompression bombs beyond this

@@ -5,7 +5,9 @@ wheel (data installed under ``<prefix>/share/occgui``) and a PyInstaller bundle 
 """
 from __future__ import annotations
 
+import hashlib
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -41,3 +43,18 @@ def checkpoint_path(rel: str) -> Path:
 def sample_photo() -> Path:
     """The bundled sample photo used by ``occgui run`` demos and the GUI self-test."""
     return resource_path("samples/astronaut_hand.png")
+
+
+@lru_cache(maxsize=8)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:10]
+
+
+def checkpoint_digest(path) -> str:
+    """Short content digest of a checkpoint file (the ``version`` of the backends that read it)."""
+    st = Path(path).stat()
+    return _digest(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)

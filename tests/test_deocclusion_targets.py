@@ -1,7 +1,7 @@
 """Point 8 of the pipeline issue on the full measurement set (slow: about 5 minutes on 2 cores).
 
 The issue's de-occlusion targets are defined on 40 photos per occluder family; this runs the
-protocol of ``occgui.eval.deocclusion`` exactly as ``tools/measure_deocclusion.py`` does (held-out
+protocol of ``occgui.eval.deocclusion`` exactly as ``occgui eval deocclusion`` does (held-out
 identities Q-S, seed 2024, 40 photos per family) and asserts that none is violated: identity
 below the occluded photo's and Telea's for every family, every hidden feature's IoU >= 0.5, L1
 at most 1.2 x Telea. The default test run checks a 10-photo subset instead

@@ -12,7 +12,7 @@ import pytest
 from occgui import export as E
 from occgui import labels
 from occgui.errors import ExportError
-from occgui.pipeline.results import ParsingMap, Synthesis
+from occgui.results import ParsingMap, Synthesis
 from occgui.pipeline.runner import PipelineResult
 
 FOLDER_FILES = {"landmarks.json", "parsing_alpha.png", "parsing_beta.png", "parsing_gamma.png",
@@ -34,7 +34,7 @@ def result():
     from occgui.texture.uv_sampler import UVTextureBuilder
 
     image = load_image(astronaut())
-    crop = S.detect(MediaPipeFaceDetector(), image, 0, 256)
+    crop = S.detect(MediaPipeFaceDetector(), image, face_index=0, crop_size=256)
     lm = S.detect_landmarks(MediaPipeMeshLandmarks(), crop)
     alpha = np.full((256, 256), labels.SKIN, np.uint8)
     alpha[:40] = labels.HAIR

@@ -25,7 +25,7 @@ def astronaut():
     from occgui.pipeline import stages as S
 
     image = load_image(photo())
-    crop = S.detect(MediaPipeFaceDetector(), image, 0, 256)
+    crop = S.detect(MediaPipeFaceDetector(), image, face_index=0, crop_size=256)
     landmarks = S.detect_landmarks(MediaPipeMeshLandmarks(), crop)
     return image, crop, landmarks
 
@@ -172,7 +172,7 @@ def test_landmark_edit_moves_the_mesh_locally(astronaut, mesh):
 def test_geometry_needs_the_dense_mesh(astronaut):
     image, crop, lm = astronaut
     with pytest.raises(OccguiError, match="dense MediaPipe mesh"):
-        MediaPipeMeshGeometry().build(image, crop, replace(lm, mesh=None, backend="dlib-68"))
+        MediaPipeMeshGeometry().build(image, crop, replace(lm, mesh=None, backend="dlib"))
 
 
 def test_screened_biharmonic_deformer_on_a_grid():

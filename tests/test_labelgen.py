@@ -92,7 +92,7 @@ def test_no_face_raises():
 
 
 def test_lfw_labels(lfw_dir):
-    from occgui.parsing.dataset import clean_set_from_photos, list_photos
+    from occgui.training.parsing.dataset import clean_set_from_photos, list_photos
 
     photos = list_photos(lfw_dir, "test")[::400][:4]
     cs = clean_set_from_photos(photos)

@@ -69,9 +69,9 @@ def test_default_backend_is_the_refiner_and_reads_m_alpha():
     if not R.checkpoint_exists():
         pytest.skip("needs checkpoints/landmark_refiner.safetensors")
     assert B.available("landmarks")[0] == "mediapipe-refined"
-    from occgui.pipeline.runner import STAGE_INPUTS, STAGES
+    from occgui.pipeline.stages import STAGES, stage
 
-    assert STAGES.index("parse") < STAGES.index("landmarks") and "parse" in STAGE_INPUTS["landmarks"]
+    assert STAGES.index("parse") < STAGES.index("landmarks") and "parse" in stage("landmarks").inputs
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
     from occgui.pipeline.runner import Pipeline, PipelineConfig
     from occgui.resources import resource_path
@@ -94,7 +94,7 @@ def test_refiner_places_hidden_points_better_than_mediapipe(lfw_dir, occluders_d
     paste mask) are closer to MediaPipe's points on the clean photo than MediaPipe's own guess."""
     from occgui.eval import deocclusion as D
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
-    from occgui.occluders import load_library
+    from occgui.training.occlusion.occluders import load_library
 
     if not R.checkpoint_exists():
         pytest.skip("needs checkpoints/landmark_refiner.safetensors")
@@ -125,9 +125,9 @@ def test_tiny_training_run_fits_its_samples_and_round_trips(tmp_path):
 
     from occgui.detection.crop import aligned_crop
     from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
-    from occgui.landmarks import train_refiner as T
+    from occgui.training.landmarks import train_refiner as T
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
-    from occgui.occluders import procedural_hand_library
+    from occgui.training.occlusion.occluders import procedural_hand_library
     from occgui.synthesis.mirror import mesh_mirror_map
 
     rgb = np.ascontiguousarray(data.astronaut())

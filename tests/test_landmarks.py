@@ -15,7 +15,7 @@ from occgui.pipeline import stages as S
 
 def _landmarks_in_working(path):
     img = load_image(path)
-    crop = S.detect(MediaPipeFaceDetector(), img, 0, 256)
+    crop = S.detect(MediaPipeFaceDetector(), img, face_index=0, crop_size=256)
     lm = MediaPipeMeshLandmarks().detect(crop.image)
     return img, crop, lm
 

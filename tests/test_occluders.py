@@ -1,4 +1,4 @@
-"""Tests of occgui.occluders: placements, deterministic compositing, the occluder library."""
+"""Tests of occgui.training.occlusion.occluders: placements, deterministic compositing, the occluder library."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from occgui import occluders as O
+from occgui.training.occlusion import occluders as O
 
 
 def fake_landmarks(size: int = 256) -> np.ndarray:

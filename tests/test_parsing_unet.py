@@ -59,7 +59,8 @@ def test_soft_labels_are_aligned_with_the_resized_input():
     nearest-neighbour resizing (the v1 targets) moves it by half a source pixel."""
     import cv2
 
-    from occgui.parsing.dataset import resize_input, soft_labels
+    from occgui.parsing.preprocess import resize_input
+    from occgui.training.parsing.dataset import soft_labels
 
     lab = np.zeros((256, 256), np.uint8)
     lab[101:109, 60:140] = L.L_BROW                          # an 8 px high brow-like bar
@@ -82,7 +83,7 @@ def test_soft_labels_are_aligned_with_the_resized_input():
 def test_soft_targets_loss_matches_hard_targets():
     from torch.nn import functional as F
 
-    from occgui.parsing.train import _loss
+    from occgui.training.parsing.train import _loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, L.NUM_CLASSES, 8, 8)
@@ -254,7 +255,7 @@ def test_backend_parses_the_sample_photo(sample_photo):
     assert available("parse")[0] == "unet"
     parser = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512))
     assert parser.name == "unet" and parser.version == unet_parser.checkpoint_digest(SHIPPED)
-    crop = detect(MediaPipeFaceDetector(), load(sample_photo, max_side=2048), 0, 256)
+    crop = detect(MediaPipeFaceDetector(), load(sample_photo, max_side=2048), face_index=0, crop_size=256)
     lab = parser.parse(crop.image)
     assert lab.shape == (256, 256) and lab.dtype == np.uint8
     assert np.count_nonzero(lab == L.SKIN) > 0.1 * lab.size
@@ -266,7 +267,7 @@ def test_backend_parses_the_sample_photo(sample_photo):
 
 
 def _train_args(tmp_path, data, run, **kw):
-    from occgui.parsing import train
+    from occgui.training.parsing import train
 
     p = argparse.ArgumentParser()
     train.add_arguments(p)
@@ -279,9 +280,9 @@ def _train_args(tmp_path, data, run, **kw):
 
 
 def test_tiny_training_run_overfits(tmp_path, lfw_dir, occluders_dir):
-    from occgui.occluders import load_library
-    from occgui.parsing import train
-    from occgui.parsing.dataset import HELDOUT_KINDS, OcclusionSampler, build_clean_set
+    from occgui.training.occlusion.occluders import load_library
+    from occgui.training.parsing import train
+    from occgui.training.parsing.dataset import HELDOUT_KINDS, OcclusionSampler, build_clean_set
 
     run = tmp_path / "run"
     steps = 100
@@ -306,7 +307,7 @@ def test_tiny_training_run_overfits(tmp_path, lfw_dir, occluders_dir):
 
 
 def test_training_resumes_exactly(tmp_path, lfw_dir):
-    from occgui.parsing import train
+    from occgui.training.parsing import train
 
     data = lfw_dir.parent.parent.parent
     a, b = tmp_path / "a", tmp_path / "b"
@@ -326,9 +327,9 @@ def test_training_resumes_exactly(tmp_path, lfw_dir):
 def test_heldout_floors(lfw_dir, occluders_dir):
     """Occluder IoU (trained and held-out kinds) and clean face mIoU on a fixed seeded subset of
     held-out identities (Q-S), with the shipped checkpoint at the shipped 256 px crop size."""
-    from occgui.occluders import load_library
-    from occgui.parsing.dataset import clean_set_from_photos, list_photos
-    from occgui.parsing.evaluate import evaluate_parser, select_photos
+    from occgui.training.occlusion.occluders import load_library
+    from occgui.training.parsing.dataset import clean_set_from_photos, list_photos
+    from occgui.training.parsing.evaluate import evaluate_parser, select_photos
 
     photos = list_photos(lfw_dir, "test")
     subset = [photos[i] for i in select_photos(len(photos), FLOOR_SUBSET, FLOOR_SEED)]
@@ -341,8 +342,8 @@ def test_heldout_floors(lfw_dir, occluders_dir):
 
 def test_batch_stream_is_the_same_with_worker_processes(tmp_path):
     """Batch t of a training run does not depend on how many processes prepare the batches."""
-    from occgui.parsing.dataset import CleanSet, OcclusionSampler
-    from occgui.parsing.train import BatchStream
+    from occgui.training.parsing.dataset import CleanSet, OcclusionSampler
+    from occgui.training.parsing.train import BatchStream
 
     rng = np.random.default_rng(0)
     lab = np.zeros((3, 64, 64), np.uint8)
@@ -367,8 +368,8 @@ def test_packed_clean_set_round_trip(tmp_path):
     crops within WebP's loss, a seeded subset."""
     import json as _json
 
-    from occgui.parsing import pack
-    from occgui.parsing.dataset import CROP_SIZE, LABELGEN_VERSION, build_clean_set, cache_folder
+    from occgui.training.parsing import pack
+    from occgui.training.parsing.dataset import CROP_SIZE, LABELGEN_VERSION, build_clean_set, cache_folder
 
     n = 5
     rng = np.random.default_rng(1)

@@ -12,12 +12,12 @@ import pytest
 from occgui import labels as L
 from occgui.errors import Cancelled, NoFaceError
 from occgui.pipeline import backends
-from occgui.pipeline.results import Camera, FaceMesh, Synthesis, Texture
+from occgui.results import Camera, FaceMesh, Synthesis, Texture
 from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig, downstream_of
 
 
 class _Parse:
-    name, version = "test-parse", "1"
+    name, version = "test", "1"
 
     def parse(self, crop):
         m = np.full(crop.shape[:2], L.SKIN, np.uint8)
@@ -26,14 +26,14 @@ class _Parse:
 
 
 class _Synth:
-    name, version = "test-synth", "1"
+    name, version = "test", "1"
 
-    def synthesize(self, crop, landmarks, alpha, gamma):
+    def synthesize(self, crop, landmarks, alpha, beta, gamma):
         return Synthesis(image=crop.copy(), filled=alpha == L.OCCLUDER, backend=self.name)
 
 
 class _Geom:
-    name, version = "test-geom", "1"
+    name, version = "test", "1"
 
     def build(self, image, crop, landmarks):
         pts = image.working_to_photo(crop.crop_to_working(landmarks.points))
@@ -42,16 +42,20 @@ class _Geom:
 
 
 class _Tex:
-    name, version = "test-tex", "1"
+    name, version = "test", "1"
+
+    def __init__(self, size: int):
+        self.size = size
 
     def build(self, image, crop, alpha, synthesis, mesh):
-        return Texture(image=np.zeros((8, 8, 3), np.uint8), source=np.ones((8, 8), np.uint8), backend=self.name)
+        n = self.size
+        return Texture(image=np.zeros((n, n, 3), np.uint8), source=np.ones((n, n), np.uint8), backend=self.name)
 
 
 backends.register("parse", "test", lambda ctx: _Parse())
 backends.register("synthesize", "test", lambda ctx: _Synth())
 backends.register("geometry", "test", lambda ctx: _Geom())
-backends.register("texture", "test", lambda ctx: _Tex())
+backends.register("texture", "test", lambda ctx: _Tex(ctx.texture_size))
 TEST_BACKENDS = {"parse": "test", "synthesize": "test", "geometry": "test", "texture": "test"}
 
 
@@ -137,3 +141,63 @@ def test_device_auto_without_a_cuda_driver_is_cpu(monkeypatch):
         device.resolve_device("cuda")
     with pytest.raises(OccguiError, match="unknown device"):
         device.resolve_device("tpu")
+
+
+# ----------------------------------------------------------------------------- typed settings
+from dataclasses import dataclass  # noqa: E402
+
+from occgui.settings import setting  # noqa: E402
+
+
+@dataclass(frozen=True)
+class _GainSettings:
+    gain: float = setting(1.0, "multiplies the output", "ratio")
+    on: bool = setting(True, "a flag")
+
+
+class _GainSynth(_Synth):
+    name = "test-gain"
+
+    def __init__(self, ctx):
+        self.settings = ctx.settings
+
+
+backends.register("synthesize", "test-gain", _GainSynth, settings=_GainSettings)
+
+
+def test_settings_enter_the_backend_id_and_recompute_only_their_stage(sample_photo):
+    cfg = dict(device="cpu", backends={**TEST_BACKENDS, "synthesize": "test-gain"})
+    p = Pipeline(PipelineConfig(**cfg))
+    r1 = p.run(sample_photo)
+    assert r1.backends["synthesize"] == "test-gain@1" and p.backend("synthesize").settings == _GainSettings()
+    p2 = Pipeline(PipelineConfig(**cfg, settings=backends.parse_settings(["synthesize.gain=2.5"], cfg["backends"])))
+    p2._cache, p2._detected_landmarks = p._cache, p._detected_landmarks
+    r2 = p2.run(sample_photo)
+    assert p2.backend("synthesize").settings.gain == 2.5
+    assert r2.backends["synthesize"].startswith("test-gain@1+s") and r2.backends["parse"] == r1.backends["parse"]
+    assert "synthesize" not in r2.cached and "parse" in r2.cached and "texture" not in r2.cached
+
+
+@pytest.mark.parametrize("item,message", [
+    ("synthesize.bogus=1", "unknown setting 'bogus' of backend synthesize=test-gain (settings: gain, on)"),
+    ("synthesize.gain=abc", "setting 'gain' of backend synthesize=test-gain expects a number, got 'abc'"),
+    ("synthesize.on=maybe", "setting 'on' of backend synthesize=test-gain expects true or false, got 'maybe'"),
+    ("synthesize=1", "--option expects STAGE.SETTING=VALUE, got 'synthesize=1'"),
+    ("nostage.x=1", "unknown stage 'nostage'"),
+])
+def test_bad_options_are_one_line_errors(item, message):
+    from occgui.errors import OccguiError
+
+    with pytest.raises(OccguiError) as e:
+        backends.parse_settings([item], {"synthesize": "test-gain"})
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_backend_has_one_name():
+    from occgui.errors import OccguiError
+
+    backends.register("merge", "test-alias", lambda ctx: type("M", (), {"name": "other", "version": "1"})())
+    with pytest.raises(OccguiError, match="calls itself 'other'"):
+        backends.create("merge", "test-alias", backends.BackendContext("cpu", 256, 1024))
+    ctx = backends.BackendContext("cpu", 256, 1024)
+    assert backends.create("merge", "none", ctx).name == "none"          # was "alpha-only"

@@ -17,7 +17,7 @@ import pytest
 from occgui import labels as L
 from occgui.parsing.landmark_map import render_landmark_map
 from occgui.parsing.merge import algorithm1
-from occgui.pipeline.results import Synthesis
+from occgui.results import Synthesis
 from occgui.synthesis import blend, mirror, template, warp
 from occgui.synthesis.baselines import occluder_mask
 from occgui.synthesis.symmetric import SymmetricDeocclusion
@@ -52,6 +52,11 @@ def _occlude(mask: np.ndarray, colour=(120, 160, 90)):
     return rgb, alpha, gamma, lm
 
 
+def _run(backend, rgb, lm, alpha, gamma):
+    """``backend.synthesize`` with M_beta drawn from ``lm`` as the ``landmark_map`` stage does."""
+    return backend.synthesize(rgb, lm, alpha, render_landmark_map(lm.points, alpha.shape[0]), gamma)
+
+
 def _eye_mask(points: np.ndarray, idx, scale: float = 1.0) -> np.ndarray:
     """An ellipse covering the eye ``idx`` (iBUG indices) and its surroundings."""
     c = points[list(idx)].mean(axis=0)
@@ -77,14 +82,14 @@ def test_unoccluded_pixels_bit_identical_and_types():
     crop, lm, _ = _face()
     occ = _eye_mask(lm.points, range(42, 48))
     rgb, alpha, gamma, lm = _occlude(occ)
-    res = SymmetricDeocclusion().synthesize(rgb, lm, alpha, gamma)
+    res = _run(SymmetricDeocclusion(), rgb, lm, alpha, gamma)
     assert isinstance(res, Synthesis)
     assert res.image.dtype == np.uint8 and res.image.shape == rgb.shape
     assert res.filled.dtype == bool and res.filled.shape == rgb.shape[:2]
     assert res.filled[occ].all(), "every occluder pixel must be re-synthesized"
     assert np.array_equal(res.image[~res.filled], rgb[~res.filled])
     # the filled area is the dilated M_alpha occluder mask, not more
-    assert np.array_equal(res.filled, occluder_mask(alpha, SymmetricDeocclusion().dilate_px))
+    assert np.array_equal(res.filled, occluder_mask(alpha, SymmetricDeocclusion().settings.dilate_px))
     assert not np.array_equal(res.image[occ], rgb[occ])
     assert res.details["hole_px"] == int(res.filled.sum())
 
@@ -92,7 +97,7 @@ def test_unoccluded_pixels_bit_identical_and_types():
 def test_empty_mask_returns_the_input():
     crop, lm, labels = _face()
     gamma = algorithm1(labels, render_landmark_map(lm.points, 256))
-    res = SymmetricDeocclusion().synthesize(crop, lm, labels, gamma)
+    res = _run(SymmetricDeocclusion(), crop, lm, labels, gamma)
     assert np.array_equal(res.image, crop)
     assert not res.filled.any()
 
@@ -103,7 +108,7 @@ def test_hidden_eye_is_produced_where_m_gamma_puts_it(eye):
     crop, lm, _ = _face()
     occ = _eye_mask(lm.points, eye)
     rgb, alpha, gamma, lm = _occlude(occ)
-    res = SymmetricDeocclusion().synthesize(rgb, lm, alpha, gamma)
+    res = _run(SymmetricDeocclusion(), rgb, lm, alpha, gamma)
     assert res.details["features"].get("eyes") == "mirrored"
     eye_ids = L.FEATURE_GROUPS["eyes"]
     g_eye = L.mask_of(gamma, eye_ids) & occ
@@ -131,7 +136,7 @@ def test_both_eyes_hidden_use_the_template():
     p = lm.points
     cv2.line(occ.view(np.uint8), tuple(int(v) for v in p[39]), tuple(int(v) for v in p[42]), 1, 8)
     rgb, alpha, gamma, lm = _occlude(occ, colour=(20, 20, 20))
-    res = SymmetricDeocclusion().synthesize(rgb, lm, alpha, gamma)
+    res = _run(SymmetricDeocclusion(), rgb, lm, alpha, gamma)
     assert res.details["features"].get("eyes") == "template"
     assert res.details["sources"]["template"] > 0.5
     g_eye = L.mask_of(gamma, L.FEATURE_GROUPS["eyes"]) & occ
@@ -145,10 +150,11 @@ def test_both_eyes_hidden_use_the_template():
     assert np.array_equal(res.image[~res.filled], rgb[~res.filled])
 
 
-def _synth(**options) -> SymmetricDeocclusion:
+def _synth(**settings) -> SymmetricDeocclusion:
     from occgui.pipeline.backends import BackendContext
+    from occgui.synthesis.settings import SymmetricSettings
 
-    return SymmetricDeocclusion(BackendContext("cpu", 256, 1024, options))
+    return SymmetricDeocclusion(BackendContext("cpu", 256, 1024, SymmetricSettings(**settings)))
 
 
 def _brow_patch(points: np.ndarray, idx, ry: float) -> np.ndarray:
@@ -169,8 +175,8 @@ def test_region_style_gives_a_hidden_brow_the_visible_brows_colour():
     brow = _brow_patch(p, range(17, 22), 0.18)
     rgb, alpha, gamma, lm = _occlude(brow.astype(bool), colour=(200, 60, 60))
     # the step alone (the brow alignment, tested below, moves both the same way)
-    on = _synth(synth_region_style=1.0, synth_align_brows=0.0).synthesize(rgb, lm, alpha, gamma)
-    off = _synth(synth_region_style=0.0, synth_align_brows=0.0).synthesize(rgb, lm, alpha, gamma)
+    on = _run(_synth(region_style=1.0, align_brows=False), rgb, lm, alpha, gamma)
+    off = _run(_synth(region_style=0.0, align_brows=False), rgb, lm, alpha, gamma)
     assert "brows" in on.details["styled"] and off.details["styled"] == []
     region = L.mask_of(gamma, L.FEATURE_GROUPS["brows"]) & brow.astype(bool)
     seen = L.mask_of(alpha, L.FEATURE_GROUPS["brows"]) & ~brow.astype(bool)
@@ -184,7 +190,7 @@ def test_region_style_gives_a_hidden_brow_the_visible_brows_colour():
     low = np.zeros((256, 256), np.uint8)
     cv2.rectangle(low, (int(p[3][0]), int(p[29][1])), (int(p[13][0]), int(p[8][1]) + 4), 1, -1)
     rgb, alpha, gamma, lm = _occlude(low.astype(bool), colour=(90, 140, 200))
-    res = _synth(synth_region_style=1.0).synthesize(rgb, lm, alpha, gamma)
+    res = _run(_synth(region_style=1.0), rgb, lm, alpha, gamma)
     assert "nose" not in res.details["styled"] and "lips" not in res.details["styled"]
 
 
@@ -206,15 +212,15 @@ def test_person_template_from_the_appearance_model(monkeypatch):
     crop, _, _ = _face()
     occ = _sunglasses_band()
     rgb, alpha, gamma, lm = _occlude(occ, colour=(20, 20, 20))
-    fitted = _synth().synthesize(rgb, lm, alpha, gamma)
-    plain = _synth(synth_appearance=0.0).synthesize(rgb, lm, alpha, gamma)
+    fitted = _run(_synth(), rgb, lm, alpha, gamma)
+    plain = _run(_synth(appearance=False), rgb, lm, alpha, gamma)
     assert np.array_equal(fitted.image[~fitted.filled], rgb[~fitted.filled])
     l1 = lambda r: np.abs(r.image.astype(float) - crop)[occ].mean()  # noqa: E731
     assert l1(fitted) < l1(plain) - 1.0, (l1(fitted), l1(plain))
     assert appearance.model_digest() in _synth().version and appearance.model_digest() not in \
-        _synth(synth_appearance=0.0).version
+        _synth(appearance=False).version
     monkeypatch.setattr(symmetric, "model_available", lambda: False)
-    missing = _synth().synthesize(rgb, lm, alpha, gamma)
+    missing = _run(_synth(), rgb, lm, alpha, gamma)
     assert np.array_equal(missing.image, plain.image)
 
 
@@ -232,8 +238,8 @@ def test_mirrored_brow_is_moved_onto_m_gammas_brow():
     alpha = labels.copy()
     alpha[occ] = L.OCCLUDER
     gamma = algorithm1(alpha, render_landmark_map(p, 256))
-    on = _synth().synthesize(rgb, lm, alpha, gamma)
-    off = _synth(synth_align_brows=0.0).synthesize(rgb, lm, alpha, gamma)
+    on = _run(_synth(), rgb, lm, alpha, gamma)
+    off = _run(_synth(align_brows=False), rgb, lm, alpha, gamma)
     assert on.details["aligned"] and off.details["aligned"] == []
     region = L.mask_of(gamma, L.FEATURE_GROUPS["brows"]) & occ
     assert region.sum() > 30
@@ -264,7 +270,8 @@ def test_brow_offset_ignores_hair_over_the_visible_brows_tail():
     at = (ys[:1], xs[:1])
 
     def offset(a):
-        out, done = _synth()._align_features(np.zeros((1, 2)), at, lm, a, gamma, hole, visible, iod)
+        out, done = _synth()._align_features(np.zeros((1, 2)), at, a, render_landmark_map(p, 256), gamma, hole,
+                                             visible, iod)
         assert done, "the hidden brow must be aligned"
         return out[0]
 
@@ -281,7 +288,7 @@ def test_without_mesh_the_68_points_are_used():
     crop, lm, _ = _face()
     occ = _eye_mask(lm.points, range(42, 48))
     rgb, alpha, gamma, lm = _occlude(occ)
-    res = SymmetricDeocclusion().synthesize(rgb, replace(lm, mesh=None), alpha, gamma)
+    res = _run(SymmetricDeocclusion(), rgb, replace(lm, mesh=None), alpha, gamma)
     assert np.array_equal(res.image[~res.filled], rgb[~res.filled])
     assert res.details["features"].get("eyes") == "mirrored"
     box = np.nonzero(L.mask_of(gamma, L.FEATURE_GROUPS["eyes"]) & occ)
@@ -363,13 +370,13 @@ def test_hole_touching_the_crop_border_and_other_crop_sizes():
     occ[150:256, 0:90] = True                       # lower-left corner, off the face's edge
     occ |= _eye_mask(lm.points, range(36, 42))
     rgb, alpha, gamma, lm = _occlude(occ)
-    res = SymmetricDeocclusion().synthesize(rgb, lm, alpha, gamma)
+    res = _run(SymmetricDeocclusion(), rgb, lm, alpha, gamma)
     assert res.filled[occ].all() and np.array_equal(res.image[~res.filled], rgb[~res.filled])
     big = cv2.resize(rgb, (512, 512), interpolation=cv2.INTER_LINEAR)
     a2 = cv2.resize(alpha, (512, 512), interpolation=cv2.INTER_NEAREST)
     g2 = cv2.resize(gamma, (512, 512), interpolation=cv2.INTER_NEAREST)
     lm2 = replace(lm, points=lm.points * 2 + 0.5, mesh=lm.mesh * 2 + 0.5)
-    res2 = SymmetricDeocclusion().synthesize(big, lm2, a2, g2)
+    res2 = _run(SymmetricDeocclusion(), big, lm2, a2, g2)
     assert res2.image.shape == (512, 512, 3)
     assert np.array_equal(res2.image[~res2.filled], big[~res2.filled])
     assert res2.details["features"].get("eyes") == "mirrored"

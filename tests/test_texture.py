@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from occgui import labels
-from occgui.pipeline.results import Camera, FaceCrop, FaceDetection, FaceMesh, LoadedImage, Synthesis
+from occgui.results import Camera, FaceCrop, FaceDetection, FaceMesh, LoadedImage, Synthesis
 from occgui.texture.completion import push_pull
 from occgui.texture.rasterize import rasterize
 from occgui.texture.uv_sampler import (FILLED, MIRRORED, OBSERVED, OUTSIDE, SYNTHESIZED, UVTextureBuilder,
                                        uv_raster)
 
 GREEN = (0, 255, 0)
-CTX = SimpleNamespace(device="cpu", crop_size=256, texture_size=1024, options={})
+CTX = SimpleNamespace(device="cpu", crop_size=256, texture_size=1024)
 
 
 def _green(img: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def scene():
     clean = astronaut()
     det, lmk = MediaPipeFaceDetector(), MediaPipeMeshLandmarks()
     ref_img = load_image(clean)
-    ref_crop = S.detect(det, ref_img, 0, 256)
+    ref_crop = S.detect(det, ref_img, face_index=0, crop_size=256)
     ref_pts = ref_crop.crop_to_working(S.detect_landmarks(lmk, ref_crop).points)
     eye = np.linalg.norm(ref_pts[36] - ref_pts[45])
     cheek = 0.5 * (ref_pts[2] + ref_pts[31])                      # image-left cheek
@@ -53,7 +53,7 @@ def scene():
     occluded = clean.copy()
     occluded[disc > 0] = GREEN
     image = load_image(occluded)
-    crop = S.detect(det, image, 0, 256)
+    crop = S.detect(det, image, face_index=0, crop_size=256)
     lm = S.detect_landmarks(lmk, crop)
     disc_crop = warp_to_crop(disc, crop.to_crop, 256) > 0
     alpha = np.full((256, 256), labels.SKIN, np.uint8)

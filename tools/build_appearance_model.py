@@ -10,7 +10,7 @@ the hidden features are drawn from that fit instead of the plain mean face.
 
 Input is the parser's clean training set (``occgui train parsing`` builds it under ``--cache``;
 crops and MediaPipe meshes of every A-P photo): near-frontal faces only
-(``occgui.occluders.head_view == "front"``).
+(``occgui.training.occlusion.occluders.head_view == "front"``).
 
     python tools/build_appearance_model.py --cache /work/cache --components 48
 """
@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from occgui.landmarks.correspondence import mesh_to_ibug68  # noqa: E402
-from occgui.occluders import head_view  # noqa: E402
-from occgui.parsing.dataset import SPLITS  # noqa: E402
+from occgui.training.occlusion.occluders import head_view  # noqa: E402
+from occgui.training.parsing.dataset import SPLITS  # noqa: E402
 from occgui.synthesis.appearance import MODEL_NPZ, canonical_samples, mirror_index  # noqa: E402
 from occgui.synthesis.template import load_mean_face  # noqa: E402
 

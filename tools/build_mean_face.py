@@ -6,7 +6,7 @@ not a copy of any photo:
 
 1. one photo per training identity, chosen by ``default_rng(seed)``; each goes through the
    product's own detection, aligned 256 px crop and MediaPipe face mesh; near-frontal faces
-   only (``occgui.occluders.head_view == "front"``);
+   only (``occgui.training.occlusion.occluders.head_view == "front"``);
 2. the meshes are put in their own face frame (``synthesis.mirror.frontalise``), scaled to a
    common inter-ocular distance and averaged; the mesh's mirror vertex map is derived from that
    mean (``synthesis.mirror.derive_mirror_map``), and the mean shape is made exactly symmetric;
@@ -38,8 +38,8 @@ from occgui.detection.mediapipe_detector import MediaPipeFaceDetector  # noqa: E
 from occgui.errors import OccguiError  # noqa: E402
 from occgui.imageio import load_image  # noqa: E402
 from occgui.landmarks.correspondence import mesh_to_ibug68  # noqa: E402
-from occgui.occluders import head_view  # noqa: E402
-from occgui.parsing.dataset import SPLITS, resolve_data_dirs  # noqa: E402
+from occgui.training.occlusion.occluders import head_view  # noqa: E402
+from occgui.training.parsing.dataset import SPLITS, resolve_data_dirs  # noqa: E402
 from occgui.parsing.labelgen import crop_mesh  # noqa: E402
 from occgui.synthesis import mirror as MI  # noqa: E402
 from occgui.synthesis.warp import PiecewiseAffine, warp_image  # noqa: E402

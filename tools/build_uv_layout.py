@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 def mesh_in_working_frame(rgb: np.ndarray) -> np.ndarray:
     """(478,3) MediaPipe mesh of the largest face, in working pixels, x right, y up, z to the viewer."""
     img = load_image(rgb)
-    crop = S.detect(MediaPipeFaceDetector(), img, 0, 256)
+    crop = S.detect(MediaPipeFaceDetector(), img, face_index=0, crop_size=256)
     lm = S.detect_landmarks(MediaPipeMeshLandmarks(), crop)
     xy = crop.crop_to_working(lm.mesh[:, :2])
     z = lm.mesh[:, 2] / crop.crop_scale

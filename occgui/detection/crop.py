@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..pipeline.results import FaceCrop, FaceDetection
+from ..results import FaceCrop, FaceDetection
 
 
 def alignment_quad(eye_image_left: np.ndarray, eye_image_right: np.ndarray, mouth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import mediapipe_models as mpm
-from ..pipeline.results import FaceDetection
+from ..results import FaceDetection
 
 
 def _overlap(a, b) -> float:
@@ -74,7 +74,7 @@ def _hog():
 class MediaPipeFaceDetector:
     """Stage ``detect`` backend. Returns every face found, in working-image pixels."""
 
-    name = "mediapipe-blazeface"
+    name = "mediapipe"
     version = "0.10.21"
 
     def detect(self, rgb: np.ndarray) -> list[FaceDetection]:

@@ -24,6 +24,8 @@ def _common(p: argparse.ArgumentParser, *, limit_help: str) -> None:
     p.add_argument("--device", choices=CHOICES, default="auto")
     p.add_argument("--backend", action="append", metavar="STAGE=NAME",
                    help="override a stage backend of the full pipeline (see `occgui backends`)")
+    p.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
+                   help="set a typed setting of a stage's backend (see `occgui backends`)")
     p.add_argument("--shard", metavar="K/N", help="process only every N-th item from the K-th (0-based) into the "
                    "cache; run again without --shard to write the report")
     p.add_argument("--report-only", action="store_true", help="write the report from the cached results of an "
@@ -64,62 +66,104 @@ def _done(kind: str, out: Path, report: dict, t0: float, quiet: bool) -> int:
     return 0
 
 
+def _backends(args) -> tuple[dict[str, str], dict]:
+    """``--backend`` and ``--option`` parsed into backend names and typed settings."""
+    from ..pipeline.backends import parse_backend_choices, parse_settings
+
+    chosen = parse_backend_choices(args.backend)
+    return chosen, parse_settings(args.option, chosen)
+
+
 def cmd_occlusion(args) -> int:
-    from . import harness as H
     from .occlusion import OcclusionSettings, run
 
     _positive(args.limit, "--limit")
+    chosen, settings = _backends(args)
     t0 = time.perf_counter()
     fams = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else ()
     s = OcclusionSettings(faces=Path(args.faces), occluders=Path(args.occluders), out=Path(args.output),
                           limit=args.limit, seed=args.seed, device=args.device,
-                          backends=H.parse_backend_overrides(args.backend), families=fams, shard=args.shard,
+                          backends=chosen, backend_settings=settings, families=fams, shard=args.shard,
                           quiet=args.quiet, samples=args.samples, report_only=args.report_only)
     return _done("occlusion", s.out, run(s), t0, args.quiet)
 
 
 def cmd_natural(args) -> int:
-    from . import harness as H
     from .natural import NaturalSettings, run
 
     _positive(args.limit, "--limit")
+    chosen, settings = _backends(args)
     t0 = time.perf_counter()
     s = NaturalSettings(faces=Path(args.faces), list=Path(args.list), out=Path(args.output), limit=args.limit,
-                        seed=args.seed, device=args.device, backends=H.parse_backend_overrides(args.backend),
+                        seed=args.seed, device=args.device, backends=chosen, backend_settings=settings,
                         others=args.others, shard=args.shard, quiet=args.quiet, report_only=args.report_only)
     return _done("natural", s.out, run(s), t0, args.quiet)
 
 
 def cmd_scan(args) -> int:
-    from . import harness as H
     from .scan import ScanSettings, run
 
     _positive(args.limit, "--limit")
+    chosen, settings = _backends(args)
     t0 = time.perf_counter()
     fams = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else ()
     s = ScanSettings(scan=Path(args.scan), occluders=_occluders(args, Path(args.scan), 2), out=Path(args.output),
                      limit=args.limit, seed=args.seed, device=args.device,
-                     backends=H.parse_backend_overrides(args.backend), families=fams, shard=args.shard,
+                     backends=chosen, backend_settings=settings, families=fams, shard=args.shard,
                      quiet=args.quiet, report_only=args.report_only)
     return _done("scan", s.out, run(s), t0, args.quiet)
 
 
 def cmd_verify(args) -> int:
-    from . import harness as H
     from .verify import VerifySettings, run
 
     _positive(args.limit, "--limit")
+    chosen, settings = _backends(args)
     t0 = time.perf_counter()
     folds = tuple(int(f) for f in args.folds.split(",")) if args.folds else ()
     s = VerifySettings(faces=Path(args.faces), pairs=Path(args.pairs), occluders=_occluders(args, Path(args.faces), 3),
                        out=Path(args.output), limit=args.limit, folds=folds, seed=args.seed, device=args.device,
-                       backends=H.parse_backend_overrides(args.backend), shard=args.shard, quiet=args.quiet,
+                       backends=chosen, backend_settings=settings, shard=args.shard, quiet=args.quiet,
                        report_only=args.report_only)
     return _done("verify", s.out, run(s), t0, args.quiet)
 
 
+def cmd_deocclusion(args) -> int:
+    from . import deocclusion as D
+
+    _positive(args.per_family, "--per-family")
+    chosen, settings = _backends(args)
+    out = Path(args.output)
+    t0 = time.perf_counter()
+
+    def progress(fam, i, n):
+        if not args.quiet:
+            print(f"\r{fam}: {i}/{n}  ({time.perf_counter() - t0:.0f} s)", end="", flush=True)
+
+    fams = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else D.FAMILIES
+    rest = {k: v for k, v in chosen.items() if k not in ("parse", "landmarks", "synthesize")}
+    report = D.run(Path(args.faces), Path(args.occluders), families=fams, per_family=args.per_family,
+                   seed=args.seed, parser=chosen.get("parse", "auto"), landmarks=chosen.get("landmarks"),
+                   synthesizer=chosen.get("synthesize"), backends=rest, settings=settings,
+                   identities=args.identities, progress=progress, grid_dir=out / "grids" if args.grids else None)
+    if not args.quiet:
+        print()
+    D.save_report(report, out / "report.json")
+    p = report["protocol"]
+    failed = {k: len(v) for k, v in report["failed"].items() if v}
+    lines = ["# De-occlusion (I_out) against the occluded photo and Telea", "",
+             f"parser {p['parser']}; landmarks {p['landmarks']}; synthesizer {p['synthesizer']}; seed {p['seed']}, "
+             f"{p['per_family']} per family, identities {p['identities']}; settings {p['settings'] or 'defaults'}", "",
+             D.format_table(report["table"]), "",
+             f"photos skipped (no face after occlusion): {failed}" if failed else "no photo skipped",
+             "targets met" if not report["violations"] else "targets missed: " + "; ".join(report["violations"])]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    print(f"deocclusion: wrote {out / 'report.md'} and {out / 'report.json'} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
-    """Add ``occlusion``, ``natural``, ``scan`` and ``verify`` to the ``occgui eval`` parser."""
+    """Add ``occlusion``, ``natural``, ``scan``, ``verify`` and ``deocclusion`` to the ``occgui eval`` parser."""
     sub = eval_parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
 
     o = sub.add_parser("occlusion", help="pasted occluders on face photos: landmarks, parsing, I_out, 3D, texture, "
@@ -127,7 +171,7 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     o.add_argument("--faces", required=True, metavar="DIR", help="face photos (recursing into person folders)")
     o.add_argument("--occluders", required=True, metavar="DIR", help="occluder folder (noto_emoji/, maskthe_face/)")
     o.add_argument("--families", metavar="A,B,...", help="occlusion families (default: all of "
-                   "occgui.occluders.EVAL_FAMILIES)")
+                   "occgui.training.occlusion.occluders.EVAL_FAMILIES)")
     o.add_argument("--samples", type=int, default=8, metavar="N", help="cases in the sample grid (default 8)")
     _common(o, limit_help="at most N photos, spread over identities")
     o.set_defaults(func=cmd_occlusion)
@@ -156,3 +200,25 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     v.add_argument("--folds", metavar="I,J,...", help="only these folds (0-based; default all)")
     _common(v, limit_help="at most N pairs, taken alternately from the folds and same/different lists")
     v.set_defaults(func=cmd_verify)
+
+    from .deocclusion import DEFAULT_PER_FAMILY, DEFAULT_SEED, FAMILIES
+
+    d = sub.add_parser("deocclusion", help="I_out against the occluded photo and Telea on pasted occluders over "
+                       "held-out LFW identities (Q-S): identity distance, hidden-feature IoU, L1")
+    d.add_argument("--faces", required=True, metavar="DIR", help="LFW photo folder (person/person_NNNN.jpg)")
+    d.add_argument("--occluders", required=True, metavar="DIR", help="occluder folder")
+    d.add_argument("--families", metavar="A,B,...", help=f"occluder families (default: {','.join(FAMILIES)})")
+    d.add_argument("--per-family", type=int, default=DEFAULT_PER_FAMILY, metavar="N",
+                   help=f"cases per family (default {DEFAULT_PER_FAMILY})")
+    d.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the photo choice and the occluders "
+                   f"(default {DEFAULT_SEED})")
+    d.add_argument("--identities", metavar="LETTERS", help="first letters of the LFW identities to use instead of "
+                   "the held-out Q-S (development runs: A-P)")
+    d.add_argument("--grids", action="store_true", help="also write before/after PNG grids under OUT/grids/")
+    d.add_argument("-o", "--output", required=True, metavar="OUT", help="report folder")
+    d.add_argument("--backend", action="append", metavar="STAGE=NAME", help="override a stage backend (a parsing "
+                   "checkpoint: --option parse.checkpoint=PATH)")
+    d.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
+                   help="set a typed setting of a stage's backend (see `occgui backends`)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    d.set_defaults(func=cmd_deocclusion)

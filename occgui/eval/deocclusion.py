@@ -2,20 +2,24 @@
 
 Protocol (deterministic given ``seed``):
 
-1. **Photos.** Held-out LFW identities Q-S (``parsing.dataset.SPLITS["test"]``; N_alpha never
+1. **Photos.** Held-out LFW identities Q-S (``training.parsing.dataset.SPLITS["test"]``; N_alpha never
    saw them), one photo per identity chosen and ordered by ``default_rng(seed)``.
-2. **Occlusion.** The clean photo goes through the real ``detect`` and ``landmarks`` stages;
+2. **Occlusion.** The clean photo goes through the product's pipeline (:class:`Stages`, a real
+   ``Pipeline`` run with ``stop_after="landmarks"``);
    its 68 points (photo pixels) place an occluder of the evaluation family
-   (``occgui.occluders.sample_eval_family``, random stream ``default_rng([seed, family, k])``)
-   and :func:`occgui.occluders.composite` pastes it onto the *photo*, giving the paste mask.
-3. **Stages on the occluded photo.** ``detect -> crop -> parse (M_alpha) -> landmarks (which
-   read M_alpha) -> landmark_map (M_beta) -> merge (M_gamma)``, exactly as the product runs them. The clean
+   (``occgui.training.occlusion.occluders.sample_eval_family``, random stream ``default_rng([seed, family, k])``)
+   and :func:`occgui.training.occlusion.occluders.composite` pastes it onto the *photo*, giving the paste mask.
+3. **Stages on the occluded photo.** The same pipeline with ``stop_after="merge"``: ``detect ->
+   parse (M_alpha) -> landmarks (which read M_alpha) -> landmark_map (M_beta) -> merge
+   (M_gamma)``, exactly as the product runs them. The clean
    photo and the paste mask are cut with the *occluded* photo's crop transform, so the clean
    reference, the paste mask and every I_out share one pixel frame. Photos where no face is
    found after occlusion are recorded as ``failed`` and the next photo is taken.
-4. **I_out.** The default ``synthesize`` backend, and two baselines on the same mask: the
+4. **I_out.** The pipeline run on to ``synthesize`` (the earlier stages come from its cache), and
+   two baselines on the same mask: the
    occluded crop itself (``none``) and ``cv2.inpaint(..., INPAINT_TELEA)`` of the parser's
-   occluder mask (``telea``, :func:`occgui.synthesis.baselines.occluder_mask`).
+   occluder mask (``telea``, :func:`occgui.synthesis.baselines.occluder_mask`; a second pipeline
+   whose ``synthesize`` backend is ``telea``, sharing the first one's cache).
 5. **Metrics**, per case and method:
 
    * ``identity``: Euclidean distance of dlib's 128-D embeddings (``occgui.eval.embedding``)
@@ -37,15 +41,13 @@ Protocol (deterministic given ``seed``):
      occluder to refine), M_alpha unchanged: how
      much of the remaining distance is due to landmarks guessed under the occluder.
 
-The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``) when present; otherwise
-(``parser="oracle"``) M_alpha is the clean crop's generated label map
-(``parsing.labelgen.generate_labels``) with the paste mask set to ``occluder``, and I_out is
-parsed with the same label generator. Reports name the parser used.
+The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``), or another parsing
+checkpoint; reports name the parser, the landmark and synthesis backends (``name@version``) and
+any setting that differs from its default.
 """
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,9 +57,10 @@ import numpy as np
 from .. import labels as L
 from ..errors import OccguiError
 from ..landmarks import ibug68
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
+from ..settings import non_default
 
-#: The occluder families measured (``occgui.occluders.EVAL_FAMILIES``).
+#: The occluder families measured (``occgui.training.occlusion.occluders.EVAL_FAMILIES``).
 FAMILIES: tuple[str, ...] = ("hand_over_eye", "sunglasses", "surgical_mask")
 #: Default seed and size of the measurement set.
 DEFAULT_SEED = 2024
@@ -80,7 +83,7 @@ def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED, identities: str | None = N
 
     ``identities`` (first letters) replaces Q-S, e.g. for development runs on training identities
     (A-P), which keep the held-out photos untouched by choices made while developing."""
-    from ..parsing.dataset import SPLITS
+    from ..training.parsing.dataset import SPLITS
 
     root = Path(lfw_dir)
     if not root.is_dir():
@@ -99,58 +102,53 @@ def heldout_photos(lfw_dir, seed: int = DEFAULT_SEED, identities: str | None = N
 
 # ----------------------------------------------------------------------------- stages
 class Stages:
-    """The product's stage backends (detect, parse, landmarks, landmark_map, merge, synthesize)
-    plus the baselines, created once and reused for every case."""
+    """The product's pipeline (a real :class:`~occgui.pipeline.runner.Pipeline`, CPU, 256 px crop)
+    and its twin with the Telea baseline as ``synthesize``, sharing one stage cache: the two
+    I_out of a case share every stage up to M_gamma."""
 
     def __init__(self, parser: str = "auto", synthesizer: str | None = None, landmarks: str | None = None,
-                 synth_options: dict | None = None):
-        """``parser``: ``"auto"`` (the product's N_alpha when its checkpoint exists, else the
-        oracle), ``"oracle"``, a registered parse backend name, or the path of a parsing
-        checkpoint (``.safetensors``) to load into the U-Net backend. ``landmarks``: a landmark
-        backend name (default: the product's), or the path of a landmark refiner checkpoint."""
+                 settings: dict | None = None, backends: dict[str, str] | None = None):
+        """``parser``: ``"auto"`` (the product's N_alpha), a registered parse backend name, or the
+        path of a parsing checkpoint (``.safetensors``) for the U-Net backend. ``landmarks``: a
+        landmark backend name (default: the product's), or the path of a landmark refiner
+        checkpoint. ``settings``: ``{stage: typed settings}`` (``backends.parse_settings``);
+        ``backends``: ``{stage: name}`` of the other stages."""
+        from dataclasses import replace
+
         from ..pipeline import backends as B
+        from ..pipeline.runner import Pipeline, PipelineConfig
 
-        ctx = B.BackendContext("cpu", CROP_SIZE, 1024, dict(synth_options or {}))
-        self.detector = B.create("detect", None, ctx)
+        chosen: dict[str, str] = dict(backends or {})
+        given = dict(settings or {})
+        if parser.endswith(".safetensors"):
+            chosen["parse"] = "unet"
+            given["parse"] = replace(given.get("parse") or B.default_settings("parse", "unet"), checkpoint=parser)
+        elif parser != "auto":
+            chosen["parse"] = parser
+        if not B.available("parse") and "parse" not in chosen:
+            raise OccguiError("the de-occlusion measurement needs the trained parser "
+                              "(checkpoints/parsing_unet.safetensors)")
         if landmarks is not None and landmarks.endswith(".safetensors"):
-            from ..landmarks.mediapipe_mesh import RefinedMeshLandmarks
-
-            self.landmarks = RefinedMeshLandmarks(checkpoint=landmarks)
-        else:
-            self.landmarks = B.create("landmarks", landmarks, ctx)
-        self.landmarks_name = f"{self.landmarks.name}@{self.landmarks.version}"
-        self.landmark_map = B.create("landmark_map", None, ctx)
-        self.merge = B.create("merge", None, ctx)
-        self.synthesizer = B.create("synthesize", synthesizer, ctx)
-        self.telea = B.create("synthesize", "telea", ctx)
-        if parser == "auto":
-            parser = "unet" if "unet" in B.available("parse") else "oracle"
-        if parser == "oracle":
-            self.parser = None
-            self.parser_name = "oracle (labelgen on the clean crop + paste mask)"
-        elif parser.endswith(".safetensors"):
-            from ..parsing.unet_parser import UNetParser
-
-            self.parser = UNetParser(ctx, checkpoint=parser)
-            self.parser_name = f"{self.parser.name}@{self.parser.version} ({Path(parser).name})"
-        else:
-            self.parser = B.create("parse", parser, ctx)
-            self.parser_name = f"{self.parser.name}@{getattr(self.parser, 'version', '')}"
-
-    @property
-    def oracle(self) -> bool:
-        return self.parser is None
+            chosen["landmarks"] = "mediapipe-refined"
+            given["landmarks"] = replace(given.get("landmarks") or B.default_settings("landmarks", "mediapipe-refined"),
+                                         checkpoint=landmarks)
+        elif landmarks is not None:
+            chosen["landmarks"] = landmarks
+        if synthesizer is not None:
+            chosen["synthesize"] = synthesizer
+        config = dict(device="cpu", crop_size=CROP_SIZE, backends=chosen, settings=given)
+        self.pipeline = Pipeline(PipelineConfig(**config))
+        telea = dict(config, backends={**chosen, "synthesize": "telea"},
+                     settings={k: v for k, v in given.items() if k != "synthesize"})
+        self.telea = Pipeline(PipelineConfig(**telea))
+        self.telea._cache = self.pipeline._cache          # shared: the baseline recomputes only I_out
+        self.parser_name = self.pipeline.backend_id("parse") + (f" ({Path(parser).name})" if parser.endswith(".safetensors") else "")
+        self.landmarks_name = self.pipeline.backend_id("landmarks")
+        self.synthesizer_name = self.pipeline.backend_id("synthesize")
 
     def parse_output(self, rgb: np.ndarray) -> np.ndarray:
-        """The parser applied to a synthesized crop (the label generator in oracle mode)."""
-        if self.parser is not None:
-            return np.asarray(self.parser.parse(rgb), dtype=np.uint8)
-        from ..parsing.labelgen import generate_labels
-
-        try:
-            return generate_labels(rgb)
-        except OccguiError:
-            return np.zeros(rgb.shape[:2], np.uint8)
+        """The product's parser applied to a synthesized crop."""
+        return np.asarray(self.pipeline.backend("parse").parse(np.ascontiguousarray(rgb)), dtype=np.uint8)
 
 
 @dataclass
@@ -160,6 +158,7 @@ class Case:
     photo: str                 # "person/file.jpg"
     family: str
     placement: dict
+    source: np.ndarray         # the occluded photo (working pixels): what the pipeline ran on
     clean: np.ndarray          # clean photo cut with the occluded photo's crop transform
     occluded: np.ndarray       # I_fac of the occluded photo
     paste: np.ndarray          # SxS bool: the paste mask (ground-truth occluder) in crop pixels
@@ -167,79 +166,51 @@ class Case:
     alpha: np.ndarray          # M_alpha
     beta: np.ndarray           # M_beta
     gamma: np.ndarray          # M_gamma
-    clean_landmarks: Landmarks | None = None   # the landmark stage on the clean crop (ablation)
-
-
-def _largest(detector, rgb: np.ndarray):
-    faces = sorted(detector.detect(rgb), key=lambda d: -d.area)
-    return faces[0] if faces else None
+    clean_landmarks: Landmarks | None = None   # the landmark backend on the clean crop (ablation)
 
 
 def prepare_case(stages: Stages, library, photo: Path, family: str, rng: np.random.Generator, *,
                  clean_landmarks: bool = True) -> Case | None:
-    """Occlude one photo with an occluder of ``family`` and run the stages up to M_gamma
-    (``clean_landmarks``: also run the landmark stage on the clean crop, for the ablation).
+    """Occlude one photo with an occluder of ``family`` and run the pipeline up to M_gamma
+    (``clean_landmarks``: also run the landmark backend on the clean crop, for the ablation).
 
     Returns ``None`` when no face (or no landmarks) is found on the clean or the occluded photo.
     """
-    from ..detection.crop import aligned_crop, warp_to_crop
+    from ..detection.crop import warp_to_crop
     from ..errors import NoFaceError
-    from ..imageio import load_image
-    from ..occluders import composite, sample_eval_family
+    from ..training.occlusion.occluders import composite, sample_eval_family
 
-    img = load_image(photo)
-    det = _largest(stages.detector, img.rgb)
-    if det is None:
-        return None
-    crop0 = aligned_crop(img.rgb, det, CROP_SIZE)
     try:
-        lm0 = stages.landmarks.detect(crop0.image)
+        ref = stages.pipeline.run(photo, stop_after="landmarks")
     except NoFaceError:
         return None
-    pts_work = crop0.crop_to_working(lm0.points)
+    pts_work = ref.crop.crop_to_working(ref.landmarks.points)
     occ, pl = sample_eval_family(rng, library, family, pts_work)
-    occluded_rgb, paste_work = composite(img.rgb, pts_work, occ, pl)
-    det1 = _largest(stages.detector, occluded_rgb)
-    if det1 is None:
-        return None
-    crop1 = aligned_crop(occluded_rgb, det1, CROP_SIZE)
-    clean = warp_to_crop(img.rgb, crop1.to_crop, CROP_SIZE)
-    paste = warp_to_crop(paste_work.astype(np.float32), crop1.to_crop, CROP_SIZE) >= 0.5
-    if stages.oracle:
-        from ..parsing.labelgen import generate_labels
-        try:
-            alpha = generate_labels(clean)
-        except OccguiError:
-            return None
-        alpha[paste] = L.OCCLUDER
-    else:
-        alpha = np.asarray(stages.parser.parse(crop1.image), dtype=np.uint8)
-    try:  # as in the product, the landmark stage sees M_alpha (an occlusion-aware backend uses it)
-        lm1 = stages.landmarks.detect(crop1.image, alpha)
+    occluded_rgb, paste_work = composite(ref.image.rgb, pts_work, occ, pl)
+    try:
+        res = stages.pipeline.run(occluded_rgb, stop_after="merge")
     except NoFaceError:
         return None
-    if lm1.detected_points is None:
-        from dataclasses import replace
-        lm1 = replace(lm1, detected_points=lm1.points.copy())
-    beta = stages.landmark_map.render(lm1.points, CROP_SIZE)
-    gamma = stages.merge.merge(alpha, beta)
+    crop1 = res.crop
+    clean = warp_to_crop(ref.image.rgb, crop1.to_crop, CROP_SIZE)
+    paste = warp_to_crop(paste_work.astype(np.float32), crop1.to_crop, CROP_SIZE) >= 0.5
     lm_clean = None
     if clean_landmarks:
         try:
-            lm_clean = stages.landmarks.detect(clean)
+            lm_clean = stages.pipeline.backend("landmarks").detect(clean)
         except NoFaceError:
             pass
-    return Case(photo=f"{photo.parent.name}/{photo.name}", family=family, placement=pl.to_dict(), clean=clean,
-                occluded=crop1.image, paste=paste, landmarks=lm1, alpha=alpha, beta=beta, gamma=gamma,
-                clean_landmarks=lm_clean)
+    return Case(photo=f"{photo.parent.name}/{photo.name}", family=family, placement=pl.to_dict(),
+                source=occluded_rgb, clean=clean, occluded=crop1.image, paste=paste, landmarks=res.landmarks,
+                alpha=res.alpha.labels, beta=res.beta.labels, gamma=res.gamma.labels, clean_landmarks=lm_clean)
 
 
 def iter_cases(stages: Stages, lfw_dir, occluders, family: str, count: int, seed: int = DEFAULT_SEED,
                failed: list | None = None, clean_landmarks: bool = True, identities: str | None = None):
     """Yield ``count`` cases of ``family`` (photos in :func:`heldout_photos` order, skipping
     failures, which are appended to ``failed``). ``occluders``: the occluder folder or a loaded
-    ``occgui.occluders.OccluderLibrary``."""
-    from ..occluders import EVAL_FAMILIES, OccluderLibrary, load_library
+    ``occgui.training.occlusion.occluders.OccluderLibrary``."""
+    from ..training.occlusion.occluders import EVAL_FAMILIES, OccluderLibrary, load_library
 
     if family not in EVAL_FAMILIES:
         raise OccguiError(f"unknown occlusion family {family!r}")
@@ -310,15 +281,15 @@ class CaseResult:
 
 def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False):
     """Run the three I_out producers on ``case`` and measure them; returns (CaseResult, images)."""
+    from ..pipeline import stages as S
     from .embedding import distance
 
-    t0 = time.perf_counter()
-    ours = stages.synthesizer.synthesize(case.occluded, case.landmarks, case.alpha, case.gamma)
-    synth_ms = 1000.0 * (time.perf_counter() - t0)
+    ours = stages.pipeline.run(case.source, stop_after="synthesize")
+    synth_ms = 1000.0 * ours.seconds["synthesize"]
     outs = {
         "occluded": case.occluded,
-        "telea": stages.telea.synthesize(case.occluded, case.landmarks, case.alpha, case.gamma).image,
-        "ours": ours.image,
+        "telea": stages.telea.run(case.source, stop_after="synthesize").synthesis.image,
+        "ours": ours.synthesis.image,
     }
     box = embedder.face_box(case.clean, case.landmarks.points)
     ref = embedder.embed(case.clean, box)
@@ -334,13 +305,16 @@ def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False
     # the hidden features are exactly the true ones; label definitions and landmarks differ)
     metrics["clean"] = feature_ious(stages.parse_output(case.clean), case.gamma, hole, case.landmarks.points)
     if case.clean_landmarks is not None:
-        # ablation: the same M_alpha, but landmarks (hence M_beta, M_gamma) from the clean photo
-        gamma_c = stages.merge.merge(case.alpha, stages.landmark_map.render(case.clean_landmarks.points, CROP_SIZE))
-        rgb = stages.synthesizer.synthesize(case.occluded, case.clean_landmarks, case.alpha, gamma_c).image
+        # ablation: the same M_alpha, but landmarks (hence M_beta, M_gamma) from the clean photo --
+        # inputs no run of the pipeline produces, so its stage functions are applied to them
+        p = stages.pipeline
+        beta_c = S.landmark_map(p.backend("landmark_map"), ours.crop, case.clean_landmarks)
+        gamma_c = S.merge(p.backend("merge"), ours.alpha, beta_c)
+        rgb = S.synthesize(p.backend("synthesize"), ours.crop, case.clean_landmarks, ours.alpha, beta_c, gamma_c).image
         metrics["ours_clean_landmarks"] = {"identity": distance(embedder.embed(rgb, box), ref),
                                            "l1": l1_inside(rgb, case.clean, case.paste)}
     res = CaseResult(case.photo, case.family, case.placement, hidden_features(case.gamma, hole), metrics,
-                     synth_ms, _jsonable(ours.details))
+                     synth_ms, _jsonable(ours.synthesis.details))
     images = {"clean": case.clean, **outs, "gamma": case.gamma, "parsed": parsed} if keep_images else None
     return res, images
 
@@ -431,17 +405,19 @@ def format_table(table: dict) -> str:
 
 def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_PER_FAMILY,
         seed: int = DEFAULT_SEED, parser: str = "auto", landmarks: str | None = None, progress=None,
-        grid_dir=None, identities: str | None = None, synth_options: dict | None = None) -> dict:
+        grid_dir=None, identities: str | None = None, settings: dict | None = None,
+        synthesizer: str | None = None, backends: dict[str, str] | None = None) -> dict:
     """Measure the default de-occlusion against the baselines; returns a JSON-serialisable report.
 
     ``progress(family, i, n)`` is called after each case; ``grid_dir`` (optional) receives a
     PNG per family with rows (clean, occluded, Telea, ours, M_gamma, parsed ours) of the first
     eight cases.
     """
-    from ..occluders import load_library
+    from ..training.occlusion.occluders import load_library
     from .embedding import FaceEmbedder
 
-    stages = Stages(parser=parser, landmarks=landmarks, synth_options=synth_options)
+    stages = Stages(parser=parser, synthesizer=synthesizer, landmarks=landmarks, settings=settings,
+                    backends=backends)
     embedder = FaceEmbedder()
     library = load_library(occluders_dir)
     results: list[CaseResult] = []
@@ -466,8 +442,9 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
     return {
         "protocol": {"seed": seed, "per_family": per_family, "families": list(families), "crop_size": CROP_SIZE,
                      "parser": stages.parser_name, "landmarks": stages.landmarks_name,
-                     "identities": identities or "QRS", "synth_options": dict(synth_options or {}),
-                     "synthesizer": f"{stages.synthesizer.name}@{stages.synthesizer.version}",
+                     "identities": identities or "QRS",
+                     "settings": {k: non_default(v) for k, v in (settings or {}).items()},
+                     "synthesizer": stages.synthesizer_name,
                      "hidden_fraction": HIDDEN_FRACTION, "iou_margin": IOU_MARGIN},
         "table": table,
         "violations": check_floors(table),

@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
-from ..pipeline.results import FaceMesh
+from ..results import FaceMesh
 
 #: Bump when a change to the measurements invalidates cached per-item results.
 EVAL_VERSION = "1"
@@ -56,10 +56,10 @@ def case_rng(seed: int, item: str, index: int = 0) -> np.random.Generator:
 
 # ----------------------------------------------------------------------------- occluder families
 def choose_families(library, requested: tuple[str, ...] = ()) -> tuple[tuple[str, ...], list[str]]:
-    """The evaluation families to run (:data:`occgui.occluders.EVAL_FAMILIES`): ``requested``, or
+    """The evaluation families to run (:data:`occgui.training.occlusion.occluders.EVAL_FAMILIES`): ``requested``, or
     every family the occluder library has an occluder for. Returns (families, families skipped
     because the library has none); an explicitly requested unknown or empty family is an error."""
-    from ..occluders import EVAL_FAMILIES
+    from ..training.occlusion.occluders import EVAL_FAMILIES
 
     def has(name: str) -> bool:
         f = EVAL_FAMILIES[name]
@@ -79,29 +79,24 @@ def choose_families(library, requested: tuple[str, ...] = ()) -> tuple[tuple[str
 
 
 # ----------------------------------------------------------------------------- pipelines
-def parse_backend_overrides(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise OccguiError(f"--backend expects STAGE=NAME, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
 class Variants:
     """The ``full`` and ``raw`` pipelines (see the module docstring) and the parser used to
     measure I_out."""
 
-    def __init__(self, device: str = "auto", backends: dict[str, str] | None = None, *,
-                 crop_size: int = 256, texture_size: int = 1024):
+    def __init__(self, device: str = "auto", backends: dict[str, str] | None = None,
+                 settings: dict | None = None, *, crop_size: int = 256, texture_size: int = 1024):
+        """``backends``: ``{stage: name}`` of the full pipeline; ``settings``: ``{stage: typed
+        settings}`` of its backends (``backends.parse_settings``); the raw pipeline keeps those
+        of the stages it does not replace."""
         from ..pipeline.runner import Pipeline, PipelineConfig
 
         full_backends = dict(backends or {})
+        full_settings = dict(settings or {})
         self.full = Pipeline(PipelineConfig(device=device, crop_size=crop_size, texture_size=texture_size,
-                                            backends=full_backends))
+                                            backends=full_backends, settings=full_settings))
         self.raw = Pipeline(PipelineConfig(device=device, crop_size=crop_size, texture_size=texture_size,
-                                           backends={**full_backends, **RAW_BACKENDS}))
+                                           backends={**full_backends, **RAW_BACKENDS},
+                                           settings={k: v for k, v in full_settings.items() if k not in RAW_BACKENDS}))
         self.raw._cache = self.full._cache  # shared stage cache: see the module docstring
 
     def run(self, source) -> dict:
@@ -111,14 +106,19 @@ class Variants:
         return {"full": full, "raw": raw}
 
     def backend_ids(self) -> dict[str, dict[str, str]]:
-        """``variant -> stage -> name@version`` of every stage backend."""
+        """``variant -> stage -> name@version`` of every stage backend (plus ``+s<digest>`` when its
+        settings are not the defaults: :func:`occgui.pipeline.backends.backend_id`)."""
         from ..pipeline.backends import STAGES_WITH_BACKENDS
 
-        out = {}
-        for name, p in (("full", self.full), ("raw", self.raw)):
-            out[name] = {s: f"{getattr(p.backend(s), 'name', '?')}@{getattr(p.backend(s), 'version', '')}"
-                         for s in STAGES_WITH_BACKENDS}
-        return out
+        return {name: {s: p.backend_id(s) for s in STAGES_WITH_BACKENDS}
+                for name, p in (("full", self.full), ("raw", self.raw))}
+
+    def backend_settings(self) -> dict[str, dict]:
+        """``stage -> {setting: value}`` of the full pipeline's settings that are not the defaults."""
+        from ..pipeline.backends import STAGES_WITH_BACKENDS
+        from ..settings import non_default
+
+        return {s: v for s in STAGES_WITH_BACKENDS if (v := non_default(self.full.settings(s)))}
 
     @property
     def device(self) -> str:
@@ -302,18 +302,20 @@ def shard_filter(items: list, shard: str | None) -> list:
 
 
 def occluder_run_settings(command: str, *, occluders, device: str, backends: dict, seed: int,
-                          families: tuple[str, ...] = ()):
+                          families: tuple[str, ...] = (), backend_settings: dict | None = None):
     """What a run that pastes occluders needs (``occlusion``, ``verify``): (settings that
     determine its results, :class:`Variants`, :class:`Identity`, occluder library, families)."""
-    from ..occluders import load_library
+    from ..training.occlusion.occluders import load_library
 
     library = load_library(occluders)
     chosen, unavailable = choose_families(library, tuple(families))
-    variants = Variants(device, backends)
+    variants = Variants(device, backends, backend_settings)
     settings = {"command": command, "seed": seed, "families": list(chosen),
                 "families_without_occluders": unavailable, "backends": variants.backend_ids(),
                 "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
                 "render_size": RENDER_SIZE, "occluder_library": sorted(o.name for o in library)}
+    if variants.backend_settings():      # only when some are not the defaults: default runs keep their caches
+        settings["backend_settings"] = variants.backend_settings()
     return settings, variants, Identity(), library, chosen
 
 

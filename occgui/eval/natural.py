@@ -50,6 +50,8 @@ class NaturalSettings:
     seed: int = 0
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     others: int = 5
     shard: str | None = None
     quiet: bool = False
@@ -194,7 +196,7 @@ def run(s: NaturalSettings) -> dict:
     if s.report_only:
         cache, settings, device = H.cached_run(folder)
     else:
-        variants = H.Variants(s.device, s.backends)
+        variants = H.Variants(s.device, s.backends, s.backend_settings)
         identity = H.Identity()
         settings = {"command": "natural", "backends": variants.backend_ids(), "others": s.others,
                     "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,

@@ -5,10 +5,10 @@ Protocol, per face photo (LFW ``person/person_NNNN.jpg`` folders, spread over id
 
 1. The *clean* photo runs through the full pipeline. Its 68 landmarks (working pixels) place
    one occluder of every evaluation family the occluder library serves
-   (:data:`occgui.occluders.EVAL_FAMILIES`: hands over an eye / the mouth / a cheek / the face,
+   (:data:`occgui.training.occlusion.occluders.EVAL_FAMILIES`: hands over an eye / the mouth / a cheek / the face,
    sunglasses, goggles, glasses, three kinds of masks placed by their MaskTheFace anchors, cups,
    food, phones, hats, scarves, other objects; ``microphone`` has no image in
-   ``../shared/data/occluders`` and is skipped and listed), chosen and placed by :func:`occgui.occluders.sample_eval_family` with the random
+   ``../shared/data/occluders`` and is skipped and listed), chosen and placed by :func:`occgui.training.occlusion.occluders.sample_eval_family` with the random
    stream ``default_rng([seed, sha1(person/file), family index])``; the placement is recorded.
 2. The occluded photo runs through the ``full`` and the ``raw`` pipelines
    (:mod:`occgui.eval.harness`: raw = no merge, no de-occlusion).
@@ -72,6 +72,8 @@ class OcclusionSettings:
     seed: int = DEFAULT_SEED
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
     shard: str | None = None
     quiet: bool = False
@@ -213,7 +215,7 @@ def _ground_truth(photo: Path) -> np.ndarray | None:
 def measure_case(variants: H.Variants, identity: H.Identity, library, clean: CleanReference, photo: Path,
                  family: str, rng: np.random.Generator, *, keep_images: bool = False) -> tuple[dict, list | None]:
     """Occlude the clean photo with one occluder of ``family`` and measure everything."""
-    from ..occluders import composite, sample_eval_family
+    from ..training.occlusion.occluders import composite, sample_eval_family
 
     base = clean.run
     lm_w = H.landmarks_working(base)
@@ -273,7 +275,7 @@ STRIP_TITLES = ["photo", "occluded", "M_alpha", "M_gamma", "I_out", "render full
 def measure_photo(variants, identity, library, photo: Path, families: tuple[str, ...], seed: int,
                   sample_family: str | None) -> tuple[dict, dict]:
     """All families on one photo; returns (record, {family: strip images})."""
-    from ..occluders import EVAL_FAMILIES
+    from ..training.occlusion.occluders import EVAL_FAMILIES
 
     rel = relative_name(photo)
     try:
@@ -294,6 +296,7 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
 def run_settings(s: OcclusionSettings):
     """(settings that determine the results, variants, identity, library, families) of a run."""
     return H.occluder_run_settings("occlusion", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   backend_settings=s.backend_settings,
                                    seed=s.seed, families=tuple(s.families))
 
 

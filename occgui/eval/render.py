@@ -3,7 +3,7 @@
 Two uses:
 
 * the *frontal render* of a reconstruction (:func:`render_frontal`): the textured
-  :class:`~occgui.pipeline.results.FaceMesh` turned to a canonical frontal pose with a fixed
+  :class:`~occgui.results.FaceMesh` turned to a canonical frontal pose with a fixed
   scaled-orthographic camera, unlit (the texture already carries the photo's shading), on a
   grey background -- the image whose face embedding measures identity (paper §3.5's face
   features loss, §5's verification);

@@ -19,7 +19,7 @@ the LeePerrySmith head scan (``../shared/data/scans``) is the ground truth inste
    camera (:class:`occgui.eval.render.OrthoCamera`) at :data:`IMAGE_SIZE` px with the eye-centre
    distance :data:`EYE_PX` px, like an LFW photo.
 4. **Occlusion.** The clean render's landmarks place one occluder per family
-   (:func:`occgui.occluders.sample_eval_family`, stream ``[seed, sha1(condition), family index]``).
+   (:func:`occgui.training.occlusion.occluders.sample_eval_family`, stream ``[seed, sha1(condition), family index]``).
 5. **Reconstruction and alignment.** The clean and every occluded render run through the ``full``
    and ``raw`` pipelines. Each mesh is aligned to the scan by a similarity on the 51 inner landmark
    vertices (17-67; the jaw points follow the silhouette) and then a trimmed rigid ICP on the face
@@ -70,6 +70,8 @@ class ScanSettings:
     seed: int = 0
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
     shard: str | None = None
     quiet: bool = False
@@ -204,7 +206,7 @@ def align_to_scan(mesh, scan: Scan, surface: SurfaceIndex) -> tuple[np.ndarray, 
 def measure_condition(variants, library, scan: Scan, surface: SurfaceIndex, cond, families, seed: int
                       ) -> tuple[dict, dict]:
     """Clean and occluded renders of one condition; returns (record, images for the figures)."""
-    from ..occluders import EVAL_FAMILIES, composite, sample_eval_family
+    from ..training.occlusion.occluders import EVAL_FAMILIES, composite, sample_eval_family
 
     name, yaw, pitch, light = cond
     cam = condition_camera(scan, yaw, pitch)
@@ -264,7 +266,7 @@ def _measure_runs(runs: dict, scan: Scan, surface: SurfaceIndex, images: dict) -
 def run(s: ScanSettings) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
     of an earlier run with ``s.report_only``)."""
-    from ..occluders import load_library
+    from ..training.occlusion.occluders import load_library
 
     conds = conditions(s.limit)
     out = Path(s.out)
@@ -275,7 +277,7 @@ def run(s: ScanSettings) -> dict:
     else:
         library = load_library(s.occluders)
         families, unavailable = H.choose_families(library, tuple(s.families))
-        variants = H.Variants(s.device, s.backends)
+        variants = H.Variants(s.device, s.backends, s.backend_settings)
         scan = calibrate(load_scan(s.scan), variants)
         surface = SurfaceIndex(scan.face_region())
         settings = {"command": "scan", "seed": s.seed, "families": list(families),

@@ -10,7 +10,7 @@ reconstruction).
 Protocol: the pairs of an LFW ``pairs.txt`` (10 folds of 300 matched + 300 mismatched pairs;
 pairs whose photos are absent are skipped and counted; ``--folds`` / ``--limit`` select a subset).
 Every photo is reconstructed clean and with one occluder of a family drawn uniformly from the
-evaluation families the occluder library serves (:data:`occgui.occluders.EVAL_FAMILIES`; stream
+evaluation families the occluder library serves (:data:`occgui.training.occlusion.occluders.EVAL_FAMILIES`; stream
 ``default_rng([seed, sha1(person/file), 0])``),
 each through the ``full`` and ``raw`` pipelines. A pair's score is the cosine similarity of the
 two features under each condition:
@@ -63,6 +63,8 @@ class VerifySettings:
     seed: int = 0
     device: str = "auto"
     backends: dict = field(default_factory=dict)
+    #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
+    backend_settings: dict = field(default_factory=dict)
     shard: str | None = None
     quiet: bool = False
     report_only: bool = False
@@ -86,7 +88,7 @@ def select_pairs(pairs: list[Pair], folds: tuple[int, ...], limit: int | None) -
 # ----------------------------------------------------------------------------- one photo
 def measure_photo(variants, identity, library, families: tuple[str, ...], photo: Path, seed: int, *,
                   keep_images: bool) -> tuple[dict, list | None]:
-    from ..occluders import composite, sample_eval_family
+    from ..training.occlusion.occluders import composite, sample_eval_family
 
     rel = relative_name(photo)
     rec: dict = {"photo": rel}
@@ -168,7 +170,8 @@ def run(s: VerifySettings) -> dict:
         cache, settings, device = H.cached_run(folder)
     else:
         settings, variants, identity, library, families = H.occluder_run_settings(
-            "verify", occluders=s.occluders, device=s.device, backends=s.backends, seed=s.seed)
+            "verify", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   backend_settings=s.backend_settings, seed=s.seed)
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
 

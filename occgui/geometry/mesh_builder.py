@@ -5,7 +5,7 @@ Steps (issue point 9):
 1. The landmark stage's dense mesh (478 points in crop pixels, z in x's pixel units, larger z =
    farther) is mapped crop -> working -> photo pixels (a similarity, so z scales alike); the 10
    iris points are dropped.
-2. Camera (:class:`~occgui.pipeline.results.Camera`): scaled orthographic, ``k`` photo pixels per
+2. Camera (:class:`~occgui.results.Camera`): scaled orthographic, ``k`` photo pixels per
    millimetre chosen so that the 3D distance between the two eye centres (centroids of the eye
    loops) is 63 mm; ``(u0, v0)`` is the projected mesh's centroid, so the mesh sits near the
    origin; Z is centred on the mesh's mean depth. Mesh frame: X right, Y up, Z towards the viewer.
@@ -32,7 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import OccguiError
-from ..pipeline.results import Camera, FaceCrop, FaceMesh, Landmarks, LoadedImage
+from ..results import Camera, FaceCrop, FaceMesh, Landmarks, LoadedImage
 from .deform import ScreenedBiharmonicDeformer
 from .topology import NUM_MESH_VERTICES, DenseTopology, face_topology, subdivided_topology
 from .uv_layout import load_uv_layout

@@ -13,6 +13,6 @@ Structure (model / views / worker, as in napari; see ``docs/gui.md``):
   :mod:`.image_canvas`, :mod:`.stage_strip`, :mod:`.status_panel`, :mod:`.message_banner`,
   :mod:`.pane`, :mod:`.theme`.
 * :mod:`.main_window` assembles them; :mod:`.app` starts the application; :mod:`.self_test`
-  drives the real window end to end (``occgui --self-test``); :mod:`.frozen_entry` is the
+  drives the real window end to end (``occgui --self-test``); :mod:`occgui.frozen_entry` is the
   PyInstaller entry (``build_app.spec``).
 """

@@ -30,14 +30,15 @@ from typing import Callable
 import numpy as np
 
 from ..errors import Cancelled, NoFaceError, OccguiError
-from ..pipeline.runner import STAGES, Pipeline, PipelineConfig, PipelineResult, StageEvent
+from ..pipeline.runner import Pipeline, PipelineConfig, PipelineResult, StageEvent
+from ..pipeline.stages import STAGE_TABLE, STAGES_WITH_BACKENDS
 
 #: Environment switch: ``process`` (default) or ``thread``.
 COMPUTE_ENV = "OCCGUI_COMPUTE"
 _SAME = "__occgui_same_object__"
 #: Niceness added to the compute process (Unix); the GUI process keeps the default priority.
 CHILD_NICENESS = 10
-_RESULT_FIELDS = tuple(PipelineResult._FIELD[s] for s in STAGES)
+_RESULT_FIELDS = tuple(s.field for s in STAGE_TABLE)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class LocalPipelineHost:
     def warm_up(self) -> DeviceInfo:
         """Create every stage's backend (loads the models) ahead of the first run."""
         info = self.device_info()
-        for stage in STAGES[1:]:
+        for stage in STAGES_WITH_BACKENDS:
             try:
                 self.pipeline.backend(stage)
             except Exception:  # noqa: BLE001 -- the run reports a missing backend with its message
@@ -319,8 +320,7 @@ class ProcessPipelineHost:
                 on_event(ev)
             elif msg[0] == "done":
                 _, _job, skeleton, counts, seconds = msg
-                fields = {PipelineResult._FIELD[s]: self._received.get(s) for s in STAGES
-                          if PipelineResult._FIELD[s] in _RESULT_FIELDS}
+                fields = {s.field: self._received.get(s.name) for s in STAGE_TABLE}
                 return RunReply(dataclasses.replace(skeleton, **fields), counts, seconds)
             elif msg[0] == "error":
                 raise HostError(msg[1], msg[2])

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMe
 
 from ..imageio import IMAGE_SUFFIXES
 from ..pipeline.runner import STAGES, PipelineConfig
+from ..pipeline.stages import STAGE_TABLE
+from ..results import FaceMesh, Landmarks, LoadedImage, Synthesis, Texture
 from . import document as D
 from .deoccluded_view import DeoccludedView
 from .landmark_editor import LandmarkEditor
@@ -394,17 +396,18 @@ class MainWindow(QMainWindow):
         self.rerun_button.setEnabled(True)
 
     def _on_stage_result(self, stage: str, value, display) -> None:
-        if stage == "load":
+        """Route a stage result to its view by the result's type (``pipeline.stages.STAGE_TABLE``)."""
+        if isinstance(value, LoadedImage):
             self.editor.set_photo(value.rgb, value.scale)
             w, h = value.photo_size
             self.photo_pane.set_subtitle(f"{w}\u00d7{h} px \u00b7 drag a point to correct it \u00b7 wheel zooms")
         elif stage in STAGE_TO_KIND:
             self.maps.set_map(STAGE_TO_KIND[stage], display)
-        elif stage == "synthesize":
-            self.deoccluded.set_display(display, getattr(value, "backend", ""))
-        elif stage in ("geometry", "texture"):
+        elif isinstance(value, Synthesis):
+            self.deoccluded.set_display(display, value.backend)
+        elif isinstance(value, (FaceMesh, Texture)):
             self.mesh_view.set_display(display)
-        if stage == "landmarks":
+        if isinstance(value, Landmarks):
             for a in (self.save_landmarks_action, self.load_landmarks_action):
                 a.setEnabled(True)
 
@@ -418,8 +421,8 @@ class MainWindow(QMainWindow):
     def _on_staleness(self, stale: frozenset) -> None:
         for kind, (stage, *_rest) in MAPS.items():
             self.maps.set_stale(kind, stage in stale)
-        self.deoccluded.set_stale("synthesize" in stale)
-        self.mesh_view.set_stale(bool({"geometry", "texture"} & stale))
+        self.deoccluded.set_stale(any(s.result is Synthesis for s in STAGE_TABLE if s.name in stale))
+        self.mesh_view.set_stale(any(s.result in (FaceMesh, Texture) for s in STAGE_TABLE if s.name in stale))
         for s in STAGES:
             self._on_stage_state(s)
         name = "Primary" if stale else ""

@@ -12,14 +12,16 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QS
                                QWidget)
 
 from .. import labels as L
+from ..pipeline.stages import stage_of_field
 from .image_canvas import ImageCanvas
 from .pane import Pane
 
-#: kind -> (stage, title, subtitle, placeholder)
+#: kind (the result field of the stage table) -> (stage, title, subtitle, placeholder)
 MAPS = {
-    "alpha": ("parse", "M\u03b1 raw", "N\u03b1 U-Net", "raw parsing map"),
-    "beta": ("landmark_map", "M\u03b2 landmarks", "68 points", "landmark parsing map"),
-    "gamma": ("merge", "M\u03b3 merged", "Algorithm 1", "merged parsing map"),
+    kind: (stage_of_field(kind).name, *texts) for kind, texts in (
+        ("alpha", ("M\u03b1 raw", "N\u03b1 U-Net", "raw parsing map")),
+        ("beta", ("M\u03b2 landmarks", "68 points", "landmark parsing map")),
+        ("gamma", ("M\u03b3 merged", "Algorithm 1", "merged parsing map")))
 }
 STAGE_TO_KIND = {v[0]: k for k, v in MAPS.items()}
 

@@ -16,7 +16,8 @@ from PySide6.QtGui import QUndoStack
 
 from ..errors import OccguiError
 from ..imageio import is_image_path
-from ..pipeline.runner import STAGE_TITLES, STAGES, PipelineConfig
+from ..pipeline.runner import STAGES, PipelineConfig
+from ..pipeline.stages import stage as stage_spec
 from . import document as D
 from .document import FaceDocument
 from .undo_commands import MoveLandmarkCommand, SetLandmarksCommand
@@ -198,7 +199,7 @@ class Session(QObject):
         if up.job != self._job:
             return
         doc = self.document
-        title = STAGE_TITLES.get(up.stage, up.stage)
+        title = stage_spec(up.stage).title
         if up.state == "started":
             doc.mark_running(up.stage)
             self.progress.emit(f"{title}\u2026", up.index, up.total)

@@ -14,12 +14,9 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
-from ..pipeline.runner import STAGE_TITLES, STAGES
+from ..pipeline.stages import STAGES, stage as stage_spec
 from . import theme
 
-SHORT_TITLES = {"load": "Load", "detect": "Detect", "landmarks": "Landmarks", "parse": "M\u03b1 parse",
-                "landmark_map": "M\u03b2 map", "merge": "M\u03b3 merge", "synthesize": "I_out",
-                "geometry": "Geometry", "texture": "Texture"}
 STATE_TEXT = {"pending": "not run yet", "running": "running\u2026", "done": "computed", "cached": "reused (cached)",
               "failed": "failed", "cancelled": "cancelled", "stale": "out of date: re-run to update"}
 _PAD_X, _GAP, _ARROW = 10, 4, 12
@@ -39,7 +36,7 @@ class StageStrip(QWidget):
         self._rects: dict[str, QRectF] = {}
         x = 1.0
         for s in STAGES:
-            w = fm.horizontalAdvance(SHORT_TITLES[s]) + 2 * _PAD_X
+            w = fm.horizontalAdvance(stage_spec(s).label) + 2 * _PAD_X
             self._rects[s] = QRectF(x, 1, w, self._chip_h)
             x += w + _ARROW
         self.setFixedHeight(self._chip_h + 2)
@@ -54,7 +51,7 @@ class StageStrip(QWidget):
 
     def tooltip_text(self, stage: str) -> str:
         state = self.states[stage]
-        tip = f"{STAGE_TITLES.get(stage, stage)}: {STATE_TEXT.get(state, state)}"
+        tip = f"{stage_spec(stage).title}: {STATE_TEXT.get(state, state)}"
         sec = self.seconds.get(stage)
         if sec is not None and state == "done":
             tip += f" in {sec * 1000:.0f} ms"
@@ -71,7 +68,7 @@ class StageStrip(QWidget):
             p.setBrush(QColor(theme.STATE_COLORS.get(state, theme.STATE_COLORS["pending"])))
             p.drawRoundedRect(r, r.height() / 2, r.height() / 2)
             p.setPen(QColor("#1b1b1b" if state == "stale" else "white"))
-            p.drawText(r, Qt.AlignmentFlag.AlignCenter, SHORT_TITLES[s])
+            p.drawText(r, Qt.AlignmentFlag.AlignCenter, stage_spec(s).label)
             if i < len(STAGES) - 1:
                 p.setPen(QColor(theme.TEXT_DIM))
                 p.drawText(QRectF(r.right(), r.top(), _ARROW, r.height()), Qt.AlignmentFlag.AlignCenter, "\u203a")

@@ -13,6 +13,8 @@ import cv2  # imported here, at start-up: a first import inside the worker would
 import numpy as np
 
 from .. import labels as L
+from ..pipeline.stages import stage as stage_spec
+from ..results import FaceMesh, ParsingMap, Synthesis, Texture
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,17 @@ def mesh_display(face_mesh, texture=None, polydata=None) -> MeshDisplay:
 
 def prepare(stage: str, value, values: dict, displays: dict | None = None) -> object | None:
     """Display data of one stage result; ``values`` holds the run's other results so far and
-    ``displays`` their display data (stage name -> object). None for stages shown as they are."""
-    if stage in ("parse", "landmark_map", "merge"):
+    ``displays`` their display data (stage name -> object). None for stages shown as they are.
+    What is shown follows the result type the stage table gives the stage."""
+    kind = stage_spec(stage).result
+    if kind is ParsingMap:
         return map_display(value, values["detect"])
-    if stage == "synthesize":
+    if kind is Synthesis:
         return synthesis_display(value, values["detect"])
-    if stage == "geometry":
+    if kind is FaceMesh:
         return mesh_display(value)
-    if stage == "texture":
-        geometry = (displays or {}).get("geometry")
-        return mesh_display(values["geometry"], value, geometry.polydata if geometry is not None else None)
+    if kind is Texture:
+        mesh = stage_spec(stage).inputs[-1]          # the geometry stage the texture is mapped onto
+        geometry = (displays or {}).get(mesh)
+        return mesh_display(values[mesh], value, geometry.polydata if geometry is not None else None)
     return None

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import mediapipe_models as mpm
 from ..errors import NoFaceError
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
 from .correspondence import mesh_to_ibug68
 
 
@@ -24,7 +24,7 @@ def face_mesh_points(rgb: np.ndarray, max_faces: int = 1) -> list[np.ndarray]:
 class MediaPipeMeshLandmarks:
     """Stage ``landmarks`` backend. On the crop, the face nearest the centre is used."""
 
-    name = "mediapipe-facemesh-68"
+    name = "mediapipe"
     version = "0.10.21+corr1"
 
     def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
@@ -45,7 +45,7 @@ class DlibLandmarks:
     stage then has no MediaPipe mesh to start from and fails with a clear message.
     """
 
-    name = "dlib-68"
+    name = "dlib"
     version = "19"
 
     def __init__(self):
@@ -76,11 +76,15 @@ class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
     (``refiner.py``) moves the points M_alpha's occluder hides. Without M_alpha, or when the
     occluder is nowhere near the face, the result is MediaPipe's."""
 
-    name = "mediapipe-facemesh-68+refiner"
+    name = "mediapipe-refined"
 
     def __init__(self, ctx=None, *, checkpoint: str | None = None):
+        """``checkpoint`` (else ``ctx.settings.checkpoint``, a :class:`~.settings.RefinerSettings`;
+        else the shipped one): the refiner's weights."""
         from .refiner import default_weights
 
+        if checkpoint is None:
+            checkpoint = getattr(getattr(ctx, "settings", None), "checkpoint", "") or None
         self._weights = default_weights(None if checkpoint is None else str(checkpoint))
         self.version = f"{MediaPipeMeshLandmarks.version}+{self._weights.version}"
 

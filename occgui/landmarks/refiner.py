@@ -46,7 +46,7 @@ CHECKPOINT = "landmark_refiner.safetensors"
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (2x3) mapping ``src`` (N,2) onto ``dst`` (N,2)
     (Umeyama, :func:`occgui.eval.metrics.fit_similarity`)."""
-    from ..eval.metrics import fit_similarity
+    from .alignment import fit_similarity
 
     return fit_similarity(src, dst).matrix()[:2]
 
@@ -139,7 +139,7 @@ def load_weights(path) -> RefinerWeights:
         n += 1
     if not layers or "mean_xy" not in t or "mirror" not in t or layers[0][0].shape[0] != INPUT_DIM:
         raise OccguiError(f"{path.name} is not a landmark refiner checkpoint of this version")
-    from ..parsing.checkpoint import checkpoint_digest
+    from ..resources import checkpoint_digest
 
     version = checkpoint_digest(path)
     return RefinerWeights(t["mean_xy"].astype(np.float64), t["mirror"].astype(np.int64), tuple(layers), version)

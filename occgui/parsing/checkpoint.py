@@ -10,36 +10,20 @@ safetensors stores raw arrays only: reading a checkpoint runs no code.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .. import labels as L
 from ..errors import CheckpointError
+from ..resources import checkpoint_digest  # noqa: F401  (re-export: the digest is the backends' version)
 
 CHECKPOINT_NAME = "parsing_unet.safetensors"
 FORMAT = "occgui.parsing_unet"
 #: 1 was a torch pickle (``parsing_unet.pt``); 2 is this safetensors layout.
 FORMAT_VERSION = 2
-
-
-@lru_cache(maxsize=8)
-def _digest(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:10]
-
-
-def checkpoint_digest(path) -> str:
-    """Short content digest of a checkpoint file (the parse backend's ``version``)."""
-    st = Path(path).stat()
-    return _digest(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
 def write_checkpoint(path, arrays: dict[str, np.ndarray], *, widths, input_size: int, meta: dict,

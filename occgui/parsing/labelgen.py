@@ -14,7 +14,7 @@ instead from the MediaPipe 478-point face mesh fitted to the aligned crop:
   (neck, ears, clothes, scenery) is background, as in ``occgui.labels``.
 
 The occluder class is never produced here: occluders are pasted synthetically afterwards
-(``occgui.occluders``) and their paste masks become the occluder class.
+(``occgui.training.occlusion.occluders``) and their paste masks become the occluder class.
 """
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ def render_landmark_map(points: np.ndarray, size: int | tuple[int, int]) -> np.n
 class LandmarkPolygonMap:
     """Stage ``landmark_map`` backend (M_beta)."""
 
-    name = "landmark-polygons"
+    name = "polygons"
     version = "2"  # 2: brow band and eye width fitted to the label generator
 
     def render(self, points: np.ndarray, size: int) -> np.ndarray:

@@ -62,7 +62,7 @@ class Algorithm1Merge:
 class AlphaOnlyMerge:
     """Ablation backend: M_gamma = M_alpha (no landmark guidance)."""
 
-    name = "alpha-only"
+    name = "none"
     version = "1"
 
     def merge(self, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:

@@ -67,7 +67,7 @@ def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str 
     import torch
     from torch.nn import functional as F
 
-    from .dataset import resize_input
+    from .preprocess import resize_input
     from .unet import to_input
 
     crops = np.asarray(crops_uint8)
@@ -88,7 +88,7 @@ def predict_logits_numpy(net, crops_uint8: np.ndarray, input_size: int, out_size
                          flip: bool = False) -> np.ndarray:
     """:func:`predict_logits` with the numpy engine (:class:`~occgui.parsing.unet_numpy.NumpyUNet`):
     ``(N,S,S,3)`` uint8 crops -> ``(N,out,out,C)`` float32 logits (channels last)."""
-    from .dataset import resize_input
+    from .preprocess import resize_input
     from .unet_numpy import resize_bilinear
 
     crops = np.asarray(crops_uint8)

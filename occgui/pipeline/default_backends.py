@@ -1,7 +1,11 @@
 """Registers the backends shipped with occgui. Imports are lazy: a backend's module is imported
-only when it is created, so listing backends stays cheap."""
+only when it is created, so listing backends stays cheap (the settings classes live in small
+``settings.py`` modules of their packages)."""
 from __future__ import annotations
 
+from ..landmarks.settings import RefinerSettings
+from ..parsing.settings import UNetSettings
+from ..synthesis.settings import SymmetricSettings, TeleaSettings
 from .backends import register
 
 
@@ -15,6 +19,13 @@ def _lazy(module: str, cls: str):
         takes_ctx = len(inspect.signature(klass).parameters) > 0
         return klass(ctx) if takes_ctx else klass()
     return factory
+
+
+def _unet_parser(ctx):
+    from ..parsing.unet_parser import UNetParser
+
+    st = ctx.settings
+    return UNetParser(ctx, checkpoint=st.checkpoint or None, flip=st.flip)
 
 
 def _parser_checkpoint_exists() -> bool:
@@ -32,13 +43,13 @@ def _refiner_checkpoint_exists() -> bool:
 register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
          priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
 register("landmarks", "mediapipe-refined", _lazy("occgui.landmarks.mediapipe_mesh", "RefinedMeshLandmarks"),
-         priority=20, available=_refiner_checkpoint_exists,
+         priority=20, available=_refiner_checkpoint_exists, settings=RefinerSettings,
          description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.safetensors)")
 register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "MediaPipeMeshLandmarks"),
          priority=10, description="MediaPipe Face Mesh (478 points) -> 68 iBUG points")
 register("landmarks", "dlib", _lazy("occgui.landmarks.mediapipe_mesh", "DlibLandmarks"),
          priority=1, description="dlib 68-point shape predictor (no dense mesh)")
-register("parse", "unet", _lazy("occgui.parsing.unet_parser", "UNetParser"), priority=10,
+register("parse", "unet", _unet_parser, priority=10, settings=UNetSettings,
          available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.safetensors)")
 register("landmark_map", "polygons", _lazy("occgui.parsing.landmark_map", "LandmarkPolygonMap"), priority=10,
          description="M_beta from polygons joining the 68 landmarks")
@@ -47,8 +58,9 @@ register("merge", "algorithm1", _lazy("occgui.parsing.merge", "Algorithm1Merge")
 register("merge", "none", _lazy("occgui.parsing.merge", "AlphaOnlyMerge"), priority=0,
          description="ablation: M_gamma = M_alpha (no merge)")
 register("synthesize", "symmetric", _lazy("occgui.synthesis.symmetric", "SymmetricDeocclusion"), priority=10,
+         settings=SymmetricSettings,
          description="mirror + template feature synthesis guided by M_gamma, Poisson-blended")
-register("synthesize", "telea", _lazy("occgui.synthesis.baselines", "TeleaInpaint"), priority=1,
+register("synthesize", "telea", _lazy("occgui.synthesis.baselines", "TeleaInpaint"), priority=1, settings=TeleaSettings,
          description="baseline: OpenCV Telea inpainting of the M_alpha occluder mask")
 register("synthesize", "none", _lazy("occgui.synthesis.baselines", "NoDeocclusion"), priority=0,
          description="ablation: I_out = the photo (no de-occlusion)")

@@ -1,13 +1,15 @@
 """The pipeline of named stages (paper Fig. 1) with result caching, progress and cancellation.
 
-``load -> detect -> parse (M_alpha) -> landmarks -> landmark_map (M_beta) -> merge (M_gamma)
+The stages, their inputs and result fields are those of the stage table
+(:data:`occgui.pipeline.stages.STAGE_TABLE`): ``load -> detect -> parse (M_alpha) -> landmarks -> landmark_map (M_beta) -> merge (M_gamma)
 -> synthesize (I_out) -> geometry -> texture``; export is done by :mod:`occgui.export` on the
 finished :class:`PipelineResult`. M_alpha comes before the landmarks because the default landmark
 backend reads its occluder mask to place the points the occluder hides (``landmarks/refiner.py``);
 N_alpha itself never depends on the landmarks.
 
-Each stage result is cached under a key made of the stage name, its backend (name and version)
-and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
+Each stage result is cached under a key made of the stage name, its backend (name, version and a
+digest of its typed settings when they are not the defaults), the configuration fields the table
+names for it and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
 M_beta and what follows: the crop and M_alpha never depend on the landmarks.
 
 The core imports no Qt. A GUI drives :meth:`Pipeline.run` from a worker thread: ``progress``
@@ -25,40 +27,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..device import resolve_device
-from ..errors import Cancelled, OccguiError
+from ..errors import Cancelled
+from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 from . import backends as _backends
-from .results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
-
-STAGES: tuple[str, ...] = ("load", "detect", "parse", "landmarks", "landmark_map", "merge",
-                           "synthesize", "geometry", "texture")
-#: What each stage reads (names of other stages' results).
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "load": (),
-    "detect": ("load",),
-    "landmarks": ("detect", "parse"),
-    "parse": ("detect",),
-    "landmark_map": ("detect", "landmarks"),
-    "merge": ("parse", "landmark_map"),
-    "synthesize": ("detect", "landmarks", "parse", "merge"),
-    "geometry": ("load", "detect", "landmarks"),
-    "texture": ("load", "detect", "parse", "synthesize", "geometry"),
-}
-#: Human labels for progress displays.
-STAGE_TITLES: dict[str, str] = {
-    "load": "Loading photo", "detect": "Detecting face", "landmarks": "Landmarks",
-    "parse": "Parsing (M\u03b1)", "landmark_map": "Landmark map (M\u03b2)", "merge": "Merging (M\u03b3)",
-    "synthesize": "De-occluding (I_out)", "geometry": "Geometry", "texture": "Texture",
-}
-
-
-def downstream_of(stage: str) -> tuple[str, ...]:
-    """The stages whose results depend, directly or not, on ``stage`` (itself excluded)."""
-    out: list[str] = []
-    for s in STAGES:
-        deps = set(STAGE_INPUTS[s])
-        if stage in deps or deps & set(out):
-            out.append(s)
-    return tuple(out)
+from .stages import STAGE_TABLE, STAGES, downstream_of, stage  # noqa: F401  (STAGES, downstream_of: re-exported)
 
 
 @dataclass
@@ -69,7 +41,8 @@ class PipelineConfig:
     max_side: int = 2048              # larger photos are downscaled to this (scale kept)
     face_index: int = 0               # 0 = largest face, 1 = second largest, ...
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name (else default)
-    options: dict = field(default_factory=dict)             # backend-specific options
+    #: stage -> typed settings of its backend (``backends.parse_settings``; else the defaults)
+    settings: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,15 +74,12 @@ class PipelineResult:
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"
 
-    _FIELD = {"load": "image", "detect": "crop", "landmarks": "landmarks", "parse": "alpha",
-              "landmark_map": "beta", "merge": "gamma", "synthesize": "synthesis", "geometry": "mesh",
-              "texture": "texture"}
+    def get(self, name: str):
+        """The result of stage ``name`` (its field in the stage table)."""
+        return getattr(self, stage(name).field)
 
-    def get(self, stage: str):
-        return getattr(self, self._FIELD[stage])
-
-    def _set(self, stage: str, value) -> None:
-        setattr(self, self._FIELD[stage], value)
+    def _set(self, name: str, value) -> None:
+        setattr(self, stage(name).field, value)
 
     def landmarks_in_photo(self) -> np.ndarray:
         """The 68 landmarks in photo pixel coordinates."""
@@ -140,25 +110,30 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = config or PipelineConfig()
         self.device = resolve_device(self.config.device)
-        self._ctx = _backends.BackendContext(self.device, self.config.crop_size, self.config.texture_size,
-                                             dict(self.config.options))
         self._backend_objs: dict[str, Any] = {}
         self._cache: dict[str, tuple[str, Any]] = {}
         self._detected_landmarks: tuple[str, Landmarks] | None = None
         self.run_counts: Counter = Counter()
 
     # -- backends ---------------------------------------------------------------------------
-    def backend(self, stage: str):
-        """The backend object of ``stage`` (created on first use, then kept)."""
-        obj = self._backend_objs.get(stage)
+    def settings(self, name: str):
+        """The typed settings of stage ``name``'s backend (the config's, else the backend's defaults)."""
+        given = self.config.settings.get(name)
+        return given if given is not None else _backends.default_settings(name, self.config.backends.get(name))
+
+    def backend(self, name: str):
+        """The backend object of stage ``name`` (created on first use, then kept)."""
+        obj = self._backend_objs.get(name)
         if obj is None:
-            obj = _backends.create(stage, self.config.backends.get(stage), self._ctx)
-            self._backend_objs[stage] = obj
+            ctx = _backends.BackendContext(self.device, self.config.crop_size, self.config.texture_size,
+                                           self.settings(name))
+            obj = _backends.create(name, self.config.backends.get(name), ctx)
+            self._backend_objs[name] = obj
         return obj
 
-    def _backend_id(self, stage: str) -> str:
-        b = self.backend(stage)
-        return f"{getattr(b, 'name', type(b).__name__)}@{getattr(b, 'version', '')}"
+    def backend_id(self, name: str) -> str:
+        """``name@version`` of stage ``name``'s backend, plus a digest of non-default settings."""
+        return _backends.backend_id(self.backend(name), self.settings(name))
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -172,81 +147,71 @@ class Pipeline:
 
         ``landmarks``: optional (68,2) corrected points in *photo* pixels; they replace the
         detected ones, and only M_beta and its downstream stages are recomputed.
-        ``stop_after``: name of the last stage to run (default: all).
+        ``stop_after``: name of the last stage to run (default: all); a partial pipeline (the
+        evaluation stops after ``merge``) shares the cache with later full runs.
         """
         res = PipelineResult(device=self.device)
-        last = STAGES.index(stop_after) if stop_after else len(STAGES) - 1
+        last = STAGES.index(stage(stop_after).name) if stop_after else len(STAGES) - 1
         keys: dict[str, str] = {}
-        for i, stage in enumerate(STAGES[: last + 1]):
+        for i, spec in enumerate(STAGE_TABLE[: last + 1]):
+            name = spec.name
             if cancel is not None and cancel():
                 raise Cancelled("cancelled")
-            key = self._key(stage, keys, source, landmarks)
-            keys[stage] = key
-            hit = self._cache.get(stage)
+            key = self._key(spec, keys, source, landmarks)
+            keys[name] = key
+            hit = self._cache.get(name)
             if hit is not None and hit[0] == key:
                 value = hit[1]
-                res.cached.append(stage)
-                res.seconds[stage] = 0.0
+                res.cached.append(name)
+                res.seconds[name] = 0.0
                 if progress:
-                    progress(StageEvent(stage, i, len(STAGES), "cached", 0.0, value))
+                    progress(StageEvent(name, i, len(STAGES), "cached", 0.0, value))
             else:
                 if progress:
-                    progress(StageEvent(stage, i, len(STAGES), "started"))
+                    progress(StageEvent(name, i, len(STAGES), "started"))
                 t0 = time.perf_counter()
-                value = self._compute(stage, res, source, landmarks, keys)
+                value = self._compute(spec, res, source, landmarks, keys)
                 dt = time.perf_counter() - t0
-                self._cache[stage] = (key, value)
-                res.seconds[stage] = dt
+                self._cache[name] = (key, value)
+                res.seconds[name] = dt
                 if progress:
-                    progress(StageEvent(stage, i, len(STAGES), "finished", dt, value))
-            res._set(stage, value)
-            if stage != "load":
-                res.backends[stage] = self._backend_id(stage) if stage in _backends.STAGES_WITH_BACKENDS else ""
+                    progress(StageEvent(name, i, len(STAGES), "finished", dt, value))
+            res._set(name, value)
+            if spec.protocol is not None:
+                res.backends[name] = self.backend_id(name)
         res.warnings.extend(res.image.notes if res.image else ())
         return res
 
-    def _key(self, stage: str, keys: dict[str, str], source, landmarks) -> str:
-        if stage == "load":
+    def _config_args(self, spec) -> dict:
+        return {c: getattr(self.config, c) for c in spec.config}
+
+    def _key(self, spec, keys: dict[str, str], source, landmarks) -> str:
+        if spec.protocol is None:                      # load: the source itself
             from ..imageio import source_key
-            return _digest("load", source_key(source), self.config.max_side)
-        parts = [stage, self._backend_id(stage), self.config.crop_size, *(keys[d] for d in STAGE_INPUTS[stage])]
-        if stage == "detect":
-            parts.append(self.config.face_index)
-        if stage == "landmarks" and landmarks is not None:
+            return _digest(spec.name, source_key(source), *self._config_args(spec).values())
+        parts = [spec.name, self.backend_id(spec.name), self.config.crop_size,
+                 *(keys[d] for d in spec.inputs), *self._config_args(spec).values()]
+        if spec.name == "landmarks" and landmarks is not None:
             parts.append(np.asarray(landmarks, dtype=np.float64))
-        if stage == "texture":
-            parts.append(self.config.texture_size)
         return _digest(*parts)
 
-    def _compute(self, stage: str, res: PipelineResult, source, landmarks, keys: dict[str, str]):
-        from . import stages as S
-
-        if stage == "load":
-            self.run_counts[stage] += 1
-            return S.load(source, max_side=self.config.max_side)
-        if stage == "landmarks":
-            inputs_key = _digest(keys["detect"], keys["parse"])   # what the detected points depend on
+    def _compute(self, spec, res: PipelineResult, source, landmarks, keys: dict[str, str]):
+        name = spec.name
+        if spec.protocol is None:                      # load
+            self.run_counts[name] += 1
+            return spec.function(source, **self._config_args(spec))
+        inputs = [res.get(d) for d in spec.inputs]
+        if name == "landmarks":
+            # the detected points are kept apart from an edit, so that a corrected set of points
+            # never re-runs the landmark backend (its inputs are the crop and M_alpha)
+            inputs_key = _digest(*(keys[d] for d in spec.inputs))
             if self._detected_landmarks is None or self._detected_landmarks[0] != inputs_key:
-                self.run_counts[stage] += 1
-                self._detected_landmarks = (inputs_key, S.detect_landmarks(self.backend(stage), res.crop, res.alpha))
+                self.run_counts[name] += 1
+                self._detected_landmarks = (inputs_key, spec.function(self.backend(name), *inputs))
             detected = self._detected_landmarks[1]
             if landmarks is None:
                 return detected
-            return S.apply_landmark_edit(detected, res.image, res.crop, landmarks)
-        self.run_counts[stage] += 1
-        b = self.backend(stage)
-        if stage == "detect":
-            return S.detect(b, res.image, self.config.face_index, self.config.crop_size)
-        if stage == "parse":
-            return S.parse(b, res.crop)
-        if stage == "landmark_map":
-            return S.landmark_map(b, res.landmarks, res.crop.size)
-        if stage == "merge":
-            return S.merge(b, res.alpha, res.beta)
-        if stage == "synthesize":
-            return S.synthesize(b, res.crop, res.landmarks, res.alpha, res.gamma)
-        if stage == "geometry":
-            return S.geometry(b, res.image, res.crop, res.landmarks)
-        if stage == "texture":
-            return S.texture(b, res.image, res.crop, res.alpha, res.synthesis, res.mesh)
-        raise OccguiError(f"unknown stage {stage!r}")
+            from .stages import apply_landmark_edit
+            return apply_landmark_edit(detected, res.image, res.crop, landmarks)
+        self.run_counts[name] += 1
+        return spec.function(self.backend(name), *inputs, **self._config_args(spec))

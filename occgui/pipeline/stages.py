@@ -1,17 +1,22 @@
-"""Stage functions: each takes explicit typed inputs and its backend, and returns a typed result.
+"""The stage table: every stage's name, inputs, result field, titles, backend protocol and function.
+
+:data:`STAGE_TABLE` is the one list of the pipeline's stages (paper Fig. 1). The runner, the CLI,
+the GUI (stage strip, maps, views), the GUI's compute process and the evaluation all read it;
+nothing else lists stages. Each stage function takes its backend and the results of the stages
+named in ``inputs`` (in that order) and returns a typed result (``occgui.results``).
 
 The backend interfaces (``typing.Protocol``) are the seams where the paper's trained networks and
 the morphable-model fit replace today's defaults (see ``backends.py``).
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol
 
 import numpy as np
 
 from ..errors import NoFaceError
-from .results import FaceCrop, FaceDetection, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
+from ..results import FaceCrop, FaceDetection, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 
 
 class FaceDetectorBackend(Protocol):
@@ -53,10 +58,12 @@ class MergeBackend(Protocol):
 
 
 class SynthesisBackend(Protocol):
+    """I_out from the crop, the landmarks, M_alpha (what is hidden), M_beta (where the landmarks put
+    each feature) and M_gamma (the merged map the output must follow)."""
     name: str
     version: str
 
-    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray,
+    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, beta: np.ndarray,
                    gamma: np.ndarray) -> Synthesis: ...
 
 
@@ -81,7 +88,7 @@ def load(source, *, max_side: int) -> LoadedImage:
     return load_image(source, max_side=max_side)
 
 
-def detect(backend: FaceDetectorBackend, image: LoadedImage, face_index: int, crop_size: int) -> FaceCrop:
+def detect(backend: FaceDetectorBackend, image: LoadedImage, *, face_index: int, crop_size: int) -> FaceCrop:
     """Detect faces, pick the ``face_index``-th largest, and cut the similarity-aligned crop."""
     from ..detection.crop import aligned_crop
 
@@ -117,9 +124,9 @@ def parse(backend: ParsingBackend, crop: FaceCrop) -> ParsingMap:
     return ParsingMap(backend.parse(crop.image), "alpha", backend.name)
 
 
-def landmark_map(backend: LandmarkMapBackend, landmarks: Landmarks, size: int) -> ParsingMap:
-    """M_beta: regions formed by connecting the landmarks (paper §3.2)."""
-    return ParsingMap(backend.render(landmarks.points, size), "beta", backend.name)
+def landmark_map(backend: LandmarkMapBackend, crop: FaceCrop, landmarks: Landmarks) -> ParsingMap:
+    """M_beta: regions formed by connecting the landmarks (paper §3.2), at the crop's size."""
+    return ParsingMap(backend.render(landmarks.points, crop.size), "beta", backend.name)
 
 
 def merge(backend: MergeBackend, alpha: ParsingMap, beta: ParsingMap) -> ParsingMap:
@@ -128,9 +135,9 @@ def merge(backend: MergeBackend, alpha: ParsingMap, beta: ParsingMap) -> Parsing
 
 
 def synthesize(backend: SynthesisBackend, crop: FaceCrop, landmarks: Landmarks, alpha: ParsingMap,
-               gamma: ParsingMap) -> Synthesis:
+               beta: ParsingMap, gamma: ParsingMap) -> Synthesis:
     """I_out: the de-occluded face following M_gamma (paper §3.3)."""
-    return backend.synthesize(crop.image, landmarks, alpha.labels, gamma.labels)
+    return backend.synthesize(crop.image, landmarks, alpha.labels, beta.labels, gamma.labels)
 
 
 def geometry(backend: GeometryBackend, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks) -> FaceMesh:
@@ -138,5 +145,77 @@ def geometry(backend: GeometryBackend, image: LoadedImage, crop: FaceCrop, landm
 
 
 def texture(backend: TextureBackend, image: LoadedImage, crop: FaceCrop, alpha: ParsingMap, synthesis: Synthesis,
-            mesh: FaceMesh) -> Texture:
-    return backend.build(image, crop, alpha.labels, synthesis, mesh)
+            mesh: FaceMesh, *, texture_size: int) -> Texture:
+    """The UV texture map, ``texture_size`` texels square."""
+    tex = backend.build(image, crop, alpha.labels, synthesis, mesh)
+    if tex.image.shape[:2] != (texture_size, texture_size):
+        from ..errors import OccguiError
+        raise OccguiError(f"texture backend {backend.name!r} built a {tex.image.shape[1]}x{tex.image.shape[0]} "
+                          f"texture, {texture_size}x{texture_size} was asked for")
+    return tex
+
+
+# ----------------------------------------------------------------------------- the stage table
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the pipeline."""
+
+    name: str                       # the stage's name (``--backend NAME=...``, events, caches)
+    inputs: tuple[str, ...]         # stages whose results ``function`` reads, in its argument order
+    field: str                      # the attribute of ``PipelineResult`` holding the result
+    result: type                    # the result's type (``occgui.results``)
+    title: str                      # progress title ("Detecting face")
+    label: str                      # short label (the GUI's stage strip)
+    protocol: type | None           # the backend interface; None: the stage has no backend
+    function: Callable              # ``function(backend, *inputs, **{c: config.c for c in config})``;
+                                    # ``load`` has no backend: ``function(source, max_side=...)``
+    config: tuple[str, ...] = ()    # ``PipelineConfig`` fields the result depends on (keyword arguments)
+
+
+STAGE_TABLE: tuple[StageSpec, ...] = (
+    StageSpec("load", (), "image", LoadedImage, "Loading photo", "Load", None, load, ("max_side",)),
+    StageSpec("detect", ("load",), "crop", FaceCrop, "Detecting face", "Detect", FaceDetectorBackend, detect,
+              ("face_index", "crop_size")),
+    StageSpec("parse", ("detect",), "alpha", ParsingMap, "Parsing (M\u03b1)", "M\u03b1 parse", ParsingBackend, parse),
+    StageSpec("landmarks", ("detect", "parse"), "landmarks", Landmarks, "Landmarks", "Landmarks", LandmarkBackend,
+              detect_landmarks),
+    StageSpec("landmark_map", ("detect", "landmarks"), "beta", ParsingMap, "Landmark map (M\u03b2)", "M\u03b2 map",
+              LandmarkMapBackend, landmark_map),
+    StageSpec("merge", ("parse", "landmark_map"), "gamma", ParsingMap, "Merging (M\u03b3)", "M\u03b3 merge",
+              MergeBackend, merge),
+    StageSpec("synthesize", ("detect", "landmarks", "parse", "landmark_map", "merge"), "synthesis", Synthesis,
+              "De-occluding (I_out)", "I_out", SynthesisBackend, synthesize),
+    StageSpec("geometry", ("load", "detect", "landmarks"), "mesh", FaceMesh, "Geometry", "Geometry", GeometryBackend,
+              geometry),
+    StageSpec("texture", ("load", "detect", "parse", "synthesize", "geometry"), "texture", Texture, "Texture",
+              "Texture", TextureBackend, texture, ("texture_size",)),
+)
+#: The stage names in run order.
+STAGES: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE)
+#: The stages that have backends (every stage but ``load``).
+STAGES_WITH_BACKENDS: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE if s.protocol is not None)
+_BY_NAME = {s.name: s for s in STAGE_TABLE}
+
+
+def stage(name: str) -> StageSpec:
+    """The table entry of stage ``name``."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        from ..errors import OccguiError
+        raise OccguiError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
+
+
+def stage_of_field(field_name: str) -> StageSpec:
+    """The table entry whose result is ``PipelineResult.<field_name>``."""
+    return next(s for s in STAGE_TABLE if s.field == field_name)
+
+
+def downstream_of(name: str) -> tuple[str, ...]:
+    """The stages whose results depend, directly or not, on ``name`` (itself excluded)."""
+    out: list[str] = []
+    for s in STAGE_TABLE:
+        deps = set(s.inputs)
+        if name in deps or deps & set(out):
+            out.append(s.name)
+    return tuple(out)

@@ -31,19 +31,17 @@ import numpy as np
 
 from ..errors import OccguiError
 from ..resources import resource_path
+from .settings import SymmetricSettings
 from .template import MeanFace, load_mean_face
 from .warp import PiecewiseAffine, sample
 
 MODEL_NPZ = "templates/appearance_model.npz"
 #: Huber threshold of the re-weighted fit, in units of the model's residual standard deviation
-HUBER = 2.0
-#: Effective noise standard deviation of a visible value in the fit (0-255 scale). Far above the
-#: model's own residual (about 12) because neighbouring pixels are not independent and the warp
-#: through guessed landmarks misaligns them; a smaller value lets the high components overshoot
-#: (dark eye sockets, bared teeth). Chosen on development photos (identities M-P, model built
-#: from A-L): identity distance under sunglasses / a mask 0.466 / 0.524 at 50, 0.453 / 0.504 at
-#: 200, 0.459 / 0.512 at 400, 0.484 / 0.540 with the plain mean face.
-NOISE_STD = 200.0
+#: (``SymmetricSettings.appearance_huber``)
+HUBER = SymmetricSettings.appearance_huber
+#: Effective noise standard deviation of a visible value in the fit (0-255 scale); why this value:
+#: ``SymmetricSettings.appearance_noise``
+NOISE_STD = SymmetricSettings.appearance_noise
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def model_available() -> bool:
 
 def model_digest() -> str:
     """Short content digest of the bundled model (part of the synthesis backend's version)."""
-    from ..parsing.checkpoint import checkpoint_digest
+    from ..resources import checkpoint_digest
 
     return checkpoint_digest(resource_path(MODEL_NPZ))
 
@@ -106,9 +104,10 @@ def mirror_index(face: MeanFace) -> np.ndarray:
 
 
 def fit(values: np.ndarray, weights: np.ndarray, model: AppearanceModel | None = None,
-        iterations: int = 2, noise_std: float = NOISE_STD) -> tuple[np.ndarray, dict]:
+        iterations: int = 2, noise_std: float = NOISE_STD, huber: float = HUBER) -> tuple[np.ndarray, dict]:
     """MAP coefficients of the model for ``values`` ((D,) as :func:`canonical_samples` gives) with
-    per-pixel ``weights`` ((D/3,) in [0,1], 0 = hidden), Huber re-weighted ``iterations`` times;
+    per-pixel ``weights`` ((D/3,) in [0,1], 0 = hidden), Huber re-weighted ``iterations`` times
+    (threshold ``huber``);
     ``noise_std`` (:data:`NOISE_STD`) weighs the data against the prior (larger: closer to the
     mean face). Returns (the
     model's reconstruction (D,), diagnostics)."""
@@ -127,14 +126,14 @@ def fit(values: np.ndarray, weights: np.ndarray, model: AppearanceModel | None =
         c = np.linalg.solve((uw @ u.T + reg).astype(np.float64), (uw @ d).astype(np.float64)).astype(np.float32)
         if it < iterations:                                               # Huber weights for the next solve
             r = np.sqrt(((d - c @ u).reshape(-1, 3) ** 2).mean(axis=1) / max(m.residual, 1.0))
-            robust = np.where(r <= HUBER, 1.0, HUBER / np.maximum(r, 1e-6)).astype(np.float32)
+            robust = np.where(r <= huber, 1.0, huber / np.maximum(r, 1e-6)).astype(np.float32)
     recon = m.mean + c @ u
     return recon, {"visible": float((w > 0.5).mean()), "coefficients": float(np.sqrt((c ** 2 / m.variances).sum()))}
 
 
 def fitted_face(crop_rgb: np.ndarray, visible: np.ndarray, dst_points: np.ndarray,
                 template_points: np.ndarray, face: MeanFace | None = None,
-                noise_std: float = NOISE_STD) -> tuple[MeanFace, dict]:
+                noise_std: float = NOISE_STD, huber: float = HUBER, iterations: int = 2) -> tuple[MeanFace, dict]:
     """The mean-face template with its colours replaced by the model fitted to the crop's
     ``visible`` pixels (HxW bool); ``dst_points``/``template_points`` are the corresponding crop and
     template points (``template.template_correspondence``)."""
@@ -142,7 +141,7 @@ def fitted_face(crop_rgb: np.ndarray, visible: np.ndarray, dst_points: np.ndarra
     rgbv = np.dstack([np.asarray(crop_rgb[:, :, :3], dtype=np.float32), visible.astype(np.float32)])
     vals = canonical_samples(rgbv, dst_points, face, template_points)
     wts = np.where(np.isfinite(vals[:, 3]) & (vals[:, 3] > 0.99), 1.0, 0.0).astype(np.float32)
-    recon, diag = fit(vals[:, :3].reshape(-1), wts, noise_std=noise_std)
+    recon, diag = fit(vals[:, :3].reshape(-1), wts, iterations=iterations, noise_std=noise_std, huber=huber)
     image = face.image.copy()
     image[face.coverage] = np.clip(recon.reshape(-1, 3), 0, 255)
     return dataclasses.replace(face, image=image), diag

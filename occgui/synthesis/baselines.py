@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from .. import labels as L
-from ..pipeline.results import Landmarks, Synthesis
+from ..results import Landmarks, Synthesis
+from .settings import TeleaSettings
 
 
 def occluder_mask(alpha: np.ndarray, dilate_px: int = 2) -> np.ndarray:
@@ -34,14 +35,19 @@ class TeleaInpaint:
     name = "telea"
     version = "1"
 
-    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, gamma: np.ndarray) -> Synthesis:
-        mask = occluder_mask(alpha)
-        return Synthesis(image=telea(crop_rgb, mask), filled=mask, backend=self.name)
+    def __init__(self, ctx=None):
+        self.settings: TeleaSettings = getattr(ctx, "settings", None) or TeleaSettings()
+
+    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, beta: np.ndarray,
+                   gamma: np.ndarray) -> Synthesis:
+        mask = occluder_mask(alpha, self.settings.dilate_px)
+        return Synthesis(image=telea(crop_rgb, mask, self.settings.radius_px), filled=mask, backend=self.name)
 
 
 class NoDeocclusion:
     name = "none"
     version = "1"
 
-    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, gamma: np.ndarray) -> Synthesis:
+    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, beta: np.ndarray,
+                   gamma: np.ndarray) -> Synthesis:
         return Synthesis(image=crop_rgb.copy(), filled=np.zeros(alpha.shape, bool), backend=self.name)

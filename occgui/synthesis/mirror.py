@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..landmarks import ibug68
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
 from .warp import PiecewiseAffine, fit_affine
 
 #: Surface vertices of the MediaPipe mesh (the last 10 of 478 are iris points, which follow

@@ -16,7 +16,7 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    under sunglasses, nose and mouth under a mask), a person-specific template: the face
    appearance model (a linear basis of shape-free face appearance learned from training faces)
    fitted to the visible face pixels (MAP, occlusion-masked, Huber re-weighted), falling back to
-   the plain mean face when the model is absent or switched off (``synth_appearance=0``). It is
+   the plain mean face when the model is absent or switched off (``--option synthesize.appearance=false``). It is
    warped through the same landmarks M_beta is drawn from (so its features land on M_gamma's).
    The fit already carries the person's colours and light; the plain mean face is colour-matched
    to the visible skin near the hole (Lab statistics compared at the same pixels), then relit by
@@ -41,11 +41,12 @@ import cv2
 import numpy as np
 
 from .. import labels as L
-from ..pipeline.results import Landmarks, Synthesis
+from ..results import Landmarks, Synthesis
 from .baselines import occluder_mask
 from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
-from .appearance import NOISE_STD, fitted_face, model_available, model_digest
+from .appearance import fitted_face, model_available, model_digest
+from .settings import SymmetricSettings
 from .template import TemplateMap, load_mean_face, match_colour, template_correspondence, to_lab, to_rgb
 from .warp import pixel_grid, sample
 
@@ -75,38 +76,25 @@ class SymmetricDeocclusion:
     version = "3"
 
     def __init__(self, ctx=None):
-        opts = dict(getattr(ctx, "options", {}) or {})
-        #: dilation of M_alpha's occluder mask at a 256 px crop (anti-aliased borders), scaled with
-        #: the crop size; 2 px is also the Telea baseline's mask, so both fill the same pixels
-        self.dilate_px = int(opts.get("synth_dilate_px", 2))
-        #: multiplicative (log-domain) rather than additive Poisson correction
-        self.log_domain = bool(opts.get("synth_log_domain", True))
-        #: contrast of the mean-face features drawn where both sides are hidden (1 = the mean face)
-        self.template_strength = float(opts.get("synth_template_strength", 1.0))
-        #: weight of the region-wise style step (0 = off), see :meth:`_region_style`
-        self.region_style = float(opts.get("synth_region_style", 1.0))
-        #: fit the face appearance model to the visible face and draw hidden features from it
-        #: instead of the plain mean face (``appearance.py``; 0 = the mean face)
-        self.appearance = bool(float(opts.get("synth_appearance", 1.0)))
-        self.appearance_noise = float(opts.get("synth_appearance_noise", NOISE_STD))
-        #: shift the mirrored brows so the visible brow's parsed position maps onto the hidden
-        #: brow's M_gamma region (:meth:`_align_features`)
-        self.align_features = tuple(g for g, on in (("brows", 1.0), ("eyes", 0.0))
-                                    if float(opts.get(f"synth_align_{g}", on)))
-        if self.appearance and model_available():     # the model's digest keys the stage's cache
+        #: the backend's typed settings (every tuning number, named: ``settings.py``)
+        self.settings: SymmetricSettings = getattr(ctx, "settings", None) or SymmetricSettings()
+        st = self.settings
+        self.align_features = tuple(g for g, on in (("brows", st.align_brows), ("eyes", st.align_eyes)) if on)
+        if st.appearance and model_available():     # the model's digest keys the stage's cache
             self.version = f"{self.version}+{model_digest()}"
 
     # ------------------------------------------------------------------------------------
-    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray,
+    def synthesize(self, crop_rgb: np.ndarray, landmarks: Landmarks, alpha: np.ndarray, beta: np.ndarray,
                    gamma: np.ndarray) -> Synthesis:
+        st = self.settings
         rgb = np.ascontiguousarray(crop_rgb[:, :, :3], dtype=np.uint8)
-        hole = occluder_mask(alpha, max(1, int(round(self.dilate_px * alpha.shape[0] / 256))))
+        hole = occluder_mask(alpha, max(1, int(round(st.dilate_px * alpha.shape[0] / 256))))
         if not hole.any():
             return Synthesis(image=rgb.copy(), filled=hole, backend=self.name,
                              details={"hole_px": 0, "sources": {}, "features": {}})
         h, w = hole.shape
         iod = float(np.linalg.norm(landmarks.points[36] - landmarks.points[45]))
-        soft = max(1.5, 0.04 * iod)                      # cross-fade width between sources
+        soft = max(st.crossfade_min_px, st.crossfade_iod * iod)   # cross-fade width between sources
         # distance to the hole: the Poisson ring, the band where source weights are decided (so
         # that their smoothing sees real values) and the visible pixels near the hole
         dist = cv2.distanceTransform((~hole).astype(np.uint8), cv2.DIST_L2, 3)
@@ -116,7 +104,7 @@ class SymmetricDeocclusion:
         in_work = work[bys, bxs]
         ys, xs = bys[in_work], bxs[in_work]
         img = rgb.astype(np.float32)
-        visible = dist > 2.5                              # away from the occluder's fringe
+        visible = dist > st.visible_margin_px             # away from the occluder's fringe
         tgt_face = L.mask_of(gamma, FACE_IDS)[bys, bxs]
 
         def weight(valid: np.ndarray) -> np.ndarray:
@@ -129,7 +117,7 @@ class SymmetricDeocclusion:
         src, _ = MirrorMap(landmarks).sources(bxy)
         aligned: list[str] = []
         if self.align_features:
-            src, aligned = self._align_features(src, (bys, bxs), landmarks, alpha, gamma, hole, visible, iod)
+            src, aligned = self._align_features(src, (bys, bxs), alpha, beta, gamma, hole, visible, iod)
         ok_src = (visible & L.mask_of(alpha, FACE_IDS)).astype(np.float32)
         w_mir = weight(tgt_face & (sample(ok_src, src, interpolation=cv2.INTER_NEAREST) > 0.5))
         mir = sample(img, src[in_work])
@@ -139,9 +127,9 @@ class SymmetricDeocclusion:
         need = bool(np.any(w_mir < 1.0 - 1e-3))
         person = self._person_template(rgb, landmarks, alpha, visible) if need else None
         tm = TemplateMap(landmarks, person)
-        tpl, tpl_ok = tm.sample(bxy[in_work], self.template_strength)
+        tpl, tpl_ok = tm.sample(bxy[in_work], st.template_strength)
         if person is None:       # the fitted template has the person's colours and light already
-            tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs))
+            tpl = self._match_template(tpl, tm, img, alpha, visible, dist, iod, (ys, xs), st)
         cover = np.ones(len(bys), bool)                   # beyond the work ring: no edge erosion
         cover[in_work] = tpl_ok
         w_tpl = weight(cover & tgt_face)
@@ -153,9 +141,9 @@ class SymmetricDeocclusion:
         guide = img.copy()
         guide[ys, xs] = w_mir[:, None] * mir + (1.0 - w_mir[:, None]) * base
         styled: list[str] = []
-        if self.region_style > 0:
+        if st.region_style > 0:
             guide, styled = self._region_style(guide, img, alpha, gamma, hole, visible, soft)
-        out = poisson_fill(img, guide, hole, log_domain=self.log_domain)
+        out = poisson_fill(img, guide, hole, log_domain=st.log_domain)
         result = rgb.copy()
         result[hole] = np.clip(out[hole] + 0.5, 0, 255).astype(np.uint8)
         details = self._details(hole, ys, xs, w_mir, w_tpl, gamma)
@@ -164,15 +152,14 @@ class SymmetricDeocclusion:
         return Synthesis(image=result, filled=hole, backend=self.name, details=details)
 
     # ------------------------------------------------------------------------------------
-    def _align_features(self, src, at, landmarks, alpha, gamma, hole, visible, iod):
+    def _align_features(self, src, at, alpha, beta, gamma, hole, visible, iod):
         """Warp the mirrored feature to the region M_gamma gives it (§3.3): where the parser puts
         the visible brow (M_alpha) and where the landmarks put it (M_beta) may differ by a few
         pixels; the hidden brow's region in M_gamma is M_beta's, so its mirror sources are moved
-        by that offset (feathered, at most 0.15 inter-ocular distances) and the parsed visible brow
-        lands on it. Only when the visible partner is parsed over at least half of its M_beta area."""
-        from ..parsing.landmark_map import render_landmark_map
-
-        beta = render_landmark_map(landmarks.points, alpha.shape)
+        by that offset (feathered, at most ``align_max_iod`` inter-ocular distances) and the parsed
+        visible brow lands on it. Only when the visible partner is parsed over at least half of its
+        M_beta area. ``beta`` is M_beta of the ``landmark_map`` stage."""
+        st = self.settings
         out = src.copy()
         done = []
         for name in self.align_features:
@@ -191,13 +178,13 @@ class SymmetricDeocclusion:
                 dy, dx = np.nonzero(drawn)
                 lo, hi = max(sx.min(), dx.min()), min(sx.max(), dx.max())
                 ks, kd = (sx >= lo) & (sx <= hi), (dx >= lo) & (dx <= hi)
-                if hi - lo < 0.1 * iod or ks.sum() < 5 or kd.sum() < 5:
+                if hi - lo < st.align_min_span_iod * iod or ks.sum() < 5 or kd.sum() < 5:
                     continue
                 delta = np.array([sx[ks].mean() - dx[kd].mean(), sy[ks].mean() - dy[kd].mean()])
                 norm = float(np.linalg.norm(delta))
-                if norm > 0.15 * iod:
-                    delta *= 0.15 * iod / norm
-                r = max(1, int(round(0.08 * iod)))
+                if norm > st.align_max_iod * iod:
+                    delta *= st.align_max_iod * iod / norm
+                r = max(1, int(round(st.align_feather_iod * iod)))
                 wgt = cv2.GaussianBlur(cv2.dilate(region.astype(np.float32), _disk(r)), (0, 0), r / 2.0)
                 out += wgt[at][:, None] * delta[None, :]
                 done.append(L.NAMES[hid])
@@ -207,18 +194,20 @@ class SymmetricDeocclusion:
         """The mean face with the appearance model fitted to the visible face pixels (M_alpha's
         face classes away from the hole), or None (the plain mean face) when switched off or when
         the model file is absent (a model that does not match the template is an error)."""
-        if not self.appearance or not model_available():
+        st = self.settings
+        if not st.appearance or not model_available():
             return None
         face = load_mean_face()
         dst, src = template_correspondence(landmarks, face)
-        person, _ = fitted_face(rgb, visible & L.mask_of(alpha, FACE_IDS), dst, src, face, self.appearance_noise)
+        person, _ = fitted_face(rgb, visible & L.mask_of(alpha, FACE_IDS), dst, src, face, st.appearance_noise,
+                                st.appearance_huber, st.appearance_iterations)
         return person
 
     @staticmethod
     def _match_template(tpl: np.ndarray, tm: TemplateMap, img: np.ndarray, alpha: np.ndarray,
-                        visible: np.ndarray, dist: np.ndarray, iod: float, at) -> np.ndarray:
+                        visible: np.ndarray, dist: np.ndarray, iod: float, at, st: SymmetricSettings) -> np.ndarray:
         """Colour statistics of the template -> the person's, compared at the same pixels: the
-        visible skin within 0.6 inter-ocular distances of the hole (all visible skin when too
+        visible skin within ``colour_near_iod`` inter-ocular distances of the hole (all visible skin when too
         little is near), where the warped template is sampled too. Comparing like with like
         also cancels the mean face's own shading (e.g. darker eye sockets).
 
@@ -226,7 +215,7 @@ class SymmetricDeocclusion:
         skin, smoothed and interpolated into the hole (push-pull), read at ``at`` (the rows and
         columns of ``tpl``), so that the template takes the light falling on each part of the face."""
         skin = (alpha == L.SKIN) & visible
-        near = skin & (dist <= 0.6 * iod)
+        near = skin & (dist <= st.colour_near_iod * iod)
         ref = near if near.sum() >= 200 else skin
         (ry, rx), rxy = pixel_grid(ref)
         tref, ok = tm.sample(rxy)
@@ -241,7 +230,7 @@ class SymmetricDeocclusion:
         known = np.zeros((h, w), np.float32)
         ratio[ry, rx] = np.log1p(img[ry, rx]) - np.log1p(tref)
         known[ry, rx] = 1.0
-        sigma = max(1.0, 0.08 * iod)
+        sigma = max(1.0, st.gain_sigma_iod * iod)
         num = cv2.GaussianBlur(ratio, (0, 0), sigma)
         den = cv2.GaussianBlur(known, (0, 0), sigma)
         have = den > 0.05
@@ -257,6 +246,7 @@ class SymmetricDeocclusion:
         feature takes the colour of the person's own and fills the region M_gamma gives it.
         Groups with no visible counterpart of at least half the hidden part's size (both eyes
         under sunglasses; the nose under a mask, whose bridge alone is not the nose) keep the guide."""
+        st = self.settings
         out = guide.copy()
         styled = []
         for name, ids in L.FEATURE_GROUPS.items():
@@ -264,16 +254,16 @@ class SymmetricDeocclusion:
             style = visible & ~hole & L.mask_of(alpha, ids)
             # the visible part must be able to describe the feature: at least half as large as
             # the hidden part (a brow or an eye across the face, not a nose bridge above a mask)
-            if region.sum() < 10 or style.sum() < max(20, 0.5 * region.sum()):
+            if region.sum() < 10 or style.sum() < max(20, st.style_min_fraction * region.sum()):
                 continue
             full = L.mask_of(gamma, ids)                  # the whole region, for the guide's statistics
             g = to_lab(guide[full])
             t = to_lab(img[style])
-            gain = np.clip(t.std(axis=0) / (g.std(axis=0) + 1e-3), 0.5, 1.5)
+            gain = np.clip(t.std(axis=0) / (g.std(axis=0) + 1e-3), st.style_gain_min, st.style_gain_max)
             w = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(0.5, soft / 2)) * region
             yy, xx = np.nonzero(w > 1e-3)
             lab = (to_lab(guide[yy, xx]) - g.mean(axis=0)) * gain + t.mean(axis=0)
-            a = (self.region_style * w[yy, xx])[:, None]
+            a = (st.region_style * w[yy, xx])[:, None]
             out[yy, xx] = (1 - a) * guide[yy, xx] + a * to_rgb(lab)
             styled.append(name)
         return out, styled

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
-from ..pipeline.results import Landmarks
+from ..results import Landmarks
 from ..resources import resource_path
 from .warp import PiecewiseAffine
 

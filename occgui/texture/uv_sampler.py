@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..labels import OCCLUDING, mask_of
-from ..pipeline.results import FaceCrop, FaceMesh, LoadedImage, Synthesis, Texture
+from ..results import FaceCrop, FaceMesh, LoadedImage, Synthesis, Texture
 from .completion import cross_fade, feather_seams, mirror_gain, push_pull
 from .rasterize import rasterize
 

@@ -19,7 +19,7 @@ Public API::
     lib = lib.merged(hands)                            # (family "hand", kind "procedural_hand")
 
 ``load_library`` returns only the image occluders; the procedural hands are a separate source
-(:func:`procedural_hand_library`, drawn by ``occgui.procedural_hand``), so the evaluation
+(:func:`procedural_hand_library`, drawn by ``occgui.training.occlusion.procedural_hand``), so the evaluation
 families keep their behaviour unless a caller merges the two.
 
 Coordinates: pixels of ``rgb`` (x right, y down); ``landmarks68`` are iBUG-68 points in that
@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import OccguiError
+from ...errors import OccguiError
 from .procedural_hand import TINT_UNIT
 
 #: Anchor kinds: where an occluder is put on the face.
@@ -328,7 +328,7 @@ PROCEDURAL_HAND_KIND = "procedural_hand"
 
 
 def procedural_hand_library(count: int = 48, seed: int = 0, *, size: int = 512) -> OccluderLibrary:
-    """``count`` random photo-like hands (``occgui.procedural_hand.render_hand``) as skin-tinted
+    """``count`` random photo-like hands (``occgui.training.occlusion.procedural_hand.render_hand``) as skin-tinted
     occluders of family ``hand``, kind :data:`PROCEDURAL_HAND_KIND`, named
     ``procedural_hand_<seed>_<i>`` (hand ``i`` is drawn from ``default_rng([seed, i])``, so the
     same ``seed`` always gives the same hands, and a placement's ``occluder`` name resolves).

@@ -20,7 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import labels as L
+from ... import labels as L
+from ...parsing.preprocess import resize_input  # noqa: F401  (re-export: the trainer resizes as inference does)
 
 #: Bump when the clean labels' definition changes: caches of another version are rebuilt.
 LABELGEN_VERSION = 1
@@ -32,7 +33,7 @@ HELDOUT_KINDS = ("crossed_fingers", "palms_up", "goggles", "KN95", "hot_beverage
 FAMILY_WEIGHTS = {"hand": 3.0, "mask": 1.5, "sunglasses": 1.0, "glasses": 0.8, "hat": 0.6, "scarf": 0.4,
                   "cup": 0.8, "food": 0.8, "phone": 0.5, "microphone": 0.5, "object": 1.2}
 #: Kind weights inside a family in training (default 1 per kind): the procedural, skin-coloured
-#: hands (``occgui.procedural_hand``) are about a third of the hands when they are in the library.
+#: hands (``occgui.training.occlusion.procedural_hand``) are about a third of the hands when they are in the library.
 TRAIN_KIND_WEIGHTS = {"procedural_hand": 6.0}
 #: Seeds of the procedural hand shapes: training draws from one set, evaluation from another.
 TRAIN_HAND_SEED, EVAL_HAND_SEED = 0, 1
@@ -66,12 +67,12 @@ _DETECTOR = None
 def prepare_photo(path) -> dict | None:
     """Crop + mesh + labels of one photo exactly as at inference; ``None`` when no face/mesh."""
     global _DETECTOR
-    from ..detection.crop import aligned_crop
-    from ..detection.mediapipe_detector import MediaPipeFaceDetector
-    from ..errors import OccguiError
-    from ..imageio import load_image
-    from ..landmarks.correspondence import mesh_to_ibug68
-    from .labelgen import crop_mesh, generate_labels
+    from ...detection.crop import aligned_crop
+    from ...detection.mediapipe_detector import MediaPipeFaceDetector
+    from ...errors import OccguiError
+    from ...imageio import load_image
+    from ...landmarks.correspondence import mesh_to_ibug68
+    from ...parsing.labelgen import crop_mesh, generate_labels
 
     if _DETECTOR is None:
         _DETECTOR = MediaPipeFaceDetector()
@@ -206,7 +207,7 @@ def load_clean_set(folder) -> CleanSet:
 def occlude_sample(rng: np.random.Generator, crop: np.ndarray, labels: np.ndarray, lmk68: np.ndarray,
                    library, count: int, family_weights: dict | None = None, kind_weights: dict | None = None):
     """Paste ``count`` occluders; the paste masks become the occluder class. Returns (rgb, labels, placements)."""
-    from ..occluders import occlude
+    from ..occlusion.occluders import occlude
 
     if count <= 0 or not len(library):
         return np.asarray(crop).copy(), np.asarray(labels).copy(), []
@@ -243,14 +244,6 @@ def _augment(rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray) -> tupl
         ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
         out = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
     return np.ascontiguousarray(out), np.ascontiguousarray(lab)
-
-
-def resize_input(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Resize a crop to the network's input size (area averaging when shrinking), as at inference."""
-    if rgb.shape[0] == size:
-        return rgb
-    interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
 def soft_labels(labels: np.ndarray, size: int, num_classes: int = L.NUM_CLASSES) -> np.ndarray:

@@ -6,7 +6,7 @@ outline and no colour of their own: a random hand shape (palm, 0-4 extended or c
 an optional thumb, a wrist stub or a long forearm) is rendered as a height field of soft capsules,
 lit by a random light (Lambert shading, ambient occlusion in the creases, faint skin texture,
 optional nails). The result is a *tint map*: RGB = per-channel multipliers of the skin colour,
-128 = 1.0 (see :data:`TINT_UNIT`), alpha = the hand's shape. ``occgui.occluders.composite``
+128 = 1.0 (see :data:`TINT_UNIT`), alpha = the hand's shape. ``occgui.training.occlusion.occluders.composite``
 multiplies it with the skin colour sampled from the photo's own face (with jitter), so the
 hand's colour follows the person's.
 

@@ -1,7 +1,7 @@
 """Development experiment (training identities A-P only): can a PCA shape prior fitted to the
 visible landmarks place the hidden ones better than MediaPipe's guess under the occluder?
 
-    PYTHONPATH=. python tools/landmark_prior_experiment.py 80 sunglasses surgical_mask hand_over_eye
+    PYTHONPATH=. python docs/experiments/landmark_prior_experiment.py 80 sunglasses surgical_mask hand_over_eye
 
 Needs the training clean-set cache (``occgui train parsing`` builds it under $OCCGUI_CACHE). The shape
 model (24 PCA modes of Procrustes-aligned 68-point shapes) is built from training photos other
@@ -10,15 +10,15 @@ it lies under the paste mask (clean or guessed position). Errors are in inter-oc
 Results and the conclusion: docs/deocclusion.md.
 """
 import sys, numpy as np
-from occgui.parsing.dataset import load_clean_set
-from occgui.occluders import load_library, sample_eval_family, composite
+from occgui.training.parsing.dataset import load_clean_set
+from occgui.training.occlusion.occluders import load_library, sample_eval_family, composite
 from occgui.pipeline import backends as B
 from occgui.landmarks import ibug68 as I
 from occgui.errors import NoFaceError
 
-from occgui.parsing.train import DEFAULT_CACHE  # $OCCGUI_CACHE or ~/.cache/occgui
+from occgui.training.parsing.train import DEFAULT_CACHE  # $OCCGUI_CACHE or ~/.cache/occgui
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 c = load_clean_set(DEFAULT_CACHE / "parsing_lfw_train_v1_256")
 rng0 = np.random.default_rng(5)
 perm = rng0.permutation(len(c))

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import OccguiError
-from . import refiner as R
+from ...errors import OccguiError
+from ...landmarks import refiner as R
 
 #: Evaluation families the refiner is trained on (weights); the three measured by the
 #: de-occlusion protocol count double.
@@ -36,8 +36,8 @@ TRAIN_FAMILIES = {"hand_over_eye": 2.0, "sunglasses": 2.0, "surgical_mask": 2.0,
 def mean_shape(meshes: np.ndarray, mirror: np.ndarray, iterations: int = 4) -> np.ndarray:
     """Symmetric mean face (478,2) of ``meshes`` (N,478,>=2): Procrustes-aligned on the surface
     points, eyes' midpoint at the origin, eye line horizontal, inter-ocular distance 1."""
-    from ..eval.metrics import eye_centres
-    from .correspondence import mesh_to_ibug68
+    from ...landmarks.alignment import eye_centres
+    from ...landmarks.correspondence import mesh_to_ibug68
 
     xy = np.asarray(meshes, dtype=np.float64)[:, :, :2]
     mean = xy[0].copy()
@@ -76,8 +76,8 @@ def make_sample(rng: np.random.Generator, crop: np.ndarray, lmk68: np.ndarray, c
                 mean_xy: np.ndarray, family: str, *, jitter: bool = True, second: float = 0.2):
     """One training/evaluation sample, or None when MediaPipe finds no face on the occluded crop.
     Returns (x, target offsets (478,2), hidden (478,) bool at the clean positions, mesh_occ, mesh_clean)."""
-    from ..occluders import composite, occlude, sample_eval_family
-    from .mediapipe_mesh import face_mesh_points
+    from ..occlusion.occluders import composite, occlude, sample_eval_family
+    from ...landmarks.mediapipe_mesh import face_mesh_points
 
     occ, pl = sample_eval_family(rng, library, family, lmk68)
     rgb, mask = composite(crop, lmk68, occ, pl)
@@ -106,7 +106,7 @@ def make_sample(rng: np.random.Generator, crop: np.ndarray, lmk68: np.ndarray, c
 
 def _generate_chunk(job):
     """Worker: samples for ``indices`` (one per index, family drawn from TRAIN_FAMILIES)."""
-    from ..occluders import load_library, procedural_hand_library
+    from ..occlusion.occluders import load_library, procedural_hand_library
     from ..parsing.dataset import HELDOUT_KINDS, TRAIN_HAND_SEED, load_clean_set
 
     clean_dir, occ_dir, indices, seed, mean_xy, families = job
@@ -261,8 +261,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..parsing.dataset import build_clean_set, resolve_data_dirs
     from ..parsing.train import DEFAULT_CACHE
-    from ..resources import checkpoint_path
-    from ..synthesis.mirror import mesh_mirror_map
+    from ...resources import checkpoint_path
+    from ...synthesis.mirror import mesh_mirror_map
 
     lfw, occ_dir = resolve_data_dirs(args.data, args.occluders)
     if occ_dir is None:

@@ -33,8 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from .. import labels as L
-from ..metrics import BinaryIoUAccumulator, IoUAccumulator, group_iou_from_confusion
+from ... import labels as L
+from ...metrics import BinaryIoUAccumulator, IoUAccumulator, group_iou_from_confusion
 from .dataset import FAMILY_WEIGHTS, HELDOUT_KINDS, CleanSet, occlude_sample
 
 #: Classes of the face-class mIoU: Algorithm 1's O (skin) and S (the facial features).
@@ -137,7 +137,7 @@ def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "
     """:func:`evaluate_parser` with the U-Net stored in ``checkpoint``."""
     from types import SimpleNamespace
 
-    from .unet_parser import UNetParser, checkpoint_digest
+    from ...parsing.unet_parser import UNetParser, checkpoint_digest
 
     parser = UNetParser(SimpleNamespace(device=device), checkpoint=checkpoint)
     out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress,
@@ -147,7 +147,7 @@ def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "
 
 
 def main(argv=None) -> int:
-    """``python -m occgui.parsing.evaluate CHECKPOINT``: the card's held-out evaluation (all usable Q-S
+    """``python -m occgui.training.parsing.evaluate CHECKPOINT``: the card's held-out evaluation (all usable Q-S
     photos by default), with the procedural-hand condition, written as JSON."""
     import argparse
     import json
@@ -159,12 +159,12 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
-    from ..occluders import load_library, procedural_hand_library
+    from ..occlusion.occluders import load_library, procedural_hand_library
     from .dataset import EVAL_HAND_SEED, build_clean_set, resolve_data_dirs
     from .train import DEFAULT_CACHE, EVAL_HANDS
-    from .unet_parser import UNetParser, checkpoint_digest
+    from ...parsing.unet_parser import UNetParser, checkpoint_digest
 
-    p = argparse.ArgumentParser(prog="python -m occgui.parsing.evaluate", description=main.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m occgui.training.parsing.evaluate", description=main.__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="parsing checkpoint (.safetensors)")
     p.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels")

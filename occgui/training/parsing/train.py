@@ -1,9 +1,9 @@
 """``occgui train parsing``: train N_alpha, the parsing U-Net of paper §3.2, on generated labels.
 
 Data: clean LFW crops of identities A-P with labels from ``labelgen`` (cached, see
-``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.occluders``; the kinds in
+``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.training.occlusion.occluders``; the kinds in
 ``dataset.HELDOUT_KINDS`` are never used), including ``--procedural-hands`` photo-like hands
-tinted with the face's own skin colour (``occgui.procedural_hand``). ``--init`` fine-tunes a
+tinted with the face's own skin colour (``occgui.training.occlusion.procedural_hand``). ``--init`` fine-tunes a
 shipped checkpoint, possibly at another ``--input-size`` (the U-Net is fully convolutional). Loss: class-weighted cross-entropy + soft Dice at the
 network's input resolution (labels nearest-resized from the 256 px crop). AdamW, linear warm-up
 then cosine decay; an exponential moving average (EMA) of the weights is what gets exported.
@@ -18,7 +18,7 @@ with ``--minutes`` it follows the training wall time (the data stream stays seed
 
 On a GPU machine (``--device cuda``: bf16 autocast, float32 loss) the batches come from
 ``--loader-workers`` processes; ``tools/gpu_train_parsing.sh`` runs such a fine-tune on a machine
-without ``../shared``, from a clean set packed by ``occgui.parsing.pack`` (how v3 was made).
+without ``../shared``, from a clean set packed by ``occgui.training.parsing.pack`` (how v3 was made).
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import labels as L
-from ..errors import OccguiError
-from .checkpoint import CHECKPOINT_NAME
+from ... import labels as L
+from ...errors import OccguiError
+from ...parsing.checkpoint import CHECKPOINT_NAME
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=128, help="network input resolution (multiple of 16)")
     parser.add_argument("--widths", default="16,32,64,128,256", help="U-Net channel widths per level")
     parser.add_argument("--procedural-hands", type=int, default=64, metavar="N",
-                        help="add N procedural skin-coloured hands (occgui.procedural_hand) to the training occluders "
+                        help="add N procedural skin-coloured hands (occgui.training.occlusion.procedural_hand) to the training occluders "
                              "(0: none; default %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N training photos (tiny runs, tests)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
@@ -230,13 +230,13 @@ def run(args) -> int:
     import torch
     from torch.nn import functional as F
 
-    from ..device import resolve_device
-    from ..occluders import load_library, procedural_hand_library
+    from ...device import resolve_device
+    from ..occlusion.occluders import load_library, procedural_hand_library
     from .dataset import (CROP_SIZE, EVAL_HAND_SEED, HELDOUT_KINDS, TRAIN_HAND_SEED, OcclusionSampler, build_clean_set,
                           list_photos, resolve_data_dirs)
     from .evaluate import evaluate_parser
-    from .unet import UNet, count_parameters, to_input
-    from .unet_parser import export_checkpoint, predict_logits
+    from ...parsing.unet import UNet, count_parameters, to_input
+    from ...parsing.unet_parser import export_checkpoint, predict_logits
 
     import cv2
 
@@ -262,7 +262,7 @@ def run(args) -> int:
     widths = tuple(int(w) for w in str(args.widths).split(",")) if isinstance(args.widths, str) else tuple(args.widths)
     init_model, init_meta = None, None
     if args.init and state is None:
-        from .unet_parser import load_checkpoint
+        from ...parsing.unet_parser import load_checkpoint
 
         init_model, init_meta = load_checkpoint(args.init, "cpu")
         widths = tuple(init_model.widths)
@@ -419,7 +419,7 @@ def run(args) -> int:
 
 def _init_record(path) -> dict:
     """What a fine-tuned run started from: the initial checkpoint's digest and training record."""
-    from .unet_parser import checkpoint_digest, load_checkpoint
+    from ...parsing.unet_parser import checkpoint_digest, load_checkpoint
 
     try:
         _, meta = load_checkpoint(path, "cpu")
@@ -437,7 +437,7 @@ def _labelgen_version() -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m occgui.parsing.train``), same options as the CLI."""
+    """Stand-alone entry point (``python -m occgui.training.parsing.train``), same options as the CLI."""
     p = argparse.ArgumentParser(prog="occgui train parsing", description=__doc__.splitlines()[0])
     add_arguments(p)
     args = p.parse_args(argv)

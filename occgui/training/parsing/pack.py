@@ -7,8 +7,8 @@ subset compactly: crops as WebP (lossy, quality 90 by default, about 7 KB), labe
 (training does not read them). ``unpack`` turns such a folder back into a cache folder that
 ``build_clean_set`` loads as it is (``meta.json`` records ``"packed_from"`` and the quality).
 
-    python -m occgui.parsing.pack pack CACHE_DIR OUT --count 4800 [--split train] [--quality 90]
-    python -m occgui.parsing.pack unpack PACKED CACHE_DIR
+    python -m occgui.training.parsing.pack pack CACHE_DIR OUT --count 4800 [--split train] [--quality 90]
+    python -m occgui.training.parsing.pack unpack PACKED CACHE_DIR
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def unpack(packed, cache_dir) -> Path:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m occgui.parsing.pack", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m occgui.training.parsing.pack", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pack", help="cache folder -> packed folder")
     a.add_argument("cache_dir")

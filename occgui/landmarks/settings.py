@@ -1,0 +1,14 @@
+"""Typed settings of the ``landmarks`` backends (``--option landmarks.FIELD=VALUE``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import setting
+
+
+@dataclass(frozen=True)
+class RefinerSettings:
+    """Settings of the refined MediaPipe backend (:class:`occgui.landmarks.mediapipe_mesh.RefinedMeshLandmarks`)."""
+
+    checkpoint: str = setting("", "landmark refiner checkpoint to load (.safetensors); empty: the shipped "
+                                  "checkpoints/landmark_refiner.safetensors", "path")

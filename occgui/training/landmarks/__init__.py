@@ -1,0 +1,1 @@
+"""Training of the occlusion-aware landmark refiner (paper §3.1)."""
