@@ -203,6 +203,7 @@ class Pipeline:
             if stage != "load":
                 res.backends[stage] = self._backend_id(stage) if stage in _backends.STAGES_WITH_BACKENDS else ""
         res.warnings.extend(res.image.notes if res.image else ())
+        res.warnings.extend(res.landmarks.warnings if res.landmarks else ())
         return res
 
     def _key(self, stage: str, keys: dict[str, str], source, landmarks) -> str:
