@@ -322,6 +322,12 @@ def landmarks_file_document(result) -> dict:
     return doc
 
 
+def photo_to_crop_matrix(result) -> np.ndarray:
+    """2x3 affine from photo pixels to the crop in which the parsing maps and I_out live."""
+    s = float(result.image.scale)
+    return np.asarray(result.crop.to_crop, dtype=np.float64) @ np.diag([s, s, 1.0])
+
+
 def report_document(result, files: list[str], total_seconds: float | None = None) -> dict:
     mesh, tex = result.mesh, result.texture
     cam = mesh.camera
@@ -332,6 +338,10 @@ def report_document(result, files: list[str], total_seconds: float | None = None
         "working_scale": result.image.scale,
         "face_index": result.crop.face_index,
         "face_count": result.crop.num_faces,
+        "crop": {"size": int(result.crop.size),
+                 "photo_to_crop": [[round(float(v), 6) for v in row] for row in photo_to_crop_matrix(result)],
+                 "note": "2x3 affine: [u, v] = M @ [x, y, 1] maps photo pixels (x, y) to the crop pixels of "
+                         "parsing_*.png and deoccluded.png"},
         "device": result.device,
         "backends": dict(result.backends),
         "seconds": {k: round(float(v), 4) for k, v in result.seconds.items()},

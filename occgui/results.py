@@ -94,6 +94,7 @@ class Landmarks:
     backend: str
     edited: bool = False
     detected_points: np.ndarray | None = None  # the backend's own 68 points before any edit
+    warnings: tuple[str, ...] = ()     # implausible landmarks (``landmarks.plausibility``)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,11 @@ def test_export_result_writes_the_whole_folder(result, tmp_path):
     assert set(fractions) == {"outside", "observed", "mirrored", "synthesized", "filled"}
     assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3) and fractions["observed"] > 0.2
     assert set(report["files"]) == FOLDER_FILES
+    # the photo -> crop transform lets anyone lay the maps and I_out over the photo
+    m = np.asarray(report["crop"]["photo_to_crop"])
+    pts = result.landmarks_in_photo()
+    assert m.shape == (2, 3) and report["crop"]["size"] == result.crop.size
+    assert np.allclose(pts @ m[:, :2].T + m[:, 2], result.landmarks.points, atol=1e-3)
 
 
 def test_export_replaces_an_older_folder(result, tmp_path):

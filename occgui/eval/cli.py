@@ -1,4 +1,4 @@
-"""``occgui eval occlusion|natural|scan|verify``: the evaluation suite's command line (paper §5).
+"""``occgui eval occlusion|natural|scan|verify|real``: the evaluation suite's command line (paper §5).
 
 Each subcommand writes ``OUT/report.json``, ``OUT/report.md``, PNG plots and a sample grid,
 caches per-item results under ``OUT/cache/`` (an interrupted run continues; ``--shard K/N``
@@ -162,8 +162,23 @@ def cmd_deocclusion(args) -> int:
     return 0
 
 
+def cmd_real(args) -> int:
+    from .real import RealSettings, run
+
+    _positive(args.limit, "--limit")
+    chosen, settings = _backends(args)
+    t0 = time.perf_counter()
+    listed = Path(args.list) if args.list else Path(args.faces).parent / "natural_occlusions.csv"
+    s = RealSettings(faces=Path(args.faces), out=Path(args.output), labels=Path(args.labels) if args.labels else None,
+                     split=args.split, limit=args.limit, clean=args.clean, others=args.others,
+                     list=listed if listed.is_file() else None, seed=args.seed, device=args.device,
+                     backends=chosen, backend_settings=settings, shard=args.shard, quiet=args.quiet,
+                     report_only=args.report_only, samples=args.samples)
+    return _done("real", s.out, run(s), t0, args.quiet)
+
+
 def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
-    """Add ``occlusion``, ``natural``, ``scan``, ``verify`` and ``deocclusion`` to the ``occgui eval`` parser."""
+    """Add ``occlusion``, ``natural``, ``scan``, ``verify``, ``deocclusion`` and ``real`` to the ``occgui eval`` parser."""
     sub = eval_parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
 
     o = sub.add_parser("occlusion", help="pasted occluders on face photos: landmarks, parsing, I_out, 3D, texture, "
@@ -192,6 +207,22 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     c.add_argument("--families", metavar="A,B,...", help="occlusion families (default: all)")
     _common(c, limit_help="at most N render conditions (pose x lighting)")
     c.set_defaults(func=cmd_scan)
+
+    r = sub.add_parser("real", help="the labelled real occlusions (resources/real_occlusions): occluder IoU, landmark "
+                       "NME vs MediaPipe and dlib, identity; false occluder area on clean held-out photos")
+    r.add_argument("--faces", required=True, metavar="DIR", help="LFW photo folder (person/person_NNNN.jpg)")
+    r.add_argument("--labels", metavar="DIR", help="label set folder (default: the bundled resources/real_occlusions)")
+    r.add_argument("--split", choices=("test", "dev", "all"), default="all", help="which labelled photos (default all; "
+                   "the report shows the splits separately)")
+    r.add_argument("--clean", type=int, default=200, metavar="N", help="clean held-out (Q-S) photos for the false "
+                   "occluder area (default 200; 0 = skip)")
+    r.add_argument("--others", type=int, default=3, metavar="K", help="other photos per person for the identity "
+                   "distances (default 3; 0 = skip)")
+    r.add_argument("--list", metavar="CSV", help="natural_occlusions.csv: its photos are kept out of the clean set "
+                   "(default: <faces>/../natural_occlusions.csv when present)")
+    r.add_argument("--samples", type=int, default=12, metavar="N", help="cases in the sample grid (default 12)")
+    _common(r, limit_help="at most N labelled photos, spread over the types")
+    r.set_defaults(func=cmd_real)
 
     v = sub.add_parser("verify", help="LFW verification like the paper's Table 1, with and without occluders")
     v.add_argument("--faces", required=True, metavar="DIR", help="LFW photo folder (person/person_NNNN.jpg)")

@@ -74,9 +74,12 @@ class DlibLandmarks:
 class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
     """Default ``landmarks`` backend: MediaPipe's mesh, then the learned occlusion-aware refiner
     (``refiner.py``) moves the points M_alpha's occluder hides. Without M_alpha, or when the
-    occluder is nowhere near the face, the result is MediaPipe's."""
+    occluder covers less than 1 % of the face, the result is MediaPipe's; only points the occluder
+    covers move, by a bounded amount, and stay on the face (``refine_guard.py``)."""
 
     name = "mediapipe-refined"
+    #: Bumped with the rules of ``refine_guard`` (they change the output: cached results must not be reused).
+    GUARD_VERSION = "guard1"
 
     def __init__(self, ctx=None, *, checkpoint: str | None = None):
         """``checkpoint`` (else ``ctx.settings.checkpoint``, a :class:`~.settings.RefinerSettings`;
@@ -86,15 +89,19 @@ class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
         if checkpoint is None:
             checkpoint = getattr(getattr(ctx, "settings", None), "checkpoint", "") or None
         self._weights = default_weights(None if checkpoint is None else str(checkpoint))
-        self.version = f"{MediaPipeMeshLandmarks.version}+{self._weights.version}"
+        self.version = f"{MediaPipeMeshLandmarks.version}+{self._weights.version}+{self.GUARD_VERSION}"
 
     def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
         from .. import labels as L
+        from .refine_guard import bound_refinement, should_refine
         from .refiner import refine
 
         lm = super().detect(crop_rgb)
         if alpha is None:
             return lm
-        mesh = refine(self._weights, lm.mesh, np.asarray(alpha) == L.OCCLUDER)
+        occluder = np.asarray(alpha) == L.OCCLUDER
+        if not should_refine(occluder, lm.mesh):
+            return Landmarks(points=lm.points, mesh=lm.mesh, backend=self.name, detected_points=lm.points.copy())
+        mesh = bound_refinement(lm.mesh, refine(self._weights, lm.mesh, occluder), occluder)
         pts = mesh_to_ibug68(mesh)
         return Landmarks(points=pts, mesh=mesh, backend=self.name, detected_points=pts.copy())

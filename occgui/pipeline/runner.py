@@ -180,6 +180,7 @@ class Pipeline:
             if spec.protocol is not None:
                 res.backends[name] = self.backend_id(name)
         res.warnings.extend(res.image.notes if res.image else ())
+        res.warnings.extend(res.landmarks.warnings if res.landmarks else ())
         return res
 
     def _config_args(self, spec) -> dict:

@@ -106,7 +106,13 @@ def detect_landmarks(backend: LandmarkBackend, crop: FaceCrop, alpha: ParsingMap
     lm = backend.detect(crop.image, None if alpha is None else alpha.labels)
     if lm.detected_points is None:
         lm = replace(lm, detected_points=lm.points.copy())
-    return lm
+    return replace(lm, warnings=_landmark_warnings(lm.points, crop))
+
+
+def _landmark_warnings(points: np.ndarray, crop: FaceCrop) -> tuple[str, ...]:
+    from ..landmarks.plausibility import check
+
+    return tuple(check(points, crop.size, crop.working_to_crop(crop.detection.keypoints[:4])))
 
 
 def apply_landmark_edit(detected: Landmarks, image: LoadedImage, crop: FaceCrop, photo_points) -> Landmarks:
@@ -116,7 +122,7 @@ def apply_landmark_edit(detected: Landmarks, image: LoadedImage, crop: FaceCrop,
         from ..errors import OccguiError
         raise OccguiError(f"corrected landmarks must be 68 finite (x, y) points, got shape {pts.shape}")
     crop_pts = crop.working_to_crop(image.photo_to_working(pts))
-    return replace(detected, points=crop_pts, edited=True)
+    return replace(detected, points=crop_pts, edited=True, warnings=_landmark_warnings(crop_pts, crop))
 
 
 def parse(backend: ParsingBackend, crop: FaceCrop) -> ParsingMap:
