@@ -80,7 +80,7 @@ HIDDEN = {"hand_over_eye": ("brows", "eyes", "nose"), "sunglasses": ("brows", "e
 def test_hidden_features_parsed_where_m_gamma_puts_them(measured, family, feature):
     stages, table = measured
     if stages.oracle:
-        pytest.skip("needs the trained parser (checkpoints/parsing_unet.safetensors): the oracle label generator "
+        pytest.skip("needs the trained parser (checkpoints/parsing_unet.onnx): the oracle label generator "
                     "finds features on any image")
     row = table[family]
     if row[f"n_hidden_{feature}"] < D.MIN_HIDDEN_CASES:

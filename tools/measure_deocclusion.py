@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--per-family", type=int, default=D.DEFAULT_PER_FAMILY)
     ap.add_argument("--seed", type=int, default=D.DEFAULT_SEED)
     ap.add_argument("--parser", default="auto",
-                    help="auto | oracle | a parse backend name | path of a parsing checkpoint (.safetensors)")
+                    help="auto | oracle | a parse backend name | path of a parsing checkpoint (.onnx)")
     ap.add_argument("--landmarks", default=None,
-                    help="landmark backend name (default: the product's) or a landmark refiner checkpoint (.safetensors)")
+                    help="landmark backend name (default: the product's) or a landmark refiner checkpoint (.onnx)")
     ap.add_argument("--identities", default=None,
                     help="first letters of the LFW identities to use instead of the held-out Q-S (development runs: A-P)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

@@ -37,7 +37,7 @@ Protocol (deterministic given ``seed``):
      occluder to refine), M_alpha unchanged: how
      much of the remaining distance is due to landmarks guessed under the occluder.
 
-The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``) when present; otherwise
+The parser is the product's N_alpha (``checkpoints/parsing_unet.onnx``) when present; otherwise
 (``parser="oracle"``) M_alpha is the clean crop's generated label map
 (``parsing.labelgen.generate_labels``) with the paste mask set to ``occluder``, and I_out is
 parsed with the same label generator. Reports name the parser used.
@@ -106,13 +106,13 @@ class Stages:
                  synth_options: dict | None = None):
         """``parser``: ``"auto"`` (the product's N_alpha when its checkpoint exists, else the
         oracle), ``"oracle"``, a registered parse backend name, or the path of a parsing
-        checkpoint (``.safetensors``) to load into the U-Net backend. ``landmarks``: a landmark
+        checkpoint (``.onnx``) to load into the U-Net backend. ``landmarks``: a landmark
         backend name (default: the product's), or the path of a landmark refiner checkpoint."""
         from ..pipeline import backends as B
 
         ctx = B.BackendContext("cpu", CROP_SIZE, 1024, dict(synth_options or {}))
         self.detector = B.create("detect", None, ctx)
-        if landmarks is not None and landmarks.endswith(".safetensors"):
+        if landmarks is not None and landmarks.endswith(".onnx"):
             from ..landmarks.mediapipe_mesh import RefinedMeshLandmarks
 
             self.landmarks = RefinedMeshLandmarks(checkpoint=landmarks)
@@ -128,7 +128,7 @@ class Stages:
         if parser == "oracle":
             self.parser = None
             self.parser_name = "oracle (labelgen on the clean crop + paste mask)"
-        elif parser.endswith(".safetensors"):
+        elif parser.endswith(".onnx"):
             from ..parsing.unet_parser import UNetParser
 
             self.parser = UNetParser(ctx, checkpoint=parser)
