@@ -83,3 +83,21 @@ def test_refiner_torch_and_onnxruntime_agree(real_face, record_property):
     assert diff < REFINER_ATOL and diff_hand < REFINER_ATOL
     assert np.abs(ref).max() > 0.01                             # a real correction, not zeros
     assert np.abs(moved[:, :2] - mesh[:, :2]).max() > 1.0       # in pixels
+
+
+@pytest.mark.parametrize("network, name", [("parser", "parsing_unet.onnx"), ("refiner", "landmark_refiner.onnx")])
+def test_shipped_file_is_what_the_exporter_makes(network, name, tmp_path):
+    """Reading a shipped file into torch and exporting it again gives the same model, byte for byte:
+    the file is the exporter's output of its own initialisers (nothing lost or renamed on the way).
+    A torch upgrade that changes the exported graph fails here: re-export the shipped files then."""
+    from occgui.training.onnx_export import main
+
+    src = checkpoint_path(name)
+    if not src.exists():
+        pytest.skip(f"needs {src}")
+    import onnx
+
+    assert main([network, str(src), "-o", str(tmp_path / name)]) == 0
+    again, shipped = onnx.load(str(tmp_path / name)), onnx.load(str(src))
+    again.producer_version = shipped.producer_version = ""      # occgui's version at export time
+    assert again.SerializeToString() == shipped.SerializeToString()

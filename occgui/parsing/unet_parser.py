@@ -17,8 +17,15 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import CheckpointError
-from .checkpoint import (CHECKPOINT_NAME, check_parser_header, checkpoint_digest, load_state_dict_checked, open_session,
-                         read_header_file, read_initialisers)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    check_parser_header,
+    checkpoint_digest,
+    load_state_dict_checked,
+    open_session,
+    read_header_file,
+    read_initialisers,
+)
 
 __all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "load_checkpoint", "predict_logits",
            "predict_logits_onnx"]

@@ -183,7 +183,7 @@ def export_parser(model: UNet, path, *, input_size: int, meta: dict, half: bool 
     keys = {"unet." + k for k, v in model.state_dict().items() if v.is_floating_point()}
     missing = keys - {i.name for i in proto.graph.initializer}
     if missing:                                      # torch.onnx renamed or folded a parameter
-        raise CheckpointError(f"the exported parser lacks {len(missing)} parameters by name, e.g. {sorted(missing)[0]}")
+        raise CheckpointError(f"the exported parser lacks {len(missing)} parameters by name, e.g. {min(missing)}")
     if half:
         _store_half(proto, keys)
     header = {"format": C.FORMAT, "format_version": C.FORMAT_VERSION, "widths": [int(w) for w in model.widths],
@@ -237,7 +237,7 @@ def _read_safetensors(path) -> tuple[dict[str, np.ndarray], dict]:
         raise OccguiError("converting a .safetensors checkpoint needs the safetensors package") from None
     with safe_open(str(path), framework="numpy") as f:
         meta = dict(f.metadata() or {})
-        arrays = {k: f.get_tensor(k) for k in f.keys()}
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
     return {k: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v) for k, v in arrays.items()}, meta
 
 
