@@ -20,7 +20,7 @@ def test_every_target_met_on_the_40_photo_set(lfw_dir, occluders_dir):
     from occgui.pipeline import backends as B
 
     if "unet" not in B.available("parse"):
-        pytest.skip("needs the trained parser (checkpoints/parsing_unet.safetensors)")
+        pytest.skip("needs the trained parser (checkpoints/parsing_unet.onnx)")
     report = D.run(lfw_dir, occluders_dir, families=D.FAMILIES, per_family=D.DEFAULT_PER_FAMILY,
                    seed=D.DEFAULT_SEED)
     for fam in D.FAMILIES:

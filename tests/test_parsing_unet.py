@@ -95,21 +95,39 @@ def test_soft_targets_loss_matches_hard_targets():
     assert torch.allclose(hard, soft, atol=1e-5) and torch.allclose(ce_hard, ce_soft, atol=1e-5)
 
 
-def test_checkpoint_round_trip_and_errors(tmp_path):
-    from safetensors.numpy import save_file
+def _save_with_header(src, dst, **changes):
+    """Copy of the ONNX file ``src`` with its header changed (``header=None``: no header)."""
+    import onnx
 
-    from occgui.parsing.checkpoint import read_checkpoint
+    from occgui.parsing.checkpoint import HEADER_KEY
+
+    model = onnx.load(str(src))
+    props = {p.key: p.value for p in model.metadata_props}
+    header = None if changes.get("header", 1) is None else {**json.loads(props[HEADER_KEY]), **changes}
+    del model.metadata_props[:]
+    if header is not None:
+        onnx.helper.set_model_props(model, {HEADER_KEY: json.dumps(header)})
+    dst.write_bytes(model.SerializeToString())
+    return dst
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    import onnx
+
+    from occgui.parsing.checkpoint import read_initialisers
+    from occgui.training.onnx_export import export_parser
 
     torch.manual_seed(0)
     m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32)).eval()
-    path = tmp_path / "p.safetensors"
-    unet_parser.export_checkpoint(m, path, input_size=64, meta={"steps": 1})
-    arrays, header = read_checkpoint(path)                           # plain arrays: reading runs no code
-    assert header["input_size"] == 64 and header["labels"] == list(L.NAMES) and header["meta"] == {"steps": 1}
-    with open(path, "rb") as f:                                      # stored as fp16, read back as fp32
-        assert b'"F16"' in f.read(4096) and all(v.dtype != np.float16 for v in arrays.values())
+    path = tmp_path / "p.onnx"
+    export_parser(m, path, input_size=64, meta={"steps": 1})
     parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path, flip=False)
-    assert parser.engine == "numpy"
+    header = parser.meta
+    assert header["input_size"] == 64 and header["labels"] == list(L.NAMES) and header["meta"] == {"steps": 1}
+    stored = {i.name: i.data_type for i in onnx.load(str(path)).graph.initializer}
+    assert stored["unet.down.0.0.weight"] == onnx.TensorProto.FLOAT16                # stored as fp16 ...
+    assert all(v.dtype != np.float16 for v in read_initialisers(path).values())        # ... read back as fp32
+    assert parser.engine == "onnxruntime"
     assert parser.version == unet_parser.checkpoint_digest(path) and len(parser.version) == 10
     flipped = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path, flip=True)
     assert flipped.version == parser.version + "+flip"                # a different output gets a different cache key
@@ -121,74 +139,57 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     assert np.mean(ref == lab) > 0.98                                 # fp16 storage changes ~nothing
     reloaded, _ = unet_parser.load_checkpoint(path)                  # the torch model (training, CUDA engine)
     assert reloaded.widths == m.widths
+    for k, v in m.state_dict().items():                               # every tensor, BatchNorm statistics included
+        if v.is_floating_point():
+            assert torch.allclose(reloaded.state_dict()[k], v.half().float()), k
 
     with pytest.raises(CheckpointError, match="not found"):
-        unet_parser.UNetParser(None, checkpoint=tmp_path / "missing.safetensors")
-    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "missing.onnx")
+    with pytest.raises(CheckpointError, match="not found"):
+        unet_parser.load_checkpoint(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
-        unet_parser.UNetParser(None, checkpoint=tmp_path / "junk.safetensors")
-    save_file({"x": np.zeros(2, np.float32)}, str(tmp_path / "other.safetensors"), metadata={"header": '{"format": "x"}'})
+        unet_parser.UNetParser(None, checkpoint=tmp_path / "junk.onnx")
+    with pytest.raises(CheckpointError, match="no header"):
+        unet_parser.UNetParser(None, checkpoint=_save_with_header(path, tmp_path / "h.onnx", header=None))
     with pytest.raises(CheckpointError, match="not an occgui parsing checkpoint"):
-        unet_parser.UNetParser(None, checkpoint=tmp_path / "other.safetensors")
-
-    def rewrite(name, **changes):
-        out = tmp_path / name
-        save_file({k: v.astype(np.float16) for k, v in arrays.items()}, str(out),
-                  metadata={"header": json.dumps({**header, **changes})})
-        return out
-
-    mismatch = rewrite("m.safetensors", widths=[8, 16, 16, 32, 64])
-    with pytest.raises(CheckpointError, match="does not match"):              # numpy engine (CPU)
-        unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=mismatch)
+        unet_parser.UNetParser(None, checkpoint=_save_with_header(path, tmp_path / "o.onnx", format="x"))
+    mismatch = _save_with_header(path, tmp_path / "m.onnx", widths=[8, 16, 16, 32, 64])
     with pytest.raises(CheckpointError, match="does not match"):              # torch model (training, CUDA)
         unet_parser.load_checkpoint(mismatch)
     with pytest.raises(CheckpointError, match="label set"):
-        unet_parser.UNetParser(None, checkpoint=rewrite("l.safetensors", labels=list(L.NAMES[:-1])))
+        unet_parser.UNetParser(None, checkpoint=_save_with_header(path, tmp_path / "l.onnx", labels=list(L.NAMES[:-1])))
     with pytest.raises(CheckpointError, match="format version"):
-        unet_parser.UNetParser(None, checkpoint=rewrite("v.safetensors", format_version=1))
+        unet_parser.UNetParser(None, checkpoint=_save_with_header(path, tmp_path / "v.onnx", format_version=2))
 
 
 @pytest.mark.parametrize("flip", [False, True])
-def test_numpy_engine_equals_torch(flip):
-    """The CPU engine (numpy/OpenCV) and the torch model give the same logits and labels."""
+def test_onnx_engine_equals_torch(flip, tmp_path):
+    """The CPU engine (onnxruntime on the exported file) and the torch model give the same logits
+    and labels, BatchNorm statistics included (fp32 export, so only float rounding differs)."""
+    from occgui.parsing.checkpoint import open_session
     from occgui.parsing.unet import fold_batchnorm
-    from occgui.parsing.unet_numpy import NumpyUNet
+    from occgui.training.onnx_export import export_parser
 
     torch.manual_seed(5)
     m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32))
     m.train()
-    with torch.no_grad():                                 # non-trivial BatchNorm statistics to fold
+    with torch.no_grad():                                 # non-trivial BatchNorm statistics
         for _ in range(3):
             m(torch.randn(4, 3, 64, 64) * 2 + 0.5)
     m.eval()
-    net = NumpyUNet({k: v.numpy() for k, v in m.state_dict().items()}, m.widths)
+    export_parser(m, tmp_path / "f.onnx", input_size=64, meta={}, half=False)
+    session, _ = open_session(tmp_path / "f.onnx", "parsing")
     crops = np.random.default_rng(1).integers(0, 255, (2, 80, 80, 3), dtype=np.uint8)
     ref = unet_parser.predict_logits(fold_batchnorm(m), crops, 64, flip=flip).permute(0, 2, 3, 1).numpy()
-    got = unet_parser.predict_logits_numpy(net, crops, 64, flip=flip)
+    got = unet_parser.predict_logits_onnx(session, crops, 64, flip=flip)
     assert got.shape == ref.shape == (2, 80, 80, L.NUM_CLASSES)
     assert np.abs(got - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
     assert np.mean(got.argmax(3) == ref.argmax(3)) > 0.999
 
 
-def test_shipped_checkpoint_engines_agree():
-    """On a real crop the shipped parser gives the same labels on both engines."""
-    from occgui.parsing.unet import fold_batchnorm
-    from occgui.resources import sample_photo
-
-    import cv2
-
-    rgb = cv2.cvtColor(cv2.imread(str(sample_photo())), cv2.COLOR_BGR2RGB)
-    s = min(rgb.shape[:2])
-    crop = cv2.resize(rgb[:s, :s], (256, 256), interpolation=cv2.INTER_AREA)
-    parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"))
-    model, header = unet_parser.load_checkpoint(SHIPPED)
-    ref = unet_parser.predict_logits(fold_batchnorm(model), crop[None], header["input_size"]).argmax(1)[0].numpy()
-    lab = parser.parse(crop)
-    assert np.mean(lab == ref) > 0.999 and len(np.unique(lab)) >= 5
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
-def test_cuda_engine_agrees_with_numpy_engine():
+def test_cuda_engine_agrees_with_onnx_engine():
     """device cuda: the shipped parser runs in torch on the GPU and labels like the CPU engine."""
     from occgui.device import resolve_device
     from occgui.resources import sample_photo
@@ -201,14 +202,15 @@ def test_cuda_engine_agrees_with_numpy_engine():
     crop = cv2.resize(rgb[:s, :s], (256, 256), interpolation=cv2.INTER_AREA)
     gpu = unet_parser.UNetParser(SimpleNamespace(device="cuda"))
     cpu = unet_parser.UNetParser(SimpleNamespace(device="cpu"))
-    assert gpu.engine == "torch" and cpu.engine == "numpy" and gpu.version == cpu.version
+    assert gpu.engine == "torch" and cpu.engine == "onnxruntime" and gpu.version == cpu.version
     crops = np.stack([crop, crop[:, ::-1]])
     assert np.mean(gpu.parse_batch(crops) == cpu.parse_batch(crops)) > 0.999
 
 
 def test_cpu_run_does_not_import_torch(tmp_path):
     """The CLI's CPU run (device auto on a machine without CUDA, export included) never imports torch
-    or networkx: together about 2.3 s of the cold start on the 2-core machine."""
+    or networkx (together about 2.3 s of the cold start on the 2-core machine), nor the ``onnx``
+    package (0.6 s; onnxruntime alone runs the networks)."""
     import subprocess
     import sys
 
@@ -218,10 +220,10 @@ def test_cpu_run_does_not_import_torch(tmp_path):
         pytest.skip("a CUDA driver is present: device auto asks torch, as it should")
     code = ("import sys; from occgui.cli import main; from occgui.resources import sample_photo; "
             f"rc = main(['run', str(sample_photo()), '-q', '-o', {str(tmp_path)!r}]); "
-            "print(rc, *(m in sys.modules for m in ('torch', 'networkx')))")
+            "print(rc, *(m in sys.modules for m in ('torch', 'networkx', 'onnx', 'onnxruntime')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stdout
+    assert out.stdout.split()[-5:] == ["0", "False", "False", "False", "True"], out.stdout
     assert (tmp_path / "astronaut_hand" / "mesh.glb").stat().st_size > 100_000
 
 
@@ -236,13 +238,14 @@ def test_flip_augmentation_is_mirror_consistent():
     assert not np.array_equal(L.MIRROR[plain[:, ::-1]], a)  # which a random net alone is not
 
 
-def test_shipped_checkpoint_is_small_and_plain_arrays():
-    from occgui.parsing.checkpoint import FORMAT, read_checkpoint
+def test_shipped_checkpoint_is_one_small_onnx_file():
+    from occgui.parsing.checkpoint import FORMAT, read_initialisers
 
     assert SHIPPED.exists(), f"missing shipped checkpoint {SHIPPED}"
+    assert SHIPPED.suffix == ".onnx" and not SHIPPED.with_suffix(".safetensors").exists()    # one copy of the weights
     assert SHIPPED.stat().st_size < 8_000_000
-    arrays, header = read_checkpoint(SHIPPED)                 # safetensors: no pickle, no code
-    assert header["format"] == FORMAT and header["meta"]["steps"] > 0 and len(arrays) > 40
+    _, header = unet_parser.load_checkpoint(SHIPPED)          # the initialisers fill the whole torch state_dict
+    assert header["format"] == FORMAT and header["meta"]["steps"] > 0 and len(read_initialisers(SHIPPED)) > 40
     assert header["input_size"] % 16 == 0 and header["input_size"] == header["meta"]["input_size"]
 
 

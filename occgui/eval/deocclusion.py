@@ -41,7 +41,7 @@ Protocol (deterministic given ``seed``):
      occluder to refine), M_alpha unchanged: how
      much of the remaining distance is due to landmarks guessed under the occluder.
 
-The parser is the product's N_alpha (``checkpoints/parsing_unet.safetensors``), or another parsing
+The parser is the product's N_alpha (``checkpoints/parsing_unet.onnx``), or another parsing
 checkpoint; reports name the parser, the landmark and synthesis backends (``name@version``) and
 any setting that differs from its default.
 """
@@ -109,7 +109,7 @@ class Stages:
     def __init__(self, parser: str = "auto", synthesizer: str | None = None, landmarks: str | None = None,
                  settings: dict | None = None, backends: dict[str, str] | None = None):
         """``parser``: ``"auto"`` (the product's N_alpha), a registered parse backend name, or the
-        path of a parsing checkpoint (``.safetensors``) for the U-Net backend. ``landmarks``: a
+        path of a parsing checkpoint (``.onnx``) for the U-Net backend. ``landmarks``: a
         landmark backend name (default: the product's), or the path of a landmark refiner
         checkpoint. ``settings``: ``{stage: typed settings}`` (``backends.parse_settings``);
         ``backends``: ``{stage: name}`` of the other stages."""
@@ -120,15 +120,15 @@ class Stages:
 
         chosen: dict[str, str] = dict(backends or {})
         given = dict(settings or {})
-        if parser.endswith(".safetensors"):
+        if parser.endswith(".onnx"):
             chosen["parse"] = "unet"
             given["parse"] = replace(given.get("parse") or B.default_settings("parse", "unet"), checkpoint=parser)
         elif parser != "auto":
             chosen["parse"] = parser
         if not B.available("parse") and "parse" not in chosen:
             raise OccguiError("the de-occlusion measurement needs the trained parser "
-                              "(checkpoints/parsing_unet.safetensors)")
-        if landmarks is not None and landmarks.endswith(".safetensors"):
+                              "(checkpoints/parsing_unet.onnx)")
+        if landmarks is not None and landmarks.endswith(".onnx"):
             chosen["landmarks"] = "mediapipe-refined"
             given["landmarks"] = replace(given.get("landmarks") or B.default_settings("landmarks", "mediapipe-refined"),
                                          checkpoint=landmarks)
@@ -142,7 +142,7 @@ class Stages:
                      settings={k: v for k, v in given.items() if k != "synthesize"})
         self.telea = Pipeline(PipelineConfig(**telea))
         self.telea._cache = self.pipeline._cache          # shared: the baseline recomputes only I_out
-        self.parser_name = self.pipeline.backend_id("parse") + (f" ({Path(parser).name})" if parser.endswith(".safetensors") else "")
+        self.parser_name = self.pipeline.backend_id("parse") + (f" ({Path(parser).name})" if parser.endswith(".onnx") else "")
         self.landmarks_name = self.pipeline.backend_id("landmarks")
         self.synthesizer_name = self.pipeline.backend_id("synthesize")
 

@@ -16,7 +16,10 @@ mask), and outputs corrected 2-D positions of all 478 points:
 MediaPipe's points onto a mean face whose inter-ocular distance is 1; the output is mapped back
 to crop pixels with its inverse. ``z`` is MediaPipe's, unchanged. Training (``train_refiner``)
 uses photos of identities A-P with pasted occluders; the targets are MediaPipe's points on the
-same crop before the occluder was pasted. Inference is plain numpy (three matrix products).
+same crop before the occluder was pasted. The network ships as one ONNX file
+(``checkpoints/landmark_refiner.onnx``, written by :mod:`occgui.training.onnx_export`): three
+linear layers and the mirror average, run by onnxruntime; the mean face that defines the
+canonical frame is in the file's header.
 """
 from __future__ import annotations
 
@@ -39,13 +42,16 @@ GRID_HALF_WIDTH = 1.6
 GRID_TOP, GRID_BOTTOM = -1.4, 2.2
 #: Gaussian blur (in inter-ocular distances) of the occluder mask before it is read at the points.
 POINT_BLUR = 0.04
-CHECKPOINT = "landmark_refiner.safetensors"
+CHECKPOINT = "landmark_refiner.onnx"
+FORMAT = "occgui.landmark_refiner"
+#: 1 was the safetensors file (``landmark_refiner.safetensors``); 2 is the ONNX file.
+FORMAT_VERSION = 2
 
 
 # ----------------------------------------------------------------------------- canonical frame
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (2x3) mapping ``src`` (N,2) onto ``dst`` (N,2)
-    (Umeyama, :func:`occgui.eval.metrics.fit_similarity`)."""
+    (Umeyama, :func:`occgui.landmarks.alignment.fit_similarity`)."""
     from .alignment import fit_similarity
 
     return fit_similarity(src, dst).matrix()[:2]
@@ -119,40 +125,43 @@ INPUT_DIM = 2 * N_POINTS + N_POINTS + GRID * GRID
 # ----------------------------------------------------------------------------- inference
 @dataclass(frozen=True)
 class RefinerWeights:
+    """The loaded refiner: its onnxruntime session (created once) and the frame it expects."""
     mean_xy: np.ndarray          # (478, 2) symmetric mean face, canonical units (IOD 1)
-    mirror: np.ndarray           # (478,) mirror vertex map of the mesh topology (for the flipped pass)
-    layers: tuple                # ((W, b), ...) float32; W is (in, out)
+    session: object              # onnxruntime.InferenceSession: (B, INPUT_DIM) -> (B, 478, 2) offsets
     version: str
+    input_name: str = "features"
+
+
+def _check_header(header: dict, path) -> dict:
+    if (header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION
+            or header.get("input_dim") != INPUT_DIM or header.get("n_points") != N_POINTS or header.get("grid") != GRID
+            or np.shape(header.get("mean_xy")) != (N_POINTS, 2)):
+        raise OccguiError(f"{Path(path).name} is not a landmark refiner checkpoint of this version")
+    return header
+
+
+def read_header(path) -> dict:
+    """The checked header of a refiner file, read without onnxruntime (torch paths)."""
+    from ..onnx_runtime import read_header_file
+
+    return _check_header(read_header_file(path, "landmark refiner"), path)
 
 
 def load_weights(path) -> RefinerWeights:
-    from safetensors.numpy import load_file
-
-    path = Path(path)
-    if not path.exists():
-        raise OccguiError(f"landmark refiner checkpoint not found: {path}")
-    t = load_file(str(path))
-    n = 0
-    layers = []
-    while f"w{n}" in t:
-        layers.append((t[f"w{n}"].astype(np.float32), t[f"b{n}"].astype(np.float32)))
-        n += 1
-    if not layers or "mean_xy" not in t or "mirror" not in t or layers[0][0].shape[0] != INPUT_DIM:
-        raise OccguiError(f"{path.name} is not a landmark refiner checkpoint of this version")
+    from ..onnx_runtime import open_session
     from ..resources import checkpoint_digest
 
-    version = checkpoint_digest(path)
-    return RefinerWeights(t["mean_xy"].astype(np.float64), t["mirror"].astype(np.int64), tuple(layers), version)
+    session, header = open_session(path, "landmark refiner")
+    _check_header(header, path)
+    return RefinerWeights(np.asarray(header["mean_xy"], np.float64), session, checkpoint_digest(path),
+                          header.get("input", "features"))
 
 
 def forward(weights: RefinerWeights, x: np.ndarray) -> np.ndarray:
-    """MLP(x): (B, INPUT_DIM) -> (B, 478, 2) canonical offsets (GELU between layers)."""
-    h = np.asarray(x, dtype=np.float32)
-    for i, (w, b) in enumerate(weights.layers):
-        h = h @ w + b
-        if i < len(weights.layers) - 1:
-            h = 0.5 * h * (1.0 + np.tanh(0.7978845608 * (h + 0.044715 * h ** 3)))
-    return h.reshape(len(h), N_POINTS, 2)
+    """(B, INPUT_DIM) inputs -> (B, 478, 2) canonical offsets: the mean of the network's answers for
+    the face and for its mirror image (mapped back)."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(-1, INPUT_DIM))
+    return weights.session.run(None, {weights.input_name: x})[0]
 
 
 def refine(weights: RefinerWeights, mesh: np.ndarray, occluder: np.ndarray) -> np.ndarray:
@@ -163,8 +172,7 @@ def refine(weights: RefinerWeights, mesh: np.ndarray, occluder: np.ndarray) -> n
     x, to_can = network_input(mesh[:, :2], occluder, weights.mean_xy)
     if not np.any(x[2 * N_POINTS:] > 0):
         return mesh.copy()
-    both = forward(weights, np.stack([x, flip_input(x, weights.mirror)])).astype(np.float64)
-    d = (both[0] + flip_offsets(both[1], weights.mirror)) / 2
+    d = forward(weights, x[None])[0].astype(np.float64)
     can = x[:2 * N_POINTS].reshape(N_POINTS, 2).astype(np.float64) + weights.mean_xy + d
     out = mesh.copy()
     out[:, :2] = apply(invert(to_can), can)

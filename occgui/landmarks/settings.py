@@ -10,5 +10,5 @@ from ..settings import setting
 class RefinerSettings:
     """Settings of the refined MediaPipe backend (:class:`occgui.landmarks.mediapipe_mesh.RefinedMeshLandmarks`)."""
 
-    checkpoint: str = setting("", "landmark refiner checkpoint to load (.safetensors); empty: the shipped "
-                                  "checkpoints/landmark_refiner.safetensors", "path")
+    checkpoint: str = setting("", "landmark refiner checkpoint to load (.onnx); empty: the shipped "
+                                  "checkpoints/landmark_refiner.onnx", "path")

@@ -13,5 +13,5 @@ class UNetSettings:
     flip: bool = setting(False, "mirror test-time augmentation: average the logits of the crop and of its mirror "
                                 "image, left/right classes swapped (2x the time for +0.007 occluder IoU on "
                                 "held-out identities)")
-    checkpoint: str = setting("", "parsing checkpoint to load (.safetensors); empty: the shipped "
-                                  "checkpoints/parsing_unet.safetensors", "path")
+    checkpoint: str = setting("", "parsing checkpoint to load (.onnx); empty: the shipped "
+                                  "checkpoints/parsing_unet.onnx", "path")

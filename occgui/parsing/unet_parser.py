@@ -4,57 +4,65 @@ The crop (any square size, 256 by default) is area-resized to the network's inpu
 in the checkpoint), the logits are upsampled bilinearly back to the crop's size and the arg-max
 gives the label ids of ``occgui.labels``.
 
-Two engines compute the same network: on CPU the numpy/OpenCV forward pass of
-:mod:`occgui.parsing.unet_numpy` (no torch import, which keeps the CLI's cold start short); on
-CUDA the torch model of :mod:`occgui.parsing.unet`. The checkpoint (``checkpoints/parsing_unet.safetensors``)
-is read by :mod:`occgui.parsing.checkpoint`.
+One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
+on CPU onnxruntime runs the ONNX graph (no torch import, which keeps the CLI's cold start short);
+on CUDA the torch model of :mod:`occgui.parsing.unet` is filled with the file's initialisers.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .. import labels as L
 from ..errors import CheckpointError
-from .checkpoint import CHECKPOINT_NAME, checkpoint_digest, read_checkpoint, write_checkpoint
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    check_parser_header,
+    checkpoint_digest,
+    load_state_dict_checked,
+    open_session,
+    read_header_file,
+    read_initialisers,
+)
 
-__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "export_checkpoint", "load_checkpoint",
-           "predict_logits", "predict_logits_numpy"]
+__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "load_checkpoint", "predict_logits",
+           "predict_logits_onnx"]
 
 #: Mirror test-time augmentation (see ``predict_logits``): off by default (2x the time for +0.007 occluder
-#: IoU on held-out identities); ``ctx.options["parse_flip"] = True`` turns it on.
+#: IoU on held-out identities); the setting ``parse.flip`` (:class:`~occgui.parsing.settings.UNetSettings`) turns it on.
 FLIP_TTA = False
-
-
-def export_checkpoint(model, path, *, input_size: int, meta: dict, half: bool = True) -> None:
-    """Write the shipping checkpoint of torch ``model`` (fp16 weights by default), atomically."""
-    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    write_checkpoint(path, arrays, widths=model.widths, input_size=input_size, meta=meta, half=half)
+#: Prefix of the U-Net's parameters among the ONNX initialisers (the graph wraps it with the input normalisation).
+PREFIX = "unet."
 
 
 def load_checkpoint(path, device: str = "cpu"):
-    """Load a parsing checkpoint as a torch model -> ``(model in eval mode on device, header)``.
+    """Load a parsing checkpoint (ONNX) as a torch model -> ``(model in eval mode on device, header)``.
 
+    The U-Net's ``state_dict`` is read from the file's initialisers by name and shape.
     Raises :class:`CheckpointError` (one line) when the file is missing, unreadable or does not
     match the network.
     """
-    import torch
-
     from .unet import UNet
 
-    arrays, header = read_checkpoint(path)
+    header = check_parser_header(read_header_file(path, "parsing"), path)
+    arrays = {k[len(PREFIX):]: v for k, v in read_initialisers(path).items() if k.startswith(PREFIX)}
     try:
         model = UNet(L.NUM_CLASSES, header["widths"])
-        missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=False)
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError):
-        raise CheckpointError(f"{path} does not match the U-Net (tensor shapes differ)") from None
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not match the U-Net ({len(missing)} missing, "
-                              f"{len(unexpected)} unexpected tensors)")
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{path} has no valid U-Net widths") from None
+    load_state_dict_checked(model, arrays, path)
     model.eval().to(device)
     return model, header
+
+
+def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``HxWxC`` -> ``size`` (rows, cols), bilinear with half-pixel centres (torch's align_corners=False)."""
+    if x.shape[:2] == tuple(size):
+        return x
+    out = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(size[0], size[1], x.shape[2])     # cv2 drops a channel axis of length 1
 
 
 def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str = "cpu", out_size: int | None = None,
@@ -84,32 +92,30 @@ def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str 
     return logits
 
 
-def predict_logits_numpy(net, crops_uint8: np.ndarray, input_size: int, out_size: int | None = None,
-                         flip: bool = False) -> np.ndarray:
-    """:func:`predict_logits` with the numpy engine (:class:`~occgui.parsing.unet_numpy.NumpyUNet`):
-    ``(N,S,S,3)`` uint8 crops -> ``(N,out,out,C)`` float32 logits (channels last)."""
+def predict_logits_onnx(session, crops_uint8: np.ndarray, input_size: int, out_size: int | None = None,
+                        flip: bool = False, input_name: str = "image") -> np.ndarray:
+    """:func:`predict_logits` with onnxruntime: ``(N,S,S,3)`` uint8 crops -> ``(N,out,out,C)``
+    float32 logits (channels last). ``flip`` runs each crop and its mirror image in one batch."""
     from .preprocess import resize_input
-    from .unet_numpy import resize_bilinear
 
     crops = np.asarray(crops_uint8)
-    s = crops.shape[1] if out_size is None else int(out_size)
-    out = []
-    for c in crops:
-        x = resize_input(np.ascontiguousarray(c[:, :, :3]), input_size)
-        logits = net(x)
-        if flip:
-            mirrored = net(np.ascontiguousarray(x[:, ::-1]))[:, ::-1][:, :, L.MIRROR]
-            logits = 0.5 * (logits + mirrored)
-        out.append(resize_bilinear(np.ascontiguousarray(logits), (s, s)))
-    return np.stack(out)
+    n, s = len(crops), crops.shape[1] if out_size is None else int(out_size)
+    x = np.stack([resize_input(np.ascontiguousarray(c[:, :, :3]), input_size) for c in crops])
+    if flip:
+        x = np.concatenate([x, x[:, :, ::-1]])
+    logits = session.run(None, {input_name: np.ascontiguousarray(x)})[0].transpose(0, 2, 3, 1)
+    if flip:
+        logits = 0.5 * (logits[:n] + logits[n:, :, ::-1][..., L.MIRROR])
+    return np.stack([resize_bilinear(np.ascontiguousarray(lg), (s, s)) for lg in logits])
 
 
 class UNetParser:
     """The default M_alpha backend (``parse`` stage): the project's N_alpha U-Net.
 
     ``version`` names what decides the output: the checkpoint's digest, plus ``+flip`` when the
-    mirror TTA is on. The engine (numpy on CPU, torch on CUDA) is not part of it: the two agree
-    up to float rounding, as torch on CPU and on CUDA do.
+    mirror TTA is on. The engine (onnxruntime on CPU, torch on CUDA) is not part of it: the two
+    agree up to float rounding (tests/test_onnx_parity.py), as torch on CPU and on CUDA do. The
+    onnxruntime session is created once, with the backend.
     """
 
     name = "unet"
@@ -129,23 +135,18 @@ class UNetParser:
             model, self.meta = load_checkpoint(path, self.device)
             self.model, self.engine = fold_batchnorm(model), "torch"
         else:
-            from .unet_numpy import NumpyUNet
-
-            arrays, self.meta = read_checkpoint(path)
-            try:
-                self.model, self.engine = NumpyUNet(arrays, self.meta["widths"]), "numpy"
-            except CheckpointError:
-                raise CheckpointError(f"{path} does not match the U-Net (tensor shapes differ)") from None
+            self.model, header = open_session(path, "parsing")
+            self.meta, self.engine = check_parser_header(header, path), "onnxruntime"
         self.input_size = int(self.meta["input_size"])          # from the checkpoint: no fixed network size here
-        opts = getattr(ctx, "options", None) or {}
-        self.flip = bool(opts.get("parse_flip", FLIP_TTA) if flip is None else flip)
+        self.flip = bool(FLIP_TTA if flip is None else flip)
         self.version = checkpoint_digest(path) + ("+flip" if self.flip else "")
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray) -> np.ndarray:
         """``(N,S,S,3)`` uint8 crops -> ``(N,S,S)`` uint8 label ids."""
-        if self.engine == "numpy":
-            logits = predict_logits_numpy(self.model, crops, self.input_size, flip=self.flip)
+        if self.engine == "onnxruntime":
+            logits = predict_logits_onnx(self.model, crops, self.input_size, flip=self.flip,
+                                         input_name=self.meta.get("input", "image"))
             return logits.argmax(axis=3).astype(np.uint8)
         logits = predict_logits(self.model, crops, self.input_size, self.device, flip=self.flip)
         return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)

@@ -29,9 +29,10 @@ def _unet_parser(ctx):
 
 
 def _parser_checkpoint_exists() -> bool:
+    from ..parsing.checkpoint import CHECKPOINT_NAME
     from ..resources import checkpoint_path
 
-    return checkpoint_path("parsing_unet.safetensors").exists()
+    return checkpoint_path(CHECKPOINT_NAME).exists()
 
 
 def _refiner_checkpoint_exists() -> bool:
@@ -44,13 +45,13 @@ register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "Me
          priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
 register("landmarks", "mediapipe-refined", _lazy("occgui.landmarks.mediapipe_mesh", "RefinedMeshLandmarks"),
          priority=20, available=_refiner_checkpoint_exists, settings=RefinerSettings,
-         description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.safetensors)")
+         description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.onnx)")
 register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "MediaPipeMeshLandmarks"),
          priority=10, description="MediaPipe Face Mesh (478 points) -> 68 iBUG points")
 register("landmarks", "dlib", _lazy("occgui.landmarks.mediapipe_mesh", "DlibLandmarks"),
          priority=1, description="dlib 68-point shape predictor (no dense mesh)")
 register("parse", "unet", _unet_parser, priority=10, settings=UNetSettings,
-         available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.safetensors)")
+         available=_parser_checkpoint_exists, description="the project's N_alpha U-Net (checkpoints/parsing_unet.onnx)")
 register("landmark_map", "polygons", _lazy("occgui.parsing.landmark_map", "LandmarkPolygonMap"), priority=10,
          description="M_beta from polygons joining the 68 landmarks")
 register("merge", "algorithm1", _lazy("occgui.parsing.merge", "Algorithm1Merge"), priority=10,

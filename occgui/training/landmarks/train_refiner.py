@@ -1,6 +1,6 @@
 """Training of the occlusion-aware landmark refiner (``refiner.py``; paper §3.1, Eq. 1).
 
-    occgui train landmarks --data ../shared/data [--samples 24000 --rounds 2] [--epochs 40] [-o checkpoints/landmark_refiner.safetensors]
+    occgui train landmarks --data ../shared/data [--samples 24000 --rounds 2] [--epochs 40] [-o checkpoints/landmark_refiner.onnx]
 
 Data: the parser's clean set (aligned 256 px crops of LFW identities A-P with MediaPipe's mesh,
 ``parsing.dataset.build_clean_set``). Each sample pastes one occluder (an evaluation family of
@@ -204,27 +204,21 @@ def train(data: dict, mirror: np.ndarray, *, hidden: int = 512, epochs: int = 40
 
 
 def save(path, mean_xy: np.ndarray, mirror: np.ndarray, layers, meta: dict) -> None:
-    from safetensors.numpy import save_file
+    from ..onnx_export import export_refiner
 
-    tensors = {"mean_xy": mean_xy.astype(np.float32), "mirror": np.asarray(mirror, dtype=np.int32)}
-    for i, (w, b) in enumerate(layers):
-        tensors[f"w{i}"] = w.astype(np.float16)
-        tensors[f"b{i}"] = b.astype(np.float32)
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"occgui": json.dumps(meta)})
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    export_refiner(path, mean_xy, mirror, layers, meta)
 
 
-def predict(weights: R.RefinerWeights, x: np.ndarray) -> np.ndarray:
+def predict(layers, mirror: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Offsets for a batch of inputs, as :func:`refiner.refine` computes them (with the mirrored pass)."""
-    out = []
-    for k in range(0, len(x), 512):
-        xb = np.asarray(x[k:k + 512], dtype=np.float32)
-        xf = np.stack([R.flip_input(v, weights.mirror) for v in xb])
-        out.append((R.forward(weights, xb) + R.flip_offsets(R.forward(weights, xf), weights.mirror)) / 2)
-    return np.concatenate(out)
+    import torch
+
+    from ..onnx_export import RefinerGraph
+
+    net = RefinerGraph(layers, mirror).eval()
+    with torch.no_grad():
+        return np.concatenate([net(torch.from_numpy(np.asarray(x[k:k + 512], np.float32))).numpy()
+                               for k in range(0, len(x), 512)])
 
 
 def errors(data: dict, offsets: np.ndarray) -> dict:
@@ -254,7 +248,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--samples-file", type=Path, default=None,
                    help="reuse/save the generated samples: round r is <stem>_r<r>.npz next to it")
-    p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint path (default checkpoints/landmark_refiner.safetensors)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint path (default checkpoints/landmark_refiner.onnx)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -306,8 +300,7 @@ def run(args) -> int:
     tr = {key: np.concatenate([p[key] for p in tr_parts]) for key in tr_parts[0]}
     gen_s = time.time() - t0
     layers = train(tr, mirror, hidden=args.hidden, epochs=args.epochs, seed=args.seed, progress=progress)
-    w = R.RefinerWeights(mean_xy, mirror, tuple(layers), "training")
-    result = {"mediapipe": errors(te, np.zeros_like(te["t"])), "refined": errors(te, predict(w, te["x"]))}
+    result = {"mediapipe": errors(te, np.zeros_like(te["t"])), "refined": errors(te, predict(layers, mirror, te["x"]))}
     meta = {"samples": int(len(tr["x"])), "rounds": args.rounds, "epochs": args.epochs, "hidden": args.hidden, "seed": args.seed,
             "families": TRAIN_FAMILIES, "heldout_errors": result, "generate_s": round(gen_s, 1),
             "train_s": round(time.time() - t0 - gen_s, 1)}

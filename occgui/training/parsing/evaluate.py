@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     from ...parsing.unet_parser import UNetParser, checkpoint_digest
 
     p = argparse.ArgumentParser(prog="python -m occgui.training.parsing.evaluate", description=main.__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="parsing checkpoint (.safetensors)")
+    p.add_argument("checkpoint", help="parsing checkpoint (.onnx)")
     p.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels")
     p.add_argument("--photos", type=int, help="evaluate a seeded subset of N photos (default: all)")

@@ -10,7 +10,7 @@ then cosine decay; an exponential moving average (EMA) of the weights is what ge
 
 The run folder holds ``last.pt`` (full training state, written every few minutes: ``--resume``
 continues from it with the same data stream, since batch ``t`` is drawn from
-``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.safetensors`` (the shipping checkpoint, fp16)
+``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.onnx`` (the shipping network, fp16 weights)
 and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
 
 With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
@@ -236,7 +236,8 @@ def run(args) -> int:
                           list_photos, resolve_data_dirs)
     from .evaluate import evaluate_parser
     from ...parsing.unet import UNet, count_parameters, to_input
-    from ...parsing.unet_parser import export_checkpoint, predict_logits
+    from ...parsing.unet_parser import predict_logits
+    from ..onnx_export import export_parser
 
     import cv2
 
@@ -399,7 +400,7 @@ def run(args) -> int:
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.init:
         meta["fine_tuned_from"] = _init_record(args.init)
-    export_checkpoint(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
+    export_parser(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
     result = {"meta": meta}
     if args.eval_photos:
         result["heldout"] = quick_eval(args.eval_photos)
