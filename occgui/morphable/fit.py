@@ -1,0 +1,380 @@
+"""Per-photo fit of the morphable model to the de-occluded face I_out (analysis by synthesis,
+paper §3.4-3.5, issue 15 point 5).
+
+Inputs are crop pixels (:class:`FitTarget`; :meth:`FitTarget.from_pipeline` takes the pipeline's
+typed results). Everything is computed in a *reference frame*: the crop resampled to
+:data:`~occgui.morphable.losses.REFERENCE_SIZE`² (224, the R-Net input size the paper's λ's
+were tuned for); the returned pose is in crop pixels again.
+
+1. **Initial value**: a coefficient vector (a regressor's output, or the previous solution after a
+   landmark edit) when given; otherwise :func:`~occgui.morphable.init.initialise_from_landmarks`
+   (pose + identity + expression least squares), followed in both cases by a linear least-squares
+   estimate of the SH lighting (Eq. 11) from the visible vertices' colours.
+2. **Vertex stage** (``iterations`` Adam steps): Eq. 16 without its identity term, with Eq. 13
+   evaluated per vertex -- I_out sampled (bilinear, differentiable in the vertex positions) at every
+   visible face-region vertex, compared with the vertex's Eq. 11 colour, weighted by the attention
+   P_i sampled from M_γ / M_α and by the vertex's projected area (so the sum approximates Eq. 13's
+   sum over pixels). Visibility (z-buffer + facing the camera) is recomputed every
+   ``visibility_every`` steps by a low-resolution pytorch3d rasterisation.
+3. **Image stage** (``image_iterations`` Adam steps): the complete Eq. 16 -- Eq. 13 over the pixels
+   of an image rendered by pytorch3d (at ``render_size``² with a coarse topology on CPU, the
+   model's own triangles with ``full_topology``) and Eq. 15, the identity embedding of I_out against
+   that of the render composited over I_out.
+
+Both stages work on a *coarse working mesh* (``coarse_cell_mm``: the model's vertices nearest to a
+5 mm grid over the frontal view, about 1000 vertices / 2000 triangles for the ICT face, re-
+triangulated; :func:`~occgui.morphable.render.coarse_topology`) -- its vertices are samples of the
+exact model surface, its normals and renders an approximation. pytorch3d's naive CPU rasterizer
+makes every render cost ∝ pixels x faces, hence the coarse mesh and the vertex stage; on CUDA use
+``coarse_cell_mm=0`` (the model's own triangles). The returned vertices are the full model's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import OccguiError
+from .camera import Pose
+from .coefficients import Coefficients, CoefficientLayout
+from .init import initialise_from_landmarks
+from .lighting import ambient_gamma, irradiance_basis
+from .losses import (REFERENCE_SIZE, FaceIdentityFeatures, LossTerms, LossWeights, attention_weights,
+                     identity_loss, landmark_loss, photometric_loss, regularisation_loss, total_loss)
+from .model import NUM_LANDMARKS, MorphableModel
+from .render import coarse_topology, interpolate, rasterize, vertex_visibility
+from .torch_model import TorchMorphableModel
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    iterations: int = 60              # vertex-stage Adam steps
+    image_iterations: int = 2         # image-stage Adam steps (0: skip the stage and Eq. 15)
+    use_identity: bool = True         # Eq. 15 in the image stage
+    visibility_every: int = 15
+    visibility_size: int = 96         # rasterisation size of the visibility passes
+    render_size: int = 112            # image-stage render size
+    coarse_cell_mm: float = 5.0       # grid of the coarse topology (image stage); 0: full topology
+    fit_expression: bool = True
+    fit_albedo: bool = True
+    learning_rate: float = 0.1        # Adam step of the normalised coefficients
+    pose_learning_rate: float = 0.005  # rad, and log-scale
+    translation_learning_rate: float = 0.3  # reference pixels
+    light_learning_rate: float = 0.02
+    weights: LossWeights = LossWeights()
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class FitTarget:
+    """What the fit reads, in crop pixels: I_out, its 68 landmarks, and the parsing maps."""
+
+    image: np.ndarray                       # SxSx3 uint8, I_out
+    landmarks: np.ndarray                   # (68, 2) float, crop pixels
+    gamma_labels: np.ndarray | None = None  # SxS uint8, M_γ (merged map)
+    alpha_labels: np.ndarray | None = None  # SxS uint8, M_α (occluders)
+
+    def __post_init__(self):
+        img = np.asarray(self.image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1] or img.dtype != np.uint8:
+            raise OccguiError(f"the fit needs a square RGB uint8 image, got {img.dtype} {img.shape}")
+        lm = np.asarray(self.landmarks, np.float64)
+        if lm.shape != (NUM_LANDMARKS, 2) or not np.isfinite(lm).all():
+            raise OccguiError(f"the fit needs 68 finite landmarks, got shape {lm.shape}")
+        for name in ("gamma_labels", "alpha_labels"):
+            m = getattr(self, name)
+            if m is not None and np.asarray(m).shape != img.shape[:2]:
+                raise OccguiError(f"{name} has shape {np.asarray(m).shape}, the image {img.shape[:2]}")
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+    @classmethod
+    def from_pipeline(cls, synthesis, landmarks, gamma=None, alpha=None) -> "FitTarget":
+        """From the pipeline's ``Synthesis`` (I_out), ``Landmarks`` and ``ParsingMap``s (M_γ, M_α)."""
+        return cls(image=synthesis.image, landmarks=np.asarray(landmarks.points, np.float64),
+                   gamma_labels=None if gamma is None else gamma.labels,
+                   alpha_labels=None if alpha is None else alpha.labels)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model_name: str
+    coefficients: Coefficients        # pose in crop pixels
+    vertices: np.ndarray              # (N, 3) mm, model frame (identity + expression, unrotated)
+    landmarks2d: np.ndarray           # (68, 2) crop pixels, the fitted model's landmarks
+    history: tuple[LossTerms, ...]
+    seconds: float
+    stages: dict = field(default_factory=dict)
+
+    @property
+    def camera_vertices(self) -> np.ndarray:
+        """(N, 3) mm, rotated into the camera frame (X right, Y up, Z to the viewer)."""
+        return self.vertices @ self.coefficients.pose.rotation().T
+
+    def face_mesh(self, model: MorphableModel, crop_to_photo: np.ndarray, backend: str = "morphable"):
+        """The fit as a :class:`occgui.pipeline.results.FaceMesh`: vertices in the photo's camera frame
+        (mm) and its scaled-orthographic :class:`Camera`; ``crop_to_photo`` is the (2, 3) similarity
+        from crop to photo pixels (``FaceCrop.from_crop`` divided by ``LoadedImage.scale``)."""
+        from ..pipeline.results import Camera, FaceMesh
+
+        a = np.asarray(crop_to_photo, np.float64)
+        lin = a[:, :2]
+        s = float(np.sqrt(abs(np.linalg.det(lin))))
+        rot2 = lin / s                                   # in-plane rotation, image axes (y down)
+        flip = np.diag([1.0, -1.0])
+        rz = flip @ rot2 @ flip                          # the same rotation in model axes (y up)
+        v = self.camera_vertices.copy()
+        v[:, :2] = v[:, :2] @ rz.T
+        p = self.coefficients.pose
+        u0, v0 = a @ np.array([p.tx, p.ty, 1.0])
+        if model.uv is None:
+            raise OccguiError(f"the morphable model {model.name!r} has no texture coordinates")
+        return FaceMesh(vertices=v, faces=model.triangles.copy(), uv=model.uv.astype(np.float64),
+                        camera=Camera(k=s * p.scale, u0=float(u0), v0=float(v0)),
+                        landmark_vertices=model.landmarks.copy(), backend=backend)
+
+
+#: Depth tolerance of the visibility test (the coarse working mesh departs from the surface by ~1 mm).
+VISIBILITY_TOLERANCE_MM = 3.0
+
+
+def _terms(*values) -> LossTerms:
+    return LossTerms(*[float(v.detach()) if torch.is_tensor(v) else float(v) for v in values])
+
+
+def _resize(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    """Resample a square (1, C, S, S) image to ``size``² (pixel centres map as in :func:`_rescale`)."""
+    if img.shape[-1] == size:
+        return img
+    if mode == "nearest":
+        return F.interpolate(img, size=(size, size), mode="nearest-exact")
+    return F.interpolate(img, size=(size, size), mode=mode, align_corners=False, antialias=size < img.shape[-1])
+
+
+def _rescale(points, ratio: float):
+    """Pixel coordinates (centres at integers) of an image resampled by ``ratio``."""
+    return (points + 0.5) * ratio - 0.5
+
+
+def _sample(image: torch.Tensor, uv: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
+    """Sample (1, C, S, S) at (N, 2) pixel positions (centres at integers) -> (N, C)."""
+    grid = (2.0 * uv + 1.0) / size - 1.0
+    out = F.grid_sample(image, grid[None, None], mode=mode, padding_mode="border", align_corners=False)
+    return out[0, :, 0].T
+
+
+def _vertex_areas(cam: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+    """Projected (image-plane) area of each vertex's triangles / 3, in mm² (front-facing only)."""
+    a, b, c = (cam[tris[:, i]] for i in range(3))
+    cross = torch.cross(b - a, c - a, dim=-1)
+    area = 0.5 * cross[:, 2].clamp_min(0.0)
+    out = torch.zeros(cam.shape[0], dtype=cam.dtype, device=cam.device)
+    for i in range(3):
+        out = out.index_add(0, tris[:, i], area / 3.0)
+    return out
+
+
+def solve_lighting(colours: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor,
+                   ridge: float = 1e-3) -> torch.Tensor:
+    """Weighted linear least squares of γ (3, 9) in ``colour ≈ albedo ⊙ Φ(n) γ`` (Eq. 11), with a
+    small ridge towards a white ambient light."""
+    phi = irradiance_basis(normals).double()                       # (N, 9)
+    w = weights.double()
+    prior = ambient_gamma(dtype=torch.float64)[0]
+    out = []
+    for c in range(3):
+        a = phi * albedo[:, c:c + 1].double()
+        h = (a * w[:, None]).T @ a + ridge * w.sum() * torch.eye(9, dtype=torch.float64)
+        g = (a * w[:, None]).T @ colours[:, c].double() + ridge * w.sum() * prior
+        out.append(torch.linalg.solve(h, g))
+    return torch.stack(out).to(colours.dtype)
+
+
+class MorphableFitter:
+    """Fits one model; holds its torch tensors, the coarse topology and (lazily) the identity
+    network, so repeated fits (e.g. after landmark edits) pay for them once."""
+
+    def __init__(self, model: MorphableModel, settings: FitSettings = FitSettings()):
+        self.model = model
+        self.settings = settings
+        self.layout = CoefficientLayout.of(model)
+        if settings.coarse_cell_mm > 0:
+            ids, tri = coarse_topology(model.mean_shape[:, :2], model.triangles, model.landmarks,
+                                       settings.coarse_cell_mm)
+            self.tm = TorchMorphableModel(model, device=settings.device, vertex_ids=ids, triangles=tri)
+            self.working_ids = ids
+        else:
+            self.tm = TorchMorphableModel(model, device=settings.device)
+            self.working_ids = np.arange(model.num_vertices)
+        self.full = TorchMorphableModel(model, device="cpu", dtype=torch.float64)
+        self._identity: FaceIdentityFeatures | None = None
+
+    def identity_features(self) -> FaceIdentityFeatures:
+        if self._identity is None:
+            self._identity = FaceIdentityFeatures(self.settings.device)
+        return self._identity
+
+    # ------------------------------------------------------------------ main entry
+    def fit(self, target: FitTarget, initial: Coefficients | np.ndarray | None = None) -> FitResult:
+        st = self.settings
+        t0 = time.perf_counter()
+        dev = st.device
+        size = target.size
+        r = REFERENCE_SIZE / size                                   # crop px -> reference px
+        img = torch.as_tensor(target.image, device=dev).permute(2, 0, 1)[None].float() / 255.0
+        img_ref = _resize(img, REFERENCE_SIZE)
+        lm_ref_np = _rescale(np.asarray(target.landmarks, np.float64), r)
+        lm_ref = torch.as_tensor(lm_ref_np, dtype=torch.float32, device=dev)
+        if target.gamma_labels is not None:
+            att = attention_weights(target.gamma_labels, target.alpha_labels)
+        else:
+            att = np.full((size, size), 0.1, np.float32)
+            if target.alpha_labels is not None:
+                att = attention_weights(np.zeros((size, size), np.uint8), target.alpha_labels)
+        att_ref = _resize(torch.as_tensor(att, device=dev)[None, None], REFERENCE_SIZE, mode="nearest")
+
+        # ---- initial value (reference frame)
+        if initial is None:
+            pose, ident, expr = initialise_from_landmarks(self.model, lm_ref_np, st.weights)
+            coeffs = Coefficients(identity=ident, expression=expr, albedo=np.zeros(self.layout.num_albedo),
+                                  gamma=ambient_gamma(dtype=torch.float64).numpy(), pose=pose)
+            light_init = True
+        else:
+            c = initial if isinstance(initial, Coefficients) else Coefficients.from_vector(initial, self.layout)
+            if c.layout != self.layout:
+                raise OccguiError(f"initial coefficients {c.layout} do not match the model {self.layout}")
+            p = c.pose
+            coeffs = Coefficients(c.identity, c.expression, c.albedo, c.gamma,
+                                  Pose(p.pitch, p.yaw, p.roll, p.scale * r, _rescale(p.tx, r), _rescale(p.ty, r)))
+            light_init = False
+        t_init = time.perf_counter() - t0
+
+        def param(a, grad=True):
+            return torch.tensor(np.asarray(a, np.float32), device=dev, requires_grad=grad)
+
+        ident = param(coeffs.identity)
+        expr = param(coeffs.expression, st.fit_expression)
+        alb = param(coeffs.albedo, st.fit_albedo)
+        gamma = param(coeffs.gamma)
+        angles = param(coeffs.pose.as_array()[:3])
+        log_f = param([np.log(coeffs.pose.scale)])
+        trans = param(coeffs.pose.as_array()[4:6])
+        tris = self.tm.triangles
+        face = self.tm.face_mask
+
+        def pose_vec():
+            return torch.cat([angles, log_f.exp(), trans])
+
+        def geometry():
+            v = self.tm.vertices(ident, expr)
+            scr, cam = self.tm.screen(v, pose_vec())
+            return v, scr, cam
+
+        def vertex_weights(scr, cam):
+            vis = vertex_visibility(scr, tris, st.visibility_size, normals=self.tm.normals(cam),
+                                    tolerance=VISIBILITY_TOLERANCE_MM, scale=st.visibility_size / REFERENCE_SIZE)[0]
+            return (vis & face).float() * _vertex_areas(cam.detach(), tris)
+
+        with torch.no_grad():
+            _v, scr, cam = geometry()
+            area_w = vertex_weights(scr, cam)
+            if light_init:
+                w = area_w * _sample(att_ref, scr[:, :2], REFERENCE_SIZE, "nearest")[:, 0]
+                gamma.copy_(solve_lighting(_sample(img_ref, scr[:, :2], REFERENCE_SIZE),
+                                           self.tm.albedo(alb), self.tm.normals(cam), w))
+
+        groups = [{"params": [ident], "lr": st.learning_rate},
+                  {"params": [angles, log_f], "lr": st.pose_learning_rate},
+                  {"params": [trans], "lr": st.translation_learning_rate},
+                  {"params": [gamma], "lr": st.light_learning_rate}]
+        if st.fit_expression and self.layout.num_expression:
+            groups.append({"params": [expr], "lr": st.learning_rate})
+        if st.fit_albedo and self.layout.num_albedo:
+            groups.append({"params": [alb], "lr": st.learning_rate})
+        opt = torch.optim.Adam(groups)
+        history: list[LossTerms] = []
+        wts = st.weights
+
+        # ---- vertex stage
+        t1 = time.perf_counter()
+        for it in range(st.iterations):
+            if it and it % st.visibility_every == 0:
+                with torch.no_grad():
+                    _v, scr, cam = geometry()
+                    area_w = vertex_weights(scr, cam)
+            opt.zero_grad(set_to_none=True)
+            _v, scr, cam = geometry()
+            l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref)
+            colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
+            observed = _sample(img_ref, scr[:, :2], REFERENCE_SIZE)
+            with torch.no_grad():
+                p_i = _sample(att_ref, scr[:, :2], REFERENCE_SIZE, "nearest")[:, 0] * area_w
+            l_pix = photometric_loss(observed, colours, p_i, p_i > 0)
+            l_reg = regularisation_loss(ident, expr, alb, wts)
+            loss = total_loss(l_lmk, l_pix, l_reg, 0.0, wts)
+            loss.backward()
+            opt.step()
+            history.append(_terms(loss, l_lmk, l_pix, l_reg, 0.0))
+        t2 = time.perf_counter()
+
+        # ---- image stage
+        if st.image_iterations > 0:
+            rs = st.render_size
+            k = rs / REFERENCE_SIZE
+            img_r = _resize(img, rs)
+            att_r = _resize(torch.as_tensor(att, device=dev)[None, None], rs, mode="nearest")[0, 0]
+            use_id = st.use_identity and wts.identity > 0
+            if use_id:
+                ident_net = self.identity_features()
+                affine = FaceIdentityFeatures.chip_affine(_rescale(lm_ref_np, k))
+                with torch.no_grad():
+                    emb_out = ident_net.embed(img_r, affine)
+            face_attr = face.float()[:, None]
+            for _ in range(st.image_iterations):
+                opt.zero_grad(set_to_none=True)
+                _v, scr, cam = geometry()
+                l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref)
+                colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
+                scr_r = torch.cat([_rescale(scr[:, :2], k), scr[:, 2:]], -1)
+                ras = rasterize(scr_r, tris, rs)
+                rendered = interpolate(ras, tris, colours)[0]                            # (rs, rs, 3)
+                region = (interpolate(ras, tris, face_attr)[0, ..., 0] > 0.5) & ras.mask[0]
+                target_px = img_r[0].permute(1, 2, 0)
+                l_pix = photometric_loss(target_px.reshape(-1, 3), rendered.reshape(-1, 3), att_r.reshape(-1),
+                                         region.reshape(-1))
+                l_reg = regularisation_loss(ident, expr, alb, wts)
+                l_ff = torch.zeros(())
+                if use_id:
+                    cov = ras.mask[0, ..., None].float()
+                    composite = (cov * rendered + (1 - cov) * target_px).permute(2, 0, 1)[None]
+                    l_ff = identity_loss(ident_net.embed(composite, affine), emb_out)[0]
+                loss = total_loss(l_lmk, l_pix, l_reg, l_ff, wts)
+                loss.backward()
+                opt.step()
+                history.append(_terms(loss, l_lmk, l_pix, l_reg, l_ff))
+        t3 = time.perf_counter()
+
+        with torch.no_grad():
+            _v, scr, _cam = geometry()
+            lm2d = _rescale(scr[self.tm.landmarks, :2].double().cpu().numpy(), 1.0 / r)
+            v = self.full.vertices(ident.detach().double().cpu(), expr.detach().double().cpu())
+            pose = Pose(*[float(x) for x in angles], float(log_f.exp()) / r, _rescale(float(trans[0]), 1.0 / r),
+                        _rescale(float(trans[1]), 1.0 / r))
+            result = Coefficients(identity=ident.detach().double().numpy(), expression=expr.detach().double().numpy(),
+                                  albedo=alb.detach().double().numpy(), gamma=gamma.detach().double().numpy(), pose=pose)
+        return FitResult(model_name=self.model.name, coefficients=result, vertices=v.double().numpy(),
+                         landmarks2d=lm2d, history=tuple(history), seconds=time.perf_counter() - t0,
+                         stages={"init_s": t_init, "vertex_stage_s": t2 - t1, "image_stage_s": t3 - t2,
+                                 "working_vertices": int(self.tm.num_working),
+                                 "working_triangles": int(self.tm.triangles.shape[0])})
+
+
+def fit_morphable(model: MorphableModel, target: FitTarget, initial=None, settings: FitSettings = FitSettings()) -> FitResult:
+    """One fit (see the module docstring); ``initial``: a :class:`Coefficients` or a flat vector in
+    the :class:`CoefficientLayout` of ``model`` (pose in crop pixels), e.g. a regressor's output."""
+    return MorphableFitter(model, settings).fit(target, initial)
