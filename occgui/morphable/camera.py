@@ -9,7 +9,7 @@
   the minus because image rows grow downwards while Y grows upwards.
 * ``f`` is in image pixels per millimetre, ``t_2d`` in image pixels; so a model point ``X`` (mm)
   lands at ``u = f (R X)_x + t_x``, ``v = -f (R X)_y + t_y`` -- exactly the project's
-  :class:`occgui.pipeline.results.Camera` (``k = f``, ``u0 = t_x``, ``v0 = t_y``) applied to the
+  :class:`occgui.results.Camera` (``k = f``, ``u0 = t_x``, ``v0 = t_y``) applied to the
   rotated mesh. Depth for z-buffering is ``(R X)_z`` (larger = nearer).
 
 Weak perspective is exact enough for faces photographed from more than ~10 face depths away; the

@@ -117,10 +117,10 @@ class FitResult:
         return self.vertices @ self.coefficients.pose.rotation().T
 
     def face_mesh(self, model: MorphableModel, crop_to_photo: np.ndarray, backend: str = "morphable"):
-        """The fit as a :class:`occgui.pipeline.results.FaceMesh`: vertices in the photo's camera frame
+        """The fit as a :class:`occgui.results.FaceMesh`: vertices in the photo's camera frame
         (mm) and its scaled-orthographic :class:`Camera`; ``crop_to_photo`` is the (2, 3) similarity
         from crop to photo pixels (``FaceCrop.from_crop`` divided by ``LoadedImage.scale``)."""
-        from ..pipeline.results import Camera, FaceMesh
+        from ..results import Camera, FaceMesh
 
         a = np.asarray(crop_to_photo, np.float64)
         lin = a[:, :2]

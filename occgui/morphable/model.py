@@ -4,7 +4,7 @@ Conventions (every source is converted to them on loading):
 
 * model frame: millimetres, X to the subject's left (the image's right in a frontal view), Y up,
   Z towards the viewer (the face looks along +Z), right-handed -- the mesh frame of
-  :class:`occgui.pipeline.results.FaceMesh`;
+  :class:`occgui.results.FaceMesh`;
 * ``shape(α̃, β̃) = mean_shape + Σ_k α̃_k id_basis[k] + Σ_k β̃_k exp_basis[k]``: the bases are stored
   *scaled* -- ``id_basis[k]`` is the k-th principal direction times its standard deviation (mm per
   unit of the normalised coefficient α̃_k ~ N(0, 1), the paper's α̃ of Eq. 14); ``id_std[k]`` is that
