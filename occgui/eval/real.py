@@ -8,6 +8,8 @@ nothing is trained or tuned on) the photo runs through the ``full`` and ``raw`` 
   maps live in (the label is moved there with the run's photo-to-crop transform, recorded per case
   as ``photo_to_crop``): IoU, precision, recall per photo, pooled (summed pixel counts) per type and
   over all; the share of photos whose occluder is *found* (IoU >= :data:`FOUND_IOU`);
+* **face**: in a photo with several faces the labelled one is measured (the detection whose box
+  holds the labelled landmarks' centre), as a user would pick it with ``--face``;
 * **landmarks**: NME of the 68 points and of the hidden ones (mean point error over the labelled
   outer-eye-corner distance, points 36-45) of the shipped landmark backend, of MediaPipe alone and of
   dlib's 68-point predictor on the same crop; the largest point error in inter-ocular distances
@@ -33,6 +35,8 @@ from . import harness as H
 from . import report as R
 from .lfw import NaturalCase, find_photos, read_natural_list, relative_name, spread_selection
 
+#: Bump when a change to the measurement invalidates cached per-photo results of this benchmark.
+REAL_VERSION = 2
 #: IoU from which a photo's occluder counts as found.
 FOUND_IOU = 0.3
 #: Identities held out of every training run (their names start with these letters).
@@ -169,10 +173,16 @@ def measure_case(variants, identity, ref_cache, baselines, label, faces: Path, l
                  "hidden": list(label.hidden)}
     t0 = time.perf_counter()
     try:
+        rec["face_index"], rec["faces"] = labelled_face(variants, photo, label.landmarks)
+        for p in (variants.full, variants.raw):
+            p.config.face_index = rec["face_index"]
         runs = variants.run(photo)
     except OccguiError as e:
         rec["status"] = f"failed: {e}"
         return rec, None
+    finally:
+        for p in (variants.full, variants.raw):
+            p.config.face_index = 0
     rec["status"] = "ok"
     rec["seconds"] = time.perf_counter() - t0
     full = runs["full"]
@@ -210,6 +220,20 @@ def measure_case(variants, identity, ref_cache, baselines, label, faces: Path, l
                  _overlay(full.crop.image, pred), L.colorize(full.alpha.labels), L.colorize(full.gamma.labels),
                  full.synthesis.image, _points_panel(full.crop.image, lab_crop, full.landmarks.points)]
     return rec, strip
+
+
+def labelled_face(variants, photo: Path, landmarks_photo: np.ndarray) -> tuple[int, int]:
+    """(index of the detected face the label belongs to, number of faces): in a photo with several
+    faces the evaluation measures the labelled one, as a user would pick it (``--face``); index 0
+    (the largest face, the default) when the labelled face's centre lies in no detection box."""
+    image = variants.full.run(photo, stop_after="load").image
+    faces = sorted(variants.full.backend("detect").detect(image.rgb), key=lambda d: -d.area)
+    c = image.photo_to_working(np.asarray(landmarks_photo, dtype=np.float64)).mean(axis=0)
+    for k, d in enumerate(faces):
+        x0, y0, x1, y1 = d.box
+        if x0 <= c[0] <= x1 and y0 <= c[1] <= y1:
+            return k, len(faces)
+    return 0, len(faces)
 
 
 def measure_clean(variants, photo: Path) -> dict:
@@ -262,7 +286,7 @@ def run(s: RealSettings) -> dict:
         baselines = LandmarkBaselines(variants)
         settings = {"command": "real", "backends": variants.backend_ids(), "others": s.others,
                     "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                    "render_size": H.RENDER_SIZE, "found_iou": FOUND_IOU}
+                    "render_size": H.RENDER_SIZE, "found_iou": FOUND_IOU, "real_version": REAL_VERSION}
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
         clean_cache = H.open_cache(clean_folder, {"command": "real-clean", "backends": settings["backends"]["full"],
@@ -339,7 +363,9 @@ def _group(records: list[dict]) -> dict:
                  "iou_per_photo": R.describe([r["occluder"]["iou"] for r in occ]),
                  "found_rate": float(np.mean([r["occluder"]["iou"] >= FOUND_IOU for r in occ])) if occ else float("nan"),
                  "detected_over_1pct": int(sum(r["occluder_crop_fraction"] > 0.01 for r in ok)),
-                 "iout_over_2pct": int(sum(r["iout_resynthesized_fraction"] > 0.02 for r in ok))}
+                 "iout_over_2pct": int(sum(r["iout_resynthesized_fraction"] > 0.02 for r in ok)),
+                 "several_faces": int(sum(r.get("faces", 1) > 1 for r in ok)),
+                 "labelled_face_not_largest": int(sum(r.get("face_index", 0) > 0 for r in ok))}
     for m in LANDMARK_METHODS:
         vals = [r["landmarks"].get(m) for r in ok]
         vals = [v for v in vals if v is not None]
