@@ -84,4 +84,5 @@ def test_eval_real_on_a_small_labelled_sample(tmp_path, lfw_dir):
         assert r["occluder"]["union"] == 0 or 0.0 <= r["occluder"]["iou"] <= 1.0
     assert rep["targets"] and all({"target", "value", "met"} <= set(t) for t in rep["targets"])
     assert (tmp_path / "report.md").read_text().startswith("# Real occlusions")
-    assert rep["software"]["numpy"]
+    assert rep["software"]["numpy"] and rep["software"]["onnxruntime"]
+    assert sum(g["photos"] for g in rep["by_identity_group"].values()) == 3

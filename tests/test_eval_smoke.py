@@ -72,7 +72,13 @@ def test_eval_occlusion_smoke_and_determinism(lfw_dir, occluders_dir, pipeline_r
                 "iout_identity_distance_occluded", "geometry_p90_full", "texture_l1_raw", "identity_cosine_full"):
         assert key in row
     case = rep["records"][0]["cases"][0]
-    assert {"family", "occluder", "placement", "status"} <= set(case)
+    assert {"family", "occluder", "occluder_kind", "occluder_seen_in_training", "placement", "status"} <= set(case)
+    # trained vs held-out identities, seen vs unseen occluders: reported apart, and they add up
+    groups = rep["by_identity_group"]
+    assert set(groups) <= {"trained identities (A-P)", "held-out identities (Q-S)"}
+    assert sum(g["cases"] for g in groups.values()) == row["cases"]
+    assert sum(g["cases"] for g in rep["by_occluder_seen"].values()) == row["cases"]
+    assert "Trained vs held-out identities" in (out / "report.md").read_text()
     if case["status"] == "ok":
         assert {"landmarks", "parsing", "deocclusion", "geometry", "texture", "identity"} <= set(case)
         assert set(case["deocclusion"]) >= {"occluded", "telea", "full"}
@@ -93,7 +99,8 @@ def test_eval_natural_smoke(lfw_dir, shared_data, pipeline_ready, tmp_path):
                  str(shared_data / "faces" / "lfw" / "natural_occlusions.csv"), "-o", str(out), "--limit", "2",
                  "--others", "2", "--device", "cpu", "-q"]) == 0
     rep = _report(out)
-    assert {"by_occluder", "by_severity", "all"} <= set(rep)
+    assert {"by_occluder", "by_severity", "by_identity_group", "all"} <= set(rep)
+    assert sum(g["cases"] for g in rep["by_identity_group"].values()) == 2
     assert rep["all"]["cases"] == 2
     for key in ("identity_photo", "identity_iout", "identity_render_full", "identity_render_raw", "landmark_mm_full"):
         assert key in rep["all"]
@@ -129,3 +136,6 @@ def test_eval_verify_smoke(lfw_dir, shared_data, pipeline_ready, tmp_path):
         r = rep["results"][key]
         assert {"accuracy", "100-EER", "nAUC"} <= set(r) and r["threshold_from_same_fold"]
     assert (out / "roc.png").is_file()
+    assert "held_out_pairs" in rep and rep["held_out_pairs"]["pairs"] <= 2
+    assert "Held-out identities only" in (out / "report.md").read_text() or \
+        "No pair of this run has both photos of held-out identities" in (out / "report.md").read_text()

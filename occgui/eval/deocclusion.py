@@ -210,7 +210,11 @@ def iter_cases(stages: Stages, lfw_dir, occluders, family: str, count: int, seed
     """Yield ``count`` cases of ``family`` (photos in :func:`heldout_photos` order, skipping
     failures, which are appended to ``failed``). ``occluders``: the occluder folder or a loaded
     ``occgui.training.occlusion.occluders.OccluderLibrary``."""
-    from ..training.occlusion.occluders import EVAL_FAMILIES, OccluderLibrary, load_library
+    from ..training.occlusion.occluders import (
+        EVAL_FAMILIES,
+        OccluderLibrary,
+        load_library,
+    )
 
     if family not in EVAL_FAMILIES:
         raise OccguiError(f"unknown occlusion family {family!r}")

