@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.landmarks import train_refiner
     train_refiner.add_arguments(tl)
     tl.set_defaults(func=train_refiner.run)
+    tx = tsub.add_parser("export-onnx", help="(re-)export the parser or the refiner as the ONNX file inference runs")
+    from .training import onnx_export
+    onnx_export.add_arguments(tx)
+    tx.set_defaults(func=onnx_export.run)
 
     e = sub.add_parser("eval", help="evaluation suite (occlusion robustness, paper §5)")
     try:

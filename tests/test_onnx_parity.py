@@ -101,3 +101,20 @@ def test_shipped_file_is_what_the_exporter_makes(network, name, tmp_path):
     again, shipped = onnx.load(str(tmp_path / name)), onnx.load(str(src))
     again.producer_version = shipped.producer_version = ""      # occgui's version at export time
     assert again.SerializeToString() == shipped.SerializeToString()
+
+
+def test_train_export_onnx_command_reproduces_the_shipped_parser(tmp_path, capsys):
+    """``occgui train export-onnx parser`` re-exports the shipped file byte for byte; a missing
+    source is a one-line error, not a traceback."""
+    from occgui.cli import main
+    from occgui.resources import checkpoint_path
+
+    shipped = checkpoint_path("parsing_unet.onnx")
+    if not shipped.exists():
+        pytest.skip("needs the shipped parser")
+    out = tmp_path / "p.onnx"
+    assert main(["train", "export-onnx", "parser", str(shipped), "-o", str(out)]) == 0
+    assert out.read_bytes() == shipped.read_bytes()
+    assert main(["train", "export-onnx", "parser", str(tmp_path / "none.onnx"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
