@@ -7,7 +7,7 @@ Needs the training clean-set cache (``occgui train parsing`` builds it under $OC
 model (24 PCA modes of Procrustes-aligned 68-point shapes) is built from training photos other
 than the ones measured; the occluder is pasted on the clean crop; a point counts as hidden when
 it lies under the paste mask (clean or guessed position). Errors are in inter-ocular distances.
-Results and the conclusion: docs/deocclusion.md.
+Results and the conclusion: docs/experiments/README.md.
 """
 import sys, numpy as np
 from occgui.training.parsing.dataset import load_clean_set

@@ -4,7 +4,7 @@ The paper's N_lmk regresses the landmarks from the face crop and is trained on o
 that the points it cannot see are still placed well. Here a small network does the part a
 face-mesh tracker cannot: MediaPipe's Face Mesh places the visible points very well but guesses
 the hidden ones with a systematic bias (under a surgical mask the chin comes out about 0.17
-inter-ocular distances too high, under sunglasses the eyes 0.035 too low; docs/deocclusion.md).
+inter-ocular distances too high, under sunglasses the eyes 0.035 too low; docs/landmarks.md).
 The refiner sees MediaPipe's 478 points *and* where the face is hidden (M_alpha's occluder
 mask), and outputs corrected 2-D positions of all 478 points:
 

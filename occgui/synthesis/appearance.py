@@ -1,4 +1,4 @@
-"""A person-specific template: a linear face appearance model fitted to the visible pixels (§3.3-3.4).
+"""A person-specific template: a linear face appearance model fitted to the visible pixels (I_out, §3.3).
 
 The mean face (``template.py``) draws the same eyes, nose and lips for everybody. This module
 replaces it, where both sides of a feature are hidden, by the *conditional* estimate of the
@@ -14,8 +14,9 @@ with ``W`` the visible, unoccluded face pixels, the coefficients are the MAP est
 
     c = argmin_c  (x - mu - U c)^T W (x - mu - U c) / sigma^2  +  sum_k c_k^2 / lambda_k
 
-(a texture fit with an occlusion mask, the 2D counterpart of the paper's occlusion-weighted
-photometric term, Eq. 12-13, with Eq. 16's coefficient prior), re-weighted twice with Huber
+(a texture fit with an occlusion mask and a Gaussian prior on the coefficients: the 2D counterpart,
+on a linear image model instead of a rendered 3DMM, of the occlusion-masked photometric fit of the
+paper's §3.5, whose 3D form is ``occgui.morphable``'s), re-weighted twice with Huber
 weights so that pixels the parser missed (a glasses frame, a beard shadow) do not pull the fit.
 ``mu + U c`` over the whole canonical frame is the person's template: it carries the skin tone,
 the lighting and whatever of the eye, nose and mouth region the visible face predicts.

@@ -1,8 +1,9 @@
-"""Default I_out backend: symmetry + mean-face template de-occlusion guided by M_gamma (paper §3.3).
+"""Default I_out backend: symmetry + fitted-template de-occlusion guided by M_gamma (paper §3.3).
 
-The paper's FISN (a Pix2PixHD generator with SFT/SEAN normalisation, Eq. 2-5, trained with
-Eq. 6-9) moves the face's own feature styles to the positions M_gamma gives. Until its
-checkpoint exists, this training-free backend does the same with explicit steps:
+The paper's FISN (§3.3: a Pix2PixHD generator with SFT/SEAN normalisation, trained adversarially;
+not implemented here, issue 16) moves the face's own feature styles to the positions M_gamma
+gives. Until it is trained, this backend does the same with explicit steps; its only learned part
+is the linear appearance model of step 3 (``docs/deocclusion.md``):
 
 1. **Hole.** The pixels M_alpha labels ``occluder``, dilated (:func:`baselines.occluder_mask`);
    everything else is returned bit-identical.
@@ -15,7 +16,8 @@ checkpoint exists, this training-free backend does the same with explicit steps:
 3. **Template** (``template.py``, ``appearance.py``): where the partner is hidden too (both eyes
    under sunglasses, nose and mouth under a mask), a person-specific template: the face
    appearance model (a linear basis of shape-free face appearance learned from training faces)
-   fitted to the visible face pixels (MAP, occlusion-masked, Huber re-weighted), falling back to
+   fitted to the visible face pixels (MAP with a Gaussian prior, occlusion-masked, Huber
+   re-weighted: the 2D counterpart of §3.5's occlusion-masked photometric fit), falling back to
    the plain mean face when the model is absent or switched off (``--option synthesize.appearance=false``). It is
    warped through the same landmarks M_beta is drawn from (so its features land on M_gamma's).
    The fit already carries the person's colours and light; the plain mean face is colour-matched
@@ -23,8 +25,8 @@ checkpoint exists, this training-free backend does the same with explicit steps:
    a smooth local gain interpolated from that skin.
 4. **Outside the face** (M_gamma background/hair/occluder): a smooth fill from the surrounding
    pixels (push-pull, then harmonic through step 6); backgrounds are rarely symmetric.
-5. **Region style** (:meth:`SymmetricDeocclusion._region_style`, SEAN's per-region
-   normalisation, Eq. 3-5, done on pixels): each feature group M_gamma draws in the hole takes the
+5. **Region style** (:meth:`SymmetricDeocclusion._region_style`, a pixel-space analogue of
+   SEAN's per-region normalisation, §3.3): each feature group M_gamma draws in the hole takes the
    Lab mean and spread of the same group where the photo shows it, when enough of it is visible
    (a brow across the face; not a nose bridge above a mask), so the feature fills M_gamma's region
    in the person's own colour.
@@ -240,7 +242,7 @@ class SymmetricDeocclusion:
 
     def _region_style(self, guide: np.ndarray, img: np.ndarray, alpha: np.ndarray, gamma: np.ndarray,
                       hole: np.ndarray, visible: np.ndarray, soft: float) -> tuple[np.ndarray, list[str]]:
-        """Region-wise style, a pixel-space analogue of SEAN's per-region normalisation (Eq. 3-5):
+        """Region-wise style, a pixel-space analogue of SEAN's per-region normalisation (§3.3):
         inside the hole, each facial-feature group M_gamma draws is given the Lab mean and spread
         of the same group where the photo shows it (M_alpha, away from the occluder), so the
         feature takes the colour of the person's own and fills the region M_gamma gives it.
