@@ -1,0 +1,1 @@
+"""Trainers, datasets, packers and synthetic-occlusion generators: never imported by inference."""
