@@ -1,0 +1,92 @@
+"""FISN generator checkpoints: a safetensors file of the generator's ``state_dict`` (float32 or
+fp16, SEAN's running statistics included) whose string metadata holds one JSON ``header``:
+``format`` = ``"occgui.fisn_generator"``, ``format_version``, ``config`` (:class:`FISNConfig`),
+``labels`` (must equal ``occgui.labels.NAMES``) and ``meta`` (the training record). Loading
+builds the generator from ``config`` and checks that every tensor is there with its shape; any
+difference is a one-line :class:`CheckpointError`. safetensors runs no code when read.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ... import labels as L
+from ...errors import CheckpointError
+from .generator import FISNConfig, FISNGenerator
+
+CHECKPOINT_NAME = "fisn_generator.safetensors"
+FORMAT = "occgui.fisn_generator"
+FORMAT_VERSION = 1
+
+
+def save_generator(path, generator: FISNGenerator, meta: dict | None = None, *, half: bool = False) -> Path:
+    """Write ``generator`` atomically (tmp + rename); ``half`` stores floats as fp16."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for k, v in generator.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": generator.config.to_dict(),
+              "labels": list(L.NAMES), "meta": meta or {}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"header": json.dumps(header)})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def read_header(path) -> dict:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"FISN checkpoint not found: {path} (train one with `occgui train fisn`)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("header")
+    except Exception as e:  # noqa: BLE001  (any parse failure is a bad checkpoint)
+        raise CheckpointError(f"cannot read FISN checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    try:
+        header = json.loads(raw) if raw else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an occgui FISN generator checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {header.get('format_version')}, expected {FORMAT_VERSION}")
+    if list(header.get("labels", [])) != list(L.NAMES):
+        raise CheckpointError(f"{path} was trained for another label set")
+    return header
+
+
+def load_generator(path, device: str = "cpu") -> tuple[FISNGenerator, dict]:
+    """The generator in eval mode (no gradients) and the checkpoint's header."""
+    from safetensors.torch import load_file
+
+    header = read_header(path)
+    try:
+        config = FISNConfig.from_dict(header["config"])
+        generator = FISNGenerator(config)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid FISN configuration ({e})") from None
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"cannot read FISN checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    expected = generator.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path} does not fit the FISN generator of its configuration: "
+                              f"{len(missing)} tensors missing (e.g. {missing[:1]}), {len(extra)} unexpected "
+                              f"(e.g. {extra[:1]})")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{path}: tensor {k} has shape {tuple(tensors[k].shape)}, "
+                                  f"the configuration needs {tuple(v.shape)}")
+    generator.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})
+    return generator.to(device).eval().requires_grad_(False), header
