@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.landmarks import train_refiner
     train_refiner.add_arguments(tl)
     tl.set_defaults(func=train_refiner.run)
+    tf = tsub.add_parser("fisn", help="train FISN, the face image synthesis network (paper §3.3)")
+    from .training.fisn import train as fisn_train
+    fisn_train.add_arguments(tf)
+    tf.set_defaults(func=fisn_train.run)
     tx = tsub.add_parser("export-onnx", help="(re-)export the parser or the refiner as the ONNX file inference runs")
     from .training import onnx_export
     onnx_export.add_arguments(tx)

@@ -32,11 +32,15 @@ import numpy as np
 
 from ... import labels as L
 
-# The occluder pasting code and the parser's training sets: these modules are moving to
-# occgui/training/ on another branch -- these two lines are the only ones to fix on merge.
-from ...occluders import load_library, occlude, procedural_hand_library
-from ...parsing.dataset import FAMILY_WEIGHTS, HELDOUT_KINDS, SPLITS, TRAIN_HAND_SEED, TRAIN_KIND_WEIGHTS, resolve_data_dirs  # noqa: E501,F401,I001
 from ...synthesis.fisn.composite import hole_mask, image_to_network, network_inputs
+from ..occlusion.occluders import load_library, occlude, procedural_hand_library
+from ..parsing.dataset import (
+    FAMILY_WEIGHTS,
+    HELDOUT_KINDS,
+    SPLITS,
+    TRAIN_HAND_SEED,
+    TRAIN_KIND_WEIGHTS,
+)
 
 CROP_SIZE = 256
 #: Bump when a pair's definition changes: caches of another version are rebuilt.

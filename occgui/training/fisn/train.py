@@ -197,7 +197,8 @@ def _hardware(device: str) -> str:
 
 
 def _load_data(args):
-    from .data import build_pairs, load_pairs, resolve_data_dirs
+    from ..parsing.dataset import resolve_data_dirs
+    from .data import build_pairs, load_pairs
 
     if args.pairs_dir:
         train = load_pairs(args.pairs_dir)
