@@ -271,7 +271,7 @@ def run(args) -> int:
                       total_steps=args.steps)
     elapsed0 = 0.0
     if args.resume:
-        state = torch.load(last, map_location=device, weights_only=False)
+        state = torch.load(last, map_location=device, weights_only=True)
         trainer.load_state_dict(state)
         elapsed0 = float(state.get("elapsed", 0.0))
     sampler = PairSampler(train_pairs, args.size, args.seed, flip=args.flip)
