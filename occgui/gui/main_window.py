@@ -127,6 +127,7 @@ class MainWindow(QMainWindow):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.stage_strip, 1)
+        top.addWidget(self.face_combo)
         top.addWidget(self.rerun_button)
         top.addWidget(self.export_button)
 
@@ -228,7 +229,6 @@ class MainWindow(QMainWindow):
             self.tool_actions[tool].toggled.connect(b.setChecked)
             self.tool_buttons[tool] = b
         self.photo_pane.add_tool(self.brush_size)
-        self.photo_pane.add_tool(self.face_combo)
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -569,7 +569,7 @@ class MainWindow(QMainWindow):
             if value.num_faces > 1:
                 self.banner.show_message("info", f"{value.num_faces} faces found: reconstructing face "
                                                  f"{value.face_index + 1} ({'the largest' if value.face_index == 0 else 'by size'}); "
-                                                 f"pick another with the face selector above the photo.")
+                                                 f"pick another with the face selector next to Re-run.")
         elif stage in STAGE_TO_KIND:
             self.maps.set_map(STAGE_TO_KIND[stage], display)
         elif isinstance(value, Synthesis):

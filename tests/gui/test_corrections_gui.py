@@ -277,4 +277,5 @@ def test_group_photo_says_how_many_faces_and_the_picker_switches(qtbot, window, 
     assert doc.face_index == 1 and doc.crop.face_index == 1 and doc.crop.num_faces == 2
     assert doc.landmarks[:, 0].mean() > 530, "the second face is reconstructed"
     assert combo.currentIndex() == 1 and combo.isVisible()
+    _shot(window, "face_picker.png")
     assert set(outcome.recomputed) >= {"detect", "parse", "landmarks"} and "load" not in outcome.recomputed
