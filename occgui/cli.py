@@ -46,14 +46,24 @@ def cmd_run(args) -> int:
     if not photos:
         _err("no photos found in the given inputs")
         return 2
+    from .corrections import read_corrections
     from .landmarks.landmarks_json import read_landmarks_json
 
-    landmarks = read_landmarks_json(args.landmarks) if args.landmarks else None
-    if landmarks is not None and len(photos) != 1:
-        _err("--landmarks applies to exactly one photo")
+    if args.landmarks and args.corrections:
+        _err("give either --landmarks or --corrections (a corrections file holds the landmarks too)")
         return 2
+    landmarks = read_landmarks_json(args.landmarks) if args.landmarks else None
+    corrections = read_corrections(args.corrections) if args.corrections else None
+    if (landmarks is not None or corrections is not None) and len(photos) != 1:
+        _err(f"{'--landmarks' if args.landmarks else '--corrections'} applies to exactly one photo")
+        return 2
+    alpha_edit = None
+    if corrections is not None:
+        landmarks, alpha_edit = corrections.landmarks, corrections.alpha_edit
+        if args.face is None:
+            args.face = corrections.face_index
     chosen = parse_backend_choices(args.backend)
-    config = PipelineConfig(device=args.device, face_index=args.face, crop_size=args.crop_size,
+    config = PipelineConfig(device=args.device, face_index=args.face or 0, crop_size=args.crop_size,
                             texture_size=args.texture_size, backends=chosen, settings=parse_settings(args.option, chosen))
     pipeline = Pipeline(config)
     outdir = Path(args.output)
@@ -64,7 +74,9 @@ def cmd_run(args) -> int:
         bar.set_postfix_str(photo.name[:30])
         t0 = time.perf_counter()
         try:
-            result = pipeline.run(photo, landmarks=landmarks)
+            if corrections is not None:          # made for this photo? (checked before the long stages)
+                corrections.check_photo(pipeline.run(photo, stop_after="load").image)
+            result = pipeline.run(photo, landmarks=landmarks, alpha_edit=alpha_edit)
             folder = export_result(result, outdir, stem=photo.stem, total_seconds=time.perf_counter() - t0)
             if not batch and not args.quiet:
                 print(f"wrote {folder} ({time.perf_counter() - t0:.2f} s on {pipeline.device})")
@@ -118,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     r.add_argument("--device", choices=CHOICES, default="auto")
     r.add_argument("--landmarks", metavar="FILE.json", help="corrected 68 landmarks (photo pixels); re-runs from M_beta")
-    r.add_argument("--face", type=int, default=0, metavar="N", help="which face: 0 = largest (default), 1 = next, ...")
+    r.add_argument("--corrections", metavar="FILE.json",
+                   help="corrections saved by the GUI (corrections.json): landmarks and/or the painted occluder; "
+                        "re-runs from M_beta / the merge")
+    r.add_argument("--face", type=int, default=None, metavar="N",
+                   help="which face: 0 = largest (default, or the corrections file's), 1 = next, ...")
     r.add_argument("--crop-size", type=int, default=256, choices=(256, 512))
     r.add_argument("--texture-size", type=int, default=1024, choices=(1024, 2048))
     r.add_argument("--backend", action="append", metavar="STAGE=NAME", help="choose a backend (see `occgui backends`)")

@@ -9,7 +9,8 @@ and :class:`~occgui.errors.ExportError` carries one line.
 Folder contents (issue point 12)::
 
     landmarks.json            {"points": [[x, y], ...68], ...} in photo pixels
-    parsing_alpha.png         M_alpha label ids (single channel, ids from occgui.labels)
+    parsing_alpha.png         M_alpha label ids (single channel, ids from occgui.labels), as the
+                              later stages used it: with the user's painted occluder when there is one
     parsing_beta.png          M_beta label ids
     parsing_gamma.png         M_gamma label ids
     parsing_*_color.png       the same maps colourised, with a legend
@@ -19,6 +20,8 @@ Folder contents (issue point 12)::
     mesh.ply                  the mesh with per-vertex colours (sampled from the texture), millimetres
     mesh.glb                  binary glTF with the texture embedded, metres (glTF's unit)
     report.json               backends, per-stage seconds, warnings, texture provenance, ...
+    corrections.json          only when the run had corrections (edited landmarks, painted occluder):
+                              ``occgui run --corrections`` and the GUI read it back (occgui.corrections)
 
 Mesh frame: X right, Y up, Z towards the viewer (the photo's camera frame, see
 :class:`~occgui.results.Camera`), which is also glTF's "+Z is the front" convention.
@@ -324,8 +327,9 @@ def landmarks_file_document(result) -> dict:
 
 def photo_to_crop_matrix(result) -> np.ndarray:
     """2x3 affine from photo pixels to the crop in which the parsing maps and I_out live."""
-    s = float(result.image.scale)
-    return np.asarray(result.crop.to_crop, dtype=np.float64) @ np.diag([s, s, 1.0])
+    from .corrections import photo_to_crop
+
+    return photo_to_crop(result.image, result.crop)
 
 
 def report_document(result, files: list[str], total_seconds: float | None = None) -> dict:
@@ -348,6 +352,7 @@ def report_document(result, files: list[str], total_seconds: float | None = None
         "cached_stages": list(result.cached),
         "warnings": list(result.warnings),
         "landmarks_edited": bool(result.landmarks.edited),
+        "occluder_painted": (None if getattr(result, "alpha_edit", None) is None else result.alpha_edit.counts()),
         "mesh": {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "backend": mesh.backend,
                  "units": {"mesh.obj": "mm", "mesh.ply": "mm", "mesh.glb": "m"},
                  "frame": "X right, Y up, Z towards the viewer; photo pixel u = u0 + k X, v = v0 - k Y",
@@ -363,10 +368,16 @@ def _folder_files(result, total_seconds: float | None) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         mesh_job = pool.submit(mesh_file_bytes, result.mesh, result.texture)
-        for pm in (result.alpha, result.beta, result.gamma):
+        alpha = result.effective_alpha() if hasattr(result, "effective_alpha") else result.alpha
+        for pm in (alpha, result.beta, result.gamma):
             files.update(_parsing_files(pm))
         files["deoccluded.png"] = encode_png(np.asarray(result.synthesis.image))
         files["landmarks.json"] = (json.dumps(_jsonable(landmarks_file_document(result)), indent=2) + "\n").encode()
+        from .corrections import FILE_NAME, corrections_json, result_corrections
+
+        corrections = result_corrections(result)
+        if corrections is not None:
+            files[FILE_NAME] = corrections_json(corrections).encode("utf-8")
         files.update(mesh_job.result())
     names = sorted(files) + ["report.json"]
     report = report_document(result, names, total_seconds)

@@ -154,3 +154,41 @@ def test_bad_landmarks_file(tmp_path, sample_photo, capsys):
     lm.write_text(json.dumps({"points": [[1, 2]] * 10}))
     assert main(["run", str(sample_photo), "-o", str(tmp_path), "--landmarks", str(lm)]) != 0
     assert "68" in _one_line_error(capsys)
+
+
+def test_corrections_file_applies_landmarks_and_painted_occluder_headless(sample_run, sample_photo, tmp_path, capsys):
+    from occgui import labels as L
+    from occgui.corrections import AlphaEdit, Corrections, brush_mask, read_corrections, write_corrections
+
+    report = json.loads((sample_run / "report.json").read_text())
+    size = report["crop"]["size"]
+    alpha = cv2.imread(str(sample_run / "parsing_alpha.png"), cv2.IMREAD_UNCHANGED)
+    pts = np.asarray(json.loads((sample_run / "landmarks.json").read_text())["points"])
+    pts[8] += (0.0, 10.0)
+    blank = AlphaEdit(np.zeros((size, size), bool), np.zeros((size, size), bool),
+                      np.asarray(report["crop"]["photo_to_crop"]), tuple(report["photo_size"]))
+    edit = blank.painted(alpha, brush_mask(size, [(40, 200), (90, 210)], 10), erase=False)
+    path = write_corrections(tmp_path / "corrections.json",
+                             Corrections(pts, edit, str(sample_photo), tuple(report["photo_size"]), 0))
+    out = tmp_path / "out"
+    assert main(["run", str(sample_photo), "-o", str(out), "-q", "--corrections", str(path), "--device", "cpu"]) == 0
+    new = out / sample_photo.stem
+    painted = cv2.imread(str(new / "parsing_alpha.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(painted, edit.apply(alpha)), "parsing_alpha.png is M_alpha as painted"
+    assert (painted == L.OCCLUDER).sum() > (alpha == L.OCCLUDER).sum()
+    assert np.allclose(json.loads((new / "landmarks.json").read_text())["points"], pts, atol=0.01)
+    new_report = json.loads((new / "report.json").read_text())
+    assert new_report["occluder_painted"]["added_px"] == int(edit.added.sum()) and new_report["landmarks_edited"]
+    again = read_corrections(new / "corrections.json")          # the export carries the corrections along
+    assert again.alpha_edit.digest() == edit.digest() and np.allclose(again.landmarks, pts, atol=0.01)
+    assert "corrections.json" not in {p.name for p in sample_run.iterdir()}, "no corrections, no file"
+
+    wrong = write_corrections(tmp_path / "wrong.json", Corrections(pts, None, "", (100, 80), 0))
+    assert main(["run", str(sample_photo), "-o", str(tmp_path / "o2"), "--corrections", str(wrong)]) != 0
+    assert "100x80 photo" in _one_line_error(capsys) and not (tmp_path / "o2" / sample_photo.stem).exists()
+    assert main(["run", str(sample_photo), "-o", str(tmp_path / "o3"), "--corrections", str(path),
+                 "--landmarks", str(sample_run / "landmarks.json")]) != 0
+    assert "either" in _one_line_error(capsys)
+    (tmp_path / "broken.json").write_text("{")
+    assert main(["run", str(sample_photo), "-o", str(tmp_path / "o4"), "--corrections", str(tmp_path / "broken.json")]) != 0
+    assert "broken.json" in _one_line_error(capsys)

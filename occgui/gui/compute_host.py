@@ -12,7 +12,7 @@ The GUI's :class:`~occgui.gui.worker.PipelineWorker` (a QObject in a QThread) dr
 * :class:`LocalPipelineHost`: the ``Pipeline`` in the worker thread itself (``OCCGUI_COMPUTE=thread``);
   simpler, but any GIL-holding stage code then pauses the GUI while it runs.
 
-Both run ``Pipeline.run(photo, landmarks=..., progress=..., cancel=...)`` and export with
+Both run ``Pipeline.run(photo, landmarks=..., alpha_edit=..., face_index=..., progress=..., cancel=...)`` and export with
 :func:`occgui.export.export_result`, the same calls as the CLI.
 """
 from __future__ import annotations
@@ -130,14 +130,16 @@ class LocalPipelineHost:
         return info
 
     def run(self, job: int, photo: str, landmarks: np.ndarray | None,
-            on_event: Callable[[StageEvent], None], cancelled: Callable[[], bool] | None = None) -> RunReply:
+            on_event: Callable[[StageEvent], None], cancelled: Callable[[], bool] | None = None, *,
+            alpha_edit=None, face_index: int | None = None) -> RunReply:
         """Run the pipeline; ``on_event`` gets every StageEvent. Raises :class:`HostError`."""
         self.device_info()
         if cancelled is None:
             cancelled = lambda: job <= self._cancel_through  # noqa: E731
         t0 = time.perf_counter()
         try:
-            result = self.pipeline.run(photo, landmarks=landmarks, progress=on_event, cancel=cancelled)
+            result = self.pipeline.run(photo, landmarks=landmarks, alpha_edit=alpha_edit, face_index=face_index,
+                                       progress=on_event, cancel=cancelled)
         except BaseException as e:  # noqa: BLE001 -- every failure becomes one line
             kind, message = classify_error(e)
             if kind == "internal":
@@ -203,7 +205,7 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
             elif op == "warm_up":
                 send(("device", host.warm_up()))
             elif op == "run":
-                _, job, photo, landmarks = msg
+                _, job, photo, landmarks, alpha_edit, face_index = msg
 
                 def on_event(ev: StageEvent, job=job) -> None:
                     payload = ev.result
@@ -214,7 +216,8 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
                             shown[ev.stage] = ev.result
                     send(("event", job, dataclasses.replace(ev, result=payload)))
 
-                reply = host.run(job, photo, landmarks, on_event, lambda job=job: job <= cancel_through.value)
+                reply = host.run(job, photo, landmarks, on_event, lambda job=job: job <= cancel_through.value,
+                                 alpha_edit=alpha_edit, face_index=face_index)
                 skeleton = dataclasses.replace(reply.result, **{f: None for f in _RESULT_FIELDS})
                 send(("done", job, skeleton, reply.run_counts, reply.seconds))
             elif op == "export":
@@ -304,10 +307,11 @@ class ProcessPipelineHost:
         return self._expect(self._call(("warm_up",)), "device")[1]
 
     def run(self, job: int, photo: str, landmarks: np.ndarray | None,
-            on_event: Callable[[StageEvent], None]) -> RunReply:
+            on_event: Callable[[StageEvent], None], *, alpha_edit=None, face_index: int | None = None) -> RunReply:
         """Run in the child; stage events are replayed through ``on_event``. Raises :class:`HostError`."""
         self._ensure_configured()
-        self._conn.send(("run", job, photo, None if landmarks is None else np.asarray(landmarks)))
+        self._conn.send(("run", job, photo, None if landmarks is None else np.asarray(landmarks), alpha_edit,
+                         face_index))
         while True:
             msg = self._recv()
             if msg[0] == "event":

@@ -2,6 +2,8 @@
 
 "Compare" splits the view with a divider the user drags: the photo crop (I_fac) on the left,
 I_out on the right. "Filled" tints the re-synthesized pixels so it is clear what was invented.
+When M_alpha (as painted) has no occluder pixel, nothing was re-synthesized: the pane says so
+and points to the brush (:data:`NO_OCCLUDER_NOTE`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from .image_canvas import ImageCanvas
 from .pane import Pane
 
 FILL_TINT = np.array([80, 160, 255], dtype=np.float32)
+NO_OCCLUDER_NOTE = ("No occluder found in M\u03b1: I_out is the photo unchanged. If something covers the face, "
+                    "paint it with the Brush (B) on the photo, then Re-run (Ctrl+R).")
 
 
 class DeoccludedView(Pane):
@@ -37,16 +41,20 @@ class DeoccludedView(Pane):
 
     def clear(self) -> None:
         self._display = None
+        self.canvas.set_note("")
         self.canvas.set_image(None)
         self.canvas.set_second_image(None)
         self.set_subtitle("")
         self.set_stale(False)
 
-    def set_display(self, display, backend: str = "") -> None:
-        """Show a :class:`~occgui.gui.view_data.SynthesisDisplay`."""
+    def set_display(self, display, backend: str = "", occluder_pixels: int | None = None) -> None:
+        """Show a :class:`~occgui.gui.view_data.SynthesisDisplay`; ``occluder_pixels``: how many
+        occluder pixels M_alpha (as painted) had -- 0 shows :data:`NO_OCCLUDER_NOTE`."""
         self._display = display
         share = float(display.filled.mean()) * 100.0 if display.filled.size else 0.0
-        self.set_subtitle(f"{backend}  \u00b7  {share:.1f}% re-synthesized" if backend else f"{share:.1f}% re-synthesized")
+        text = "no occluder found" if occluder_pixels == 0 else f"{share:.1f}% re-synthesized"
+        self.set_subtitle(f"{backend}  \u00b7  {text}" if backend else text)
+        self.canvas.set_note(NO_OCCLUDER_NOTE if occluder_pixels == 0 else "")
         self.canvas.set_second_image(display.photo_crop)
         self._update()
 
@@ -65,6 +73,10 @@ class DeoccludedView(Pane):
     def set_stale(self, stale: bool) -> None:  # also dims the image
         super().set_stale(stale)
         self.canvas.set_dimmed(stale)
+
+    @property
+    def note(self) -> str:
+        return self.canvas.note
 
     @property
     def comparing(self) -> bool:

@@ -1,9 +1,11 @@
-"""The GUI's document model, free of Qt: one photo, its stage results, the edited landmarks.
+"""The GUI's document model, free of Qt: one photo, its stage results, the user's corrections.
 
 The document is the single source of truth the views display (napari's "layer model" role).
-It knows which landmarks every landmark-dependent result was computed from, so staleness is
-exact: a stage is *stale* when the landmarks on screen differ from the ones its result used,
-and it stops being stale when the edit is undone or the stage is recomputed.
+Corrections are the edited landmarks and the painted occluder (``occgui.corrections.AlphaEdit``,
+crop pixels). The document knows which landmarks and which paint every dependent result was
+computed from, so staleness is exact: a stage is *stale* when the landmarks on screen (or the
+paint) differ from the ones its result used, and it stops being stale when the edit is undone
+or the stage is recomputed.
 
 Coordinates: landmarks are kept in *photo* pixels (as in ``landmarks.json`` and
 ``PipelineResult.landmarks_in_photo``); the views convert to working-image pixels with
@@ -16,10 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from ..pipeline.runner import STAGES, PipelineResult, downstream_of
+from .. import labels as L
+from ..corrections import AlphaEdit, edit_digest
+from ..pipeline.runner import PAINTED_ALPHA_READERS, STAGES, PipelineResult, downstream_of
 
 #: Stages whose results depend on the landmarks (recomputed after an edit).
 LANDMARK_DEPENDENT: tuple[str, ...] = downstream_of("landmarks")
+#: Stages whose results depend on the painted occluder (merge and what follows reads it).
+PAINT_DEPENDENT: tuple[str, ...] = tuple(s for s in STAGES if s in PAINTED_ALPHA_READERS
+                                         or any(s in downstream_of(r) for r in PAINTED_ALPHA_READERS))
 
 #: Display states of a stage.
 PENDING, RUNNING, DONE, CACHED, FAILED, CANCELLED = "pending", "running", "done", "cached", "failed", "cancelled"
@@ -44,11 +51,17 @@ class FaceDocument:
       pipeline's cache and never modified).
     * ``landmarks``: the 68 points on screen (photo px); ``detected``: the detector's own points.
     * ``computed_with[stage]``: the landmarks a landmark-dependent result was computed from.
+    * ``alpha_edit``: the painted occluder on screen (crop px; None = no paint);
+      ``computed_edit[stage]``: the digest of the paint a paint-dependent result used.
+    * ``face_index``: the face of a group photo the results are for.
     * ``states[stage]``: pending / running / done / cached / failed / cancelled.
     """
 
     def __init__(self) -> None:
         self.photo: Path | None = None
+        self.face_index = 0
+        self.alpha_edit: AlphaEdit | None = None
+        self.computed_edit: dict[str, str] = {}
         self.results: dict[str, Any] = {}
         self.states: dict[str, str] = {s: PENDING for s in STAGES}
         self.seconds: dict[str, float] = {}
@@ -59,10 +72,12 @@ class FaceDocument:
         self.run_counts: dict[str, int] = {}
 
     # -- photo -------------------------------------------------------------------------------
-    def open(self, photo: str | Path) -> None:
-        """Start over with a new photo: every result, landmark and state is dropped."""
+    def open(self, photo: str | Path, face_index: int = 0) -> None:
+        """Start over with a new photo (or another face of it): every result, correction and
+        state is dropped."""
         self.__init__()
         self.photo = Path(photo)
+        self.face_index = int(face_index)
 
     @property
     def has_photo(self) -> bool:
@@ -87,9 +102,10 @@ class FaceDocument:
         self.states[stage] = RUNNING
 
     def set_result(self, stage: str, value, *, cached: bool, seconds: float,
-                   used_landmarks: np.ndarray | None) -> bool:
+                   used_landmarks: np.ndarray | None, used_edit: str = "") -> bool:
         """Record one stage's result. ``used_landmarks``: the photo-px points the run was given
-        (None = the detected ones). Returns True when the value differs from the one shown."""
+        (None = the detected ones); ``used_edit``: the digest of its paint ('' = none). Returns
+        True when the value differs from the one shown."""
         changed = self.results.get(stage) is not value
         self.results[stage] = value
         self.states[stage] = CACHED if cached else DONE
@@ -102,6 +118,8 @@ class FaceDocument:
         if stage in LANDMARK_DEPENDENT or stage == "landmarks":
             used = used_landmarks if used_landmarks is not None else self.detected
             self.computed_with[stage] = None if used is None else np.array(used, dtype=np.float64)
+        if stage in PAINT_DEPENDENT:
+            self.computed_edit[stage] = used_edit
         return changed
 
     def finish_run(self, result: PipelineResult, run_counts: dict[str, int]) -> None:
@@ -140,14 +158,55 @@ class FaceDocument:
         None when they are the detected ones (a plain run)."""
         return self.landmarks.copy() if self.edited else None
 
+    # -- the painted occluder -----------------------------------------------------------------
+    @property
+    def alpha(self) -> np.ndarray | None:
+        """The parser's M_alpha (crop px), once stage ``parse`` has run."""
+        a = self.results.get("parse")
+        return None if a is None else a.labels
+
+    @property
+    def can_paint(self) -> bool:
+        return self.alpha is not None and self.crop is not None and self.image is not None
+
+    def blank_edit(self) -> AlphaEdit:
+        return AlphaEdit.blank(self.image, self.crop)
+
+    def set_alpha_edit(self, edit: AlphaEdit | None) -> None:
+        self.alpha_edit = None if edit is None or edit.empty else edit
+
+    @property
+    def painted(self) -> bool:
+        return self.alpha_edit is not None and not self.alpha_edit.empty
+
+    def run_alpha_edit(self) -> AlphaEdit | None:
+        """The ``alpha_edit`` argument of the next run (None when nothing is painted)."""
+        return self.alpha_edit if self.painted else None
+
+    def occluder_mask(self) -> np.ndarray | None:
+        """The occluder pixels of M_alpha as painted on screen (crop px)."""
+        a = self.alpha
+        if a is None:
+            return None
+        return (self.alpha_edit.apply(a) if self.painted else a) == L.OCCLUDER
+
+    @property
+    def has_corrections(self) -> bool:
+        """Edited landmarks or a painted occluder."""
+        return self.edited or self.painted
+
+    # -- staleness ---------------------------------------------------------------------------
     def stale_stages(self) -> frozenset[str]:
-        """Landmark-dependent stages whose result was computed from other landmarks than the
+        """Stages whose result was computed from other landmarks, or another paint, than the
         ones on screen."""
-        if self.landmarks is None:
-            return frozenset()
         out = set()
-        for s in LANDMARK_DEPENDENT:
-            if s in self.results and not same_points(self.computed_with.get(s), self.landmarks):
+        if self.landmarks is not None:
+            for s in LANDMARK_DEPENDENT:
+                if s in self.results and not same_points(self.computed_with.get(s), self.landmarks):
+                    out.add(s)
+        digest = edit_digest(self.run_alpha_edit())
+        for s in PAINT_DEPENDENT:
+            if s in self.results and self.computed_edit.get(s, "") != digest:
                 out.add(s)
         return frozenset(out)
 

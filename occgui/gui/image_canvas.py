@@ -8,7 +8,7 @@ and in compare mode a vertical divider -- dragged with the mouse -- shows the se
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
@@ -43,6 +43,7 @@ class ImageCanvas(QWidget):
         self._dragging_wipe = False
         self._tooltip = None
         self._labels = ("photo", "result")
+        self._note = ""
 
     # -- content -----------------------------------------------------------------------------
     def set_image(self, rgb: np.ndarray | None) -> None:
@@ -58,6 +59,16 @@ class ImageCanvas(QWidget):
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
         self.update()
+
+    def set_note(self, text: str) -> None:
+        """A short note drawn in a box at the bottom of the image ("" = none)."""
+        if text != self._note:
+            self._note = text
+            self.update()
+
+    @property
+    def note(self) -> str:
+        return self._note
 
     def set_dimmed(self, dim: bool) -> None:
         """Dim the image and show an "out of date" pill (its content is stale)."""
@@ -133,6 +144,20 @@ class ImageCanvas(QWidget):
             p.setFont(f)
             self._draw_tag(p, QPointF(r.left() + 6, r.top() + 6), self._labels[0], Qt.AlignmentFlag.AlignLeft)
             self._draw_tag(p, QPointF(r.right() - 6, r.top() + 6), self._labels[1], Qt.AlignmentFlag.AlignRight)
+        if self._note:
+            f = QFont(self.font())
+            p.setFont(f)
+            inner = r.adjusted(8, 0, -8, -8)
+            text_w = max(int(inner.width()) - 12, 40)
+            needed = p.fontMetrics().boundingRect(QRect(0, 0, text_w, 100_000), int(Qt.TextFlag.TextWordWrap),
+                                                  self._note).height()
+            box = QRectF(inner.left(), inner.bottom() - needed - 10, inner.width(), needed + 10)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(20, 22, 25, 215))
+            p.drawRoundedRect(box, 5, 5)
+            p.setPen(QColor("white"))
+            p.drawText(box.adjusted(6, 5, -6, -5), int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                       self._note)
         if self._dim:
             p.fillRect(r, QColor(18, 19, 21, 120))
             f = QFont(self.font())

@@ -9,18 +9,77 @@
 * Arrow keys nudge the hovered point by half a photo pixel (Shift: 5 px); double-clicking a point
   puts it back at its detected position.
 * A parsing map can be overlaid (placed through the crop's affine transform) with an opacity.
+* Painting the occluder: with the brush or eraser tool (:meth:`LandmarkEditor.set_tool`) a left
+  drag on the photo paints instead of moving points or panning; the strokes go out in *crop*
+  pixels (``strokeStarted``/``strokeMoved``/``strokeFinished``), a circle shows the brush, and
+  the painted occluder is drawn over the photo (:meth:`LandmarkEditor.set_paint_overlay`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QCursor, QTransform
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QCursor, QPen, QTransform
+from PySide6.QtWidgets import QGraphicsEllipseItem, QVBoxLayout, QWidget
 
 from ..landmarks import ibug68
 from . import theme
 from .undo_commands import landmark_name
+
+#: Painting tools of the photo view ("" = edit the landmarks).
+TOOLS = ("", "brush", "eraser")
+
+
+def _crop_transform(from_crop) -> QTransform:
+    """The QTransform placing a crop-pixel image (pixel centres on integers) on the view."""
+    a = np.asarray(from_crop, dtype=np.float64)
+    dx = a[0, 2] - 0.5 * (a[0, 0] + a[0, 1])
+    dy = a[1, 2] - 0.5 * (a[1, 0] + a[1, 1])
+    return QTransform(a[0, 0], a[1, 0], a[0, 1], a[1, 1], dx, dy)
+
+
+class PhotoItem(pg.ImageItem):
+    """The photo; with a paint tool active it takes left drags (strokes) and shows the brush."""
+
+    def __init__(self, editor: "LandmarkEditor"):
+        super().__init__(axisOrder="row-major")
+        self._editor = editor
+
+    def hoverEvent(self, ev) -> None:  # noqa: N802 -- pyqtgraph's name
+        ed = self._editor
+        if not ed.tool:
+            return
+        if ev.isExit():
+            ed.brush_cursor.hide()
+            return
+        ev.acceptDrags(Qt.MouseButton.LeftButton)
+        ev.acceptClicks(Qt.MouseButton.LeftButton)
+        ed.move_brush_cursor(ed.vb.mapSceneToView(ev.scenePos()))
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        ed = self._editor
+        if ed.tool and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            p = ed.vb.mapSceneToView(ev.scenePos())
+            ed.stroke("start", p)
+            ed.stroke("finish", p)
+            return
+        super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev) -> None:  # noqa: N802
+        ed = self._editor
+        if not ed.tool or ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()
+            return
+        ev.accept()
+        p = ed.vb.mapSceneToView(ev.scenePos())
+        ed.move_brush_cursor(p)
+        if ev.isStart():
+            ed.stroke("start", ed.vb.mapSceneToView(ev.buttonDownScenePos()))
+        ed.stroke("move", p)
+        if ev.isFinish():
+            ed.stroke("finish", p)
+
 
 #: Handle hit radius in screen pixels.
 HIT_RADIUS_PX = 9.0
@@ -44,6 +103,7 @@ class LandmarkHandles(pg.GraphItem):
         self._hover = -1
         self._drag_index: int | None = None
         self._drag_offset = QPointF(0, 0)
+        self.interactive = True             # False while a paint tool is active
         self.setZValue(20)
 
     def set_points(self, pos: np.ndarray, edited: np.ndarray | None = None) -> None:
@@ -69,7 +129,7 @@ class LandmarkHandles(pg.GraphItem):
 
     def nearest(self, pos: QPointF) -> int | None:
         """Index of the handle within :data:`HIT_RADIUS_PX` screen pixels of ``pos``, if any."""
-        if len(self._pos) == 0:
+        if len(self._pos) == 0 or not self.interactive:
             return None
         px = self.pixelSize()
         sx, sy = (px[0] or 1.0), (px[1] or 1.0)
@@ -144,21 +204,39 @@ class LandmarkEditor(QWidget):
     hoverChanged = Signal(int)
     pointResetRequested = Signal(int)            # double-click: back to the detected position
     nudgeRequested = Signal(int, float, float)   # arrow keys on the hovered point: dx, dy (photo px)
+    strokeStarted = Signal(float, float)         # a paint stroke starts at (x, y) crop px
+    strokeMoved = Signal(float, float)           # ... goes on to (x, y) crop px
+    strokeFinished = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._scale = 1.0
+        self.tool = ""                          # "" (landmarks) | "brush" | "eraser"
+        self.brush_radius = 6.0                 # crop pixels
+        self._to_crop: np.ndarray | None = None  # 2x3 working px -> crop px (painting)
+        self._stroking = False
         self._detected: np.ndarray | None = None
         self._image_size: tuple[int, int] | None = None
         self.view = pg.GraphicsView(self, background=theme.VIEW_BG)
         self.view.setAcceptDrops(False)
         self.vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False, defaultPadding=0.02)
         self.view.setCentralItem(self.vb)
-        self.photo_item = pg.ImageItem(axisOrder="row-major")
+        self.photo_item = PhotoItem(self)
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setZValue(5)
         self.overlay_item.setOpacity(0.5)
         self.overlay_item.hide()
+        self.paint_item = pg.ImageItem(axisOrder="row-major")      # the painted occluder
+        self.paint_item.setZValue(6)
+        self.paint_item.setOpacity(0.6)
+        self.paint_item.hide()
+        self.brush_cursor = QGraphicsEllipseItem(-1.0, -1.0, 2.0, 2.0)
+        pen = QPen(QColor(255, 255, 255, 230))
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        self.brush_cursor.setPen(pen)
+        self.brush_cursor.setZValue(40)
+        self.brush_cursor.hide()
         self.ghost_lines = pg.PlotCurveItem(pen=pg.mkPen(255, 255, 255, 150, width=1, style=Qt.PenStyle.DashLine),
                                             connect="pairs")
         self.ghost_lines.setZValue(15)
@@ -172,8 +250,8 @@ class LandmarkEditor(QWidget):
         self.hover_label = pg.TextItem("", color="w", fill=pg.mkBrush(20, 22, 25, 215), anchor=(-0.15, 1.15))
         self.hover_label.setZValue(30)
         self.hover_label.hide()
-        for item in (self.photo_item, self.overlay_item, self.ghost_lines, self.ghosts, self.handles,
-                     self.hover_marker, self.hover_label):
+        for item in (self.photo_item, self.overlay_item, self.paint_item, self.ghost_lines, self.ghosts, self.handles,
+                     self.hover_marker, self.hover_label, self.brush_cursor):
             self.vb.addItem(item)
         self.placeholder = pg.TextItem("Drop a photo here, or File \u25b8 Open (Ctrl+O)", color=theme.TEXT_DIM,
                                        anchor=(0.5, 0.5))
@@ -195,6 +273,8 @@ class LandmarkEditor(QWidget):
     def clear(self) -> None:
         self.photo_item.clear()
         self.overlay_item.hide()
+        self.paint_item.hide()
+        self._to_crop = None
         self.handles.set_points(np.zeros((0, 2)))
         self.ghosts.setData([])
         self.ghost_lines.setData([], [])
@@ -266,14 +346,76 @@ class LandmarkEditor(QWidget):
             self.overlay_item.hide()
             return
         self.overlay_item.setImage(rgba, autoLevels=False)
-        a = np.asarray(from_crop, dtype=np.float64)
-        dx = a[0, 2] - 0.5 * (a[0, 0] + a[0, 1])
-        dy = a[1, 2] - 0.5 * (a[1, 0] + a[1, 1])
-        self.overlay_item.setTransform(QTransform(a[0, 0], a[1, 0], a[0, 1], a[1, 1], dx, dy))
+        self.overlay_item.setTransform(_crop_transform(from_crop))
         self.overlay_item.show()
 
     def set_overlay_opacity(self, opacity: float) -> None:
         self.overlay_item.setOpacity(float(opacity))
+
+    # -- painting the occluder -----------------------------------------------------------------
+    def set_paint_frame(self, to_crop: np.ndarray | None) -> None:
+        """The 2x3 transform working px -> crop px of the crop being painted (None: no crop yet)."""
+        self._to_crop = None if to_crop is None else np.asarray(to_crop, dtype=np.float64)
+
+    def set_paint_overlay(self, rgba: np.ndarray | None, from_crop: np.ndarray | None = None) -> None:
+        """Show the painted occluder (RGBA, crop px; ``from_crop``: crop px -> working px)."""
+        if rgba is None:
+            self.paint_item.hide()
+            return
+        self.paint_item.setImage(rgba, autoLevels=False)
+        self.paint_item.setTransform(_crop_transform(from_crop))
+        self.paint_item.show()
+
+    def set_tool(self, tool: str) -> None:
+        """"brush" or "eraser" paint the occluder with left drags; "" edits the landmarks."""
+        if tool not in TOOLS:
+            raise ValueError(f"unknown tool {tool!r}")
+        self.tool = tool
+        self.handles.interactive = not tool
+        if tool:
+            self.handles._set_hover(-1)
+            self.view.viewport().setCursor(QCursor(Qt.CursorShape.CrossCursor))
+        else:
+            self.brush_cursor.hide()
+            self.view.viewport().unsetCursor()
+
+    def set_brush_radius(self, radius_crop_px: float) -> None:
+        self.brush_radius = float(radius_crop_px)
+        if self.brush_cursor.isVisible():
+            r = self.brush_cursor.rect()
+            self.move_brush_cursor(QPointF(r.center()))
+
+    def working_to_crop(self, p: QPointF) -> tuple[float, float]:
+        a = self._to_crop
+        return (float(a[0, 0] * p.x() + a[0, 1] * p.y() + a[0, 2]), float(a[1, 0] * p.x() + a[1, 1] * p.y() + a[1, 2]))
+
+    def move_brush_cursor(self, p: QPointF) -> None:
+        """Centre the brush circle on view point ``p`` (its radius: the brush's, in crop px)."""
+        if self._to_crop is None or not self.tool:
+            self.brush_cursor.hide()
+            return
+        r = self.brush_radius / float(np.sqrt(abs(np.linalg.det(self._to_crop[:, :2]))))
+        self.brush_cursor.setRect(QRectF(p.x() - r, p.y() - r, 2 * r, 2 * r))
+        self.brush_cursor.show()
+
+    def stroke(self, phase: str, p: QPointF) -> None:
+        """A stroke event at view point ``p``: "start", "move" or "finish" (crop px go out)."""
+        if self._to_crop is None:
+            return
+        if phase == "start":
+            self._stroking = True
+            self.strokeStarted.emit(*self.working_to_crop(p))
+        elif phase == "move" and self._stroking:
+            self.strokeMoved.emit(*self.working_to_crop(p))
+        elif phase == "finish" and self._stroking:
+            self._stroking = False
+            self.strokeFinished.emit()
+
+    def crop_to_widget(self, xy) -> QPointF:
+        """Position of crop pixel ``xy`` in ``self.view.viewport()`` coordinates (tests)."""
+        a = np.vstack([self._to_crop, [0.0, 0.0, 1.0]])
+        w = np.linalg.inv(a) @ np.array([float(xy[0]), float(xy[1]), 1.0])
+        return self.photo_to_widget((w[0] / self._scale, w[1] / self._scale))
 
     # -- coordinates (also used by tests and the self-test) ------------------------------------
     def photo_to_view(self, xy) -> QPointF:

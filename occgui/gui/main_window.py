@@ -13,6 +13,12 @@ Layout (1600x1000 by default)::
 
 The window is a view: every action goes through :class:`~occgui.gui.session.Session`, which
 owns the document, the undo stack and the pipeline worker thread.
+
+No correction is lost without asking: opening another photo (File > Open, a drop, Open Recent),
+picking another face of a group photo and closing the window first ask, when the landmarks or
+the painted occluder have unsaved changes, whether to save them (corrections.json), discard
+them or cancel (:meth:`MainWindow.confirm_discard`). A file that turns out not to load leaves
+the current photo and its corrections untouched and never enters Open Recent.
 """
 from __future__ import annotations
 
@@ -20,14 +26,15 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMessageBox, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMessageBox, QPushButton,
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
+from ..corrections import FILE_NAME as CORRECTIONS_FILE
 from ..imageio import IMAGE_SUFFIXES
 from ..pipeline.runner import STAGES, PipelineConfig
 from ..pipeline.stages import STAGE_TABLE
-from ..results import FaceMesh, Landmarks, LoadedImage, Synthesis, Texture
+from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, Synthesis, Texture
 from . import document as D
 from .deoccluded_view import DeoccludedView
 from .landmark_editor import LandmarkEditor
@@ -40,9 +47,14 @@ from .settings import AppSettings
 from .settings_dialog import SettingsDialog
 from .stage_strip import StageStrip
 from .status_panel import RunStatus
+from .view_data import occluder_overlay
 
 DEFAULT_SIZE = QSize(1600, 1000)
 IMAGE_FILTER = "Images ({});;All files (*)".format(" ".join(f"*{s}" for s in IMAGE_SUFFIXES))
+CORRECTIONS_FILTER = "Corrections (*.json);;All files (*)"
+#: Brush sizes (radius, crop pixels of the 256-pixel face crop).
+BRUSH_RADIUS_RANGE = (1, 60)
+DEFAULT_BRUSH_RADIUS = 8
 
 
 class MainWindow(QMainWindow):
@@ -57,6 +69,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setWindowTitle("occgui")
         self._closed = False
+        self.unsaved_box: QMessageBox | None = None      # the save/discard/cancel question while it is open
+        self._export_folder: Path | None = None           # the last export's per-photo folder
         self._build_views()
         self._build_actions()
         self._build_menus()
@@ -77,6 +91,17 @@ class MainWindow(QMainWindow):
         self.mesh_view.set_mode(self.settings.mesh_mode())
         self.stage_strip = StageStrip()
         self.banner = MessageBanner()
+        self.face_combo = QComboBox()
+        self.face_combo.setToolTip("Several faces were found: pick the one to reconstruct (largest first)")
+        self.face_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.face_combo.hide()
+        self.brush_size = QSpinBox()
+        self.brush_size.setRange(*BRUSH_RADIUS_RANGE)
+        self.brush_size.setValue(DEFAULT_BRUSH_RADIUS)
+        self.brush_size.setSuffix(" px")
+        self.brush_size.setPrefix("size ")
+        self.brush_size.setToolTip("Brush and eraser radius, in pixels of the face crop ([ and ] change it)")
+        self.editor.set_brush_radius(DEFAULT_BRUSH_RADIUS)
 
         self.top_split = QSplitter(Qt.Orientation.Horizontal)
         self.top_split.addWidget(self.photo_pane)
@@ -102,6 +127,7 @@ class MainWindow(QMainWindow):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.stage_strip, 1)
+        top.addWidget(self.face_combo)
         top.addWidget(self.rerun_button)
         top.addWidget(self.export_button)
 
@@ -130,10 +156,16 @@ class MainWindow(QMainWindow):
         s = self.session
         self.open_action = self._action("&Open Photo\u2026", self.choose_photo, QKeySequence.StandardKey.Open,
                                         "Open a photo and reconstruct its face")
-        self.save_landmarks_action = self._action("&Save Landmarks\u2026", self.choose_save_landmarks, "Ctrl+S",
-                                                  "Save the 68 landmarks (photo pixels) as JSON")
-        self.load_landmarks_action = self._action("&Load Landmarks\u2026", self.choose_load_landmarks, "Ctrl+L",
-                                                  "Replace the landmarks with those of a JSON file")
+        self.save_corrections_action = self._action(
+            "&Save Corrections\u2026", self.choose_save_corrections, "Ctrl+S",
+            "Save the corrected landmarks and the painted occluder in one file (corrections.json)")
+        self.load_corrections_action = self._action(
+            "&Load Corrections\u2026", self.choose_load_corrections, "Ctrl+L",
+            "Replace the landmarks and the painted occluder with those of a corrections file")
+        self.save_landmarks_action = self._action("Save Landmarks Only\u2026", self.choose_save_landmarks, None,
+                                                  "Save the 68 landmarks (photo pixels) as landmarks.json")
+        self.load_landmarks_action = self._action("Load Landmarks Only\u2026", self.choose_load_landmarks, None,
+                                                  "Replace the landmarks with those of a landmarks.json")
         self.export_action = self._action("&Export\u2026", self.choose_export, "Ctrl+E",
                                           "Export mesh (OBJ/MTL/PNG, PLY, GLB), maps, I_out and landmarks")
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -144,7 +176,23 @@ class MainWindow(QMainWindow):
         self.addAction(self.undo_action)
         self.addAction(self.redo_action)
         self.reset_landmarks_action = self._action("Reset Landmarks to &Detected", s.reset_landmarks,
-                                                   "Ctrl+Shift+R", "Undo every correction in one step")
+                                                   "Ctrl+Shift+R", "Undo every landmark correction in one step")
+        self.clear_paint_action = self._action("&Clear Painted Occluder", s.clear_paint, None,
+                                               "Drop every brush and eraser stroke (undoable)")
+        self.tool_group = QActionGroup(self)
+        self.tool_group.setExclusive(True)
+        self.tool_actions = {}
+        for tool, text, key, tip in (
+                ("", "&Points", "P", "Drag the landmarks (P)"),
+                ("brush", "&Brush", "B", "Paint the occluder on the photo where the parser missed it (B)"),
+                ("eraser", "&Eraser", "E", "Erase occluder pixels the parser marked wrongly (E)")):
+            a = self._action(text, lambda _=False, t=tool: self.set_tool(t), key, tip)
+            a.setCheckable(True)
+            self.tool_group.addAction(a)
+            self.tool_actions[tool] = a
+        self.tool_actions[""].setChecked(True)
+        self.smaller_brush_action = self._action("Smaller Brush", lambda: self.brush_size.stepBy(-1), "[")
+        self.larger_brush_action = self._action("Larger Brush", lambda: self.brush_size.stepBy(1), "]")
         self.preferences_action = self._action("&Preferences\u2026", self.show_preferences, "Ctrl+,")
         self.rerun_action = self._action("&Re-run", self.rerun, "Ctrl+R",
                                          "Recompute the stages downstream of the landmarks")
@@ -161,7 +209,9 @@ class MainWindow(QMainWindow):
         self.about_action = self._action("&About occgui", self.show_about)
 
         for a in (self.save_landmarks_action, self.load_landmarks_action, self.export_action,
-                  self.reset_landmarks_action, self.rerun_action):
+                  self.reset_landmarks_action, self.rerun_action, self.save_corrections_action,
+                  self.load_corrections_action, self.clear_paint_action, self.tool_actions["brush"],
+                  self.tool_actions["eraser"]):
             a.setEnabled(False)
 
         for action, text, tip in (
@@ -171,6 +221,14 @@ class MainWindow(QMainWindow):
                 (self.face_action, "Face", "Zoom to the face (Ctrl+1)"),
                 (self.fit_action, "Fit", "Show the whole photo (Ctrl+0)")):
             self.photo_pane.add_action_button(action, text, tip)
+        self.tool_buttons = {}
+        for tool, text in (("", "Points"), ("brush", "Brush"), ("eraser", "Eraser")):
+            b = self.photo_pane.add_action_button(self.tool_actions[tool], text)
+            b.setCheckable(True)
+            b.setChecked(self.tool_actions[tool].isChecked())
+            self.tool_actions[tool].toggled.connect(b.setChecked)
+            self.tool_buttons[tool] = b
+        self.photo_pane.add_tool(self.brush_size)
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -179,6 +237,8 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &Recent", self)
         f.addMenu(self.recent_menu)
         f.addSeparator()
+        f.addAction(self.load_corrections_action)
+        f.addAction(self.save_corrections_action)
         f.addAction(self.load_landmarks_action)
         f.addAction(self.save_landmarks_action)
         f.addSeparator()
@@ -189,6 +249,12 @@ class MainWindow(QMainWindow):
         e.addAction(self.undo_action)
         e.addAction(self.redo_action)
         e.addAction(self.reset_landmarks_action)
+        e.addAction(self.clear_paint_action)
+        e.addSeparator()
+        for a in self.tool_actions.values():
+            e.addAction(a)
+        e.addAction(self.smaller_brush_action)
+        e.addAction(self.larger_brush_action)
         e.addSeparator()
         e.addAction(self.preferences_action)
         r = mb.addMenu("&Run")
@@ -210,6 +276,10 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s = self.session
         s.photoOpened.connect(self._on_photo_opened)
+        s.photoRejected.connect(self._on_photo_rejected)
+        s.alphaEditChanged.connect(self._on_alpha_edit_changed)
+        s.exportFinished.connect(self._on_export_finished)
+        s.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
         s.stageResult.connect(self._on_stage_result)
         s.stageStateChanged.connect(self._on_stage_state)
         s.landmarksChanged.connect(self._on_landmarks_changed)
@@ -229,6 +299,11 @@ class MainWindow(QMainWindow):
         self.editor.dragFinished.connect(lambda _i: s.end_drag())
         self.editor.pointResetRequested.connect(self._reset_point)
         self.editor.nudgeRequested.connect(self._nudge_point)
+        self.editor.strokeStarted.connect(self._on_stroke_started)
+        self.editor.strokeMoved.connect(lambda x, y: s.stroke_to((x, y)))
+        self.editor.strokeFinished.connect(s.end_stroke)
+        self.brush_size.valueChanged.connect(lambda v: self.editor.set_brush_radius(float(v)))
+        self.face_combo.activated.connect(self._on_face_chosen)
         self.maps.overlayChanged.connect(self._on_overlay_changed)
         self.maps.opacityChanged.connect(self.editor.set_overlay_opacity)
         self.editor.set_overlay_opacity(self.maps.opacity)
@@ -263,15 +338,60 @@ class MainWindow(QMainWindow):
             dst.blockSignals(False)
 
     # -- scriptable API ------------------------------------------------------------------------
-    def open_photo(self, path) -> bool:
-        """Open ``path`` and start the pipeline (False and a message line when it is not a photo)."""
-        ok = self.session.open_photo(path)
-        if ok:
-            p = Path(path).resolve()
-            self.settings.add_recent_file(p)
-            self.settings.set_last_folder(p.parent)
-            self._refresh_recent_menu()
-        return ok
+    def open_photo(self, path, face_index: int = 0) -> bool:
+        """Open ``path`` and start the pipeline (False and a message line when it is not a photo,
+        or when the user keeps unsaved corrections). It enters Open Recent once it has loaded."""
+        from .session import check_photo_path
+
+        reason = check_photo_path(path)
+        if reason:                         # nothing would be discarded: say why, ask nothing
+            self.banner.show_message("error", reason)
+            return False
+        if not self.confirm_discard(f"Opening {Path(path).name}"):
+            return False
+        return self.session.open_photo(path, face_index)
+
+    def select_face(self, index: int) -> bool:
+        """Reconstruct face ``index`` (0 = largest) of the open photo (asks about unsaved corrections)."""
+        if index == self.session.document.face_index:
+            return False
+        if not self.confirm_discard(f"Switching to face {index + 1}"):
+            self._sync_face_combo()
+            return False
+        return self.session.select_face(index)
+
+    def set_tool(self, tool: str) -> None:
+        """"" (drag the landmarks), "brush" or "eraser" (paint the occluder)."""
+        if tool and not self.session.document.can_paint:
+            tool = ""
+        self.editor.set_tool(tool)
+        self.tool_actions[tool].setChecked(True)
+        self._refresh_paint_overlay()
+        self._update_photo_subtitle()
+
+    def confirm_discard(self, what: str) -> bool:
+        """True when the corrections on screen may be dropped: none are unsaved, or the user saved
+        them or chose to discard them; False when the user cancels."""
+        s = self.session
+        if not s.unsaved_corrections:
+            return True
+        name = s.document.photo.name if s.document.photo else "this photo"
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved corrections",
+                          f"The corrections of {name} (landmarks, painted occluder) are not saved.", parent=self)
+        box.setInformativeText(f"{what} discards them. Save them to a corrections file first?")
+        box.setStandardButtons(QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                               | QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        box.setEscapeButton(QMessageBox.StandardButton.Cancel)
+        self.unsaved_box = box
+        try:
+            answer = box.exec()
+        finally:
+            self.unsaved_box = None
+        if answer == QMessageBox.StandardButton.Save:
+            path = self.corrections_path_to_save()
+            return bool(path) and s.save_corrections(path)
+        return answer == QMessageBox.StandardButton.Discard
 
     def rerun(self) -> bool:
         return self.session.rerun()
@@ -296,6 +416,34 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Export to folder", self.settings.last_folder())
         if folder:
             self.export_to(folder)
+
+    def default_corrections_path(self) -> Path:
+        """Where corrections are saved by default: in the photo's last export folder, else next to
+        the photo as ``<stem>.corrections.json``."""
+        doc = self.session.document
+        if self._export_folder is not None and doc.photo is not None and self._export_folder.name == doc.photo.stem:
+            return self._export_folder / CORRECTIONS_FILE
+        if doc.photo is not None:
+            return doc.photo.parent / f"{doc.photo.stem}.{CORRECTIONS_FILE}"
+        return Path(self.settings.last_folder()) / CORRECTIONS_FILE
+
+    def corrections_path_to_save(self) -> str:
+        """Ask where to save the corrections ('' when the user cancels)."""
+        path, _ = QFileDialog.getSaveFileName(self, "Save corrections", str(self.default_corrections_path()),
+                                              CORRECTIONS_FILTER)
+        return path
+
+    def choose_save_corrections(self) -> None:
+        path = self.corrections_path_to_save()
+        if path and self.session.save_corrections(path):
+            self.settings.set_last_folder(Path(path).parent)
+
+    def choose_load_corrections(self) -> None:
+        start = self.default_corrections_path()
+        path, _ = QFileDialog.getOpenFileName(self, "Load corrections", str(start if start.exists() else start.parent),
+                                              CORRECTIONS_FILTER)
+        if path and self.session.load_corrections(path):
+            self.settings.set_last_folder(Path(path).parent)
 
     def choose_save_landmarks(self) -> None:
         doc = self.session.document
@@ -382,18 +530,32 @@ class MainWindow(QMainWindow):
 
     # -- session events --------------------------------------------------------------------------
     def _on_photo_opened(self, path: str) -> None:
+        p = Path(path)
+        self.settings.add_recent_file(p)
+        self.settings.set_last_folder(p.parent)
+        self._refresh_recent_menu()
         self.editor.clear()
         self.maps.clear()
         self.deoccluded.clear()
         self.mesh_view.clear()
         self.banner.hide()
+        self.set_tool("")
+        self._sync_face_combo()
         self._update_title()
-        for a in (self.save_landmarks_action, self.load_landmarks_action, self.reset_landmarks_action):
+        for a in (self.save_landmarks_action, self.load_landmarks_action, self.reset_landmarks_action,
+                  self.save_corrections_action, self.load_corrections_action, self.clear_paint_action,
+                  self.tool_actions["brush"], self.tool_actions["eraser"]):
             a.setEnabled(False)
         self.export_action.setEnabled(True)
         self.export_button.setEnabled(True)
         self.rerun_action.setEnabled(True)
         self.rerun_button.setEnabled(True)
+
+    def _on_photo_rejected(self, path: str, message: str) -> None:
+        """The file did not load: the current photo stays; a stale Open Recent entry goes."""
+        if path in self.settings.recent_files():
+            self.settings.remove_recent_file(path)
+            self._refresh_recent_menu()
 
     def _on_stage_result(self, stage: str, value, display) -> None:
         """Route a stage result to its view by the result's type (``pipeline.stages.STAGE_TABLE``)."""
@@ -401,14 +563,22 @@ class MainWindow(QMainWindow):
             self.editor.set_photo(value.rgb, value.scale)
             w, h = value.photo_size
             self.photo_pane.set_subtitle(f"{w}\u00d7{h} px \u00b7 drag a point to correct it \u00b7 wheel zooms")
+        elif isinstance(value, FaceCrop):
+            self.editor.set_paint_frame(value.to_crop)
+            self._sync_face_combo()
+            if value.num_faces > 1:
+                self.banner.show_message("info", f"{value.num_faces} faces found: reconstructing face "
+                                                 f"{value.face_index + 1} ({'the largest' if value.face_index == 0 else 'by size'}); "
+                                                 f"pick another with the face selector next to Re-run.")
         elif stage in STAGE_TO_KIND:
             self.maps.set_map(STAGE_TO_KIND[stage], display)
         elif isinstance(value, Synthesis):
-            self.deoccluded.set_display(display, value.backend)
+            occ = self.session.document.occluder_mask()
+            self.deoccluded.set_display(display, value.backend, None if occ is None else int(occ.sum()))
         elif isinstance(value, (FaceMesh, Texture)):
             self.mesh_view.set_display(display)
         if isinstance(value, Landmarks):
-            for a in (self.save_landmarks_action, self.load_landmarks_action):
+            for a in (self.save_landmarks_action, self.load_landmarks_action, self.load_corrections_action):
                 a.setEnabled(True)
 
     def _on_stage_state(self, stage: str) -> None:
@@ -439,10 +609,68 @@ class MainWindow(QMainWindow):
         if first:
             self.editor.zoom_to_points()
         self.reset_landmarks_action.setEnabled(doc.edited)
-        if doc.landmarks is not None and doc.detected is not None:
+        self.save_corrections_action.setEnabled(doc.has_corrections)
+        self._update_photo_subtitle()
+
+    def _update_photo_subtitle(self) -> None:
+        doc = self.session.document
+        if self.editor.tool:
+            verb = "paint the occluder" if self.editor.tool == "brush" else "erase occluder pixels"
+            self.photo_pane.set_subtitle(f"{self.editor.tool}: drag to {verb} \u00b7 middle-drag pans \u00b7 "
+                                         f"[ ] size \u00b7 P back to the points")
+        elif doc.landmarks is not None and doc.detected is not None:
             n = int(np.sum(np.hypot(*(doc.landmarks - doc.detected).T) > 0.05))
             self.photo_pane.set_subtitle(f"{n} of 68 points corrected \u00b7 Ctrl+Z undoes" if n else
                                          "68 detected points \u00b7 drag one to correct it \u00b7 wheel zooms")
+
+    def _on_alpha_edit_changed(self) -> None:
+        doc = self.session.document
+        can = doc.can_paint
+        for t in ("brush", "eraser"):
+            self.tool_actions[t].setEnabled(can)
+        if not can and self.editor.tool:
+            self.set_tool("")
+        self.clear_paint_action.setEnabled(doc.painted)
+        self.save_corrections_action.setEnabled(doc.has_corrections)
+        self._refresh_paint_overlay()
+        if doc.alpha is not None:
+            e = doc.alpha_edit
+            self.maps.panes["alpha"].set_subtitle(
+                "N\u03b1 U-Net" + (f" \u00b7 painted +{int(e.added.sum())} / erased {int(e.erased.sum())} px"
+                                   if e is not None else ""))
+        self._update_title()
+
+    def _refresh_paint_overlay(self) -> None:
+        """The occluder overlay on the photo: shown while painting or when something is painted."""
+        doc = self.session.document
+        if not doc.can_paint or not (self.editor.tool or doc.painted):
+            self.editor.set_paint_overlay(None)
+            return
+        self.editor.set_paint_overlay(occluder_overlay(doc.alpha, doc.alpha_edit), doc.crop.from_crop)
+
+    def _on_stroke_started(self, x: float, y: float) -> None:
+        if self.session.begin_stroke(self.editor.tool == "eraser", float(self.brush_size.value())):
+            self.session.stroke_to((x, y))
+
+    def _sync_face_combo(self) -> None:
+        """The face selector: shown with one entry per face when the photo has several."""
+        crop = self.session.document.crop
+        n = crop.num_faces if crop is not None else 0
+        combo = self.face_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for i in range(n):
+            combo.addItem(f"Face {i + 1} of {n}" + (" (largest)" if i == 0 else ""))
+        if n:
+            combo.setCurrentIndex(self.session.document.face_index)
+        combo.blockSignals(False)
+        combo.setVisible(n > 1)
+
+    def _on_face_chosen(self, index: int) -> None:
+        self.select_face(index)
+
+    def _on_export_finished(self, folder: str) -> None:
+        self._export_folder = Path(folder)
 
     def _on_busy(self, busy: bool) -> None:
         self.status.set_busy(busy)
@@ -491,6 +719,10 @@ class MainWindow(QMainWindow):
         flags = []
         if doc.edited:
             flags.append("landmarks edited")
+        if doc.painted:
+            flags.append("occluder painted")
+        if self.session.unsaved_corrections:
+            flags.append("unsaved")
         if doc.is_stale:
             flags.append("out of date")
         self.setWindowTitle(f"{doc.photo.name} \u2014 occgui" + (f"  [{', '.join(flags)}]" if flags else ""))
@@ -499,6 +731,9 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev) -> None:  # noqa: N802
         if self._closed:
             super().closeEvent(ev)
+            return
+        if not self.confirm_discard("Closing the window"):
+            ev.ignore()
             return
         self._closed = True
         self.settings.set_geometry(self.saveGeometry())

@@ -133,6 +133,7 @@ def run_self_test(device: str | None = None, verbose: bool = True) -> int:
             print(f"self-test failed: internal error ({type(e).__name__}: {e})", flush=True)
             code = 1
         finally:
+            window.session.undo_stack.setClean()     # the self-test's own edits: nothing to ask about
             window.close()
             process_for(50)
         if code == 0:

@@ -1,9 +1,16 @@
 """The session controller: the document, the pipeline worker thread and the undo stack.
 
 Views never touch the pipeline: they call the session's methods (open a photo, move a
-landmark, re-run, export) and listen to its signals. The session keeps the invariant that
-the ``Pipeline`` is only used from the worker thread, and drops the events of superseded runs
-(a newer photo or re-run cancels the older job; its late events are ignored by job id).
+landmark, paint the occluder, re-run, export, save or load corrections) and listen to its
+signals. The session keeps the invariant that the ``Pipeline`` is only used from the worker
+thread, and drops the events of superseded runs (a newer photo or re-run cancels the older job;
+its late events are ignored by job id).
+
+Opening a photo never clears the current work before the new photo has loaded: the run of the
+new photo starts while the document still holds the old one, and only when its ``load`` stage
+succeeds is the document switched (``photoOpened``). A broken file therefore leaves the photo,
+its corrections and the undo stack as they were (``photoRejected``). Whether unsaved
+corrections may be dropped is the window's question to ask first (:attr:`Session.unsaved_corrections`).
 """
 from __future__ import annotations
 
@@ -14,13 +21,14 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from ..corrections import Corrections, brush_mask, edit_digest, read_corrections, write_corrections
 from ..errors import OccguiError
 from ..imageio import is_image_path
 from ..pipeline.runner import STAGES, PipelineConfig
 from ..pipeline.stages import stage as stage_spec
 from . import document as D
 from .document import FaceDocument
-from .undo_commands import MoveLandmarkCommand, SetLandmarksCommand
+from .undo_commands import MoveLandmarkCommand, PaintCommand, SetCorrectionsCommand, SetLandmarksCommand
 from .worker import ExportJob, PipelineWorker, RunJob, RunOutcome, StageUpdate, WorkerThread
 
 #: Delay between the last landmark edit and an automatic re-run (when enabled).
@@ -42,7 +50,10 @@ def check_photo_path(path) -> str | None:
 class Session(QObject):
     """Owns the document and drives the worker; see the module docstring."""
 
-    photoOpened = Signal(str)                     # photo path
+    photoOpened = Signal(str)                     # photo path (its load stage succeeded: the document switched)
+    photoRejected = Signal(str, str)              # photo path, one line: it did not load, the document is unchanged
+    alphaEditChanged = Signal()                   # document.alpha_edit (the painted occluder) changed
+    correctionsSaved = Signal(str)                # corrections file written
     stageStateChanged = Signal(str)               # stage whose display state changed
     stageResult = Signal(str, object, object)     # stage, result value, display data (new values only)
     landmarksChanged = Signal()                   # document.landmarks changed
@@ -78,6 +89,9 @@ class Session(QObject):
         self._export_job = 0
         self._drag_ids = itertools.count(1)
         self._dragging = False
+        self._pending_open: tuple[Path, int] | None = None   # photo (and face) whose run is loading it
+        self._stroke: dict | None = None                       # the paint stroke in progress
+        self._export_undo_index: int | None = None
         self._device_pref = (config.device if config is not None else "auto")
         self._configured: str | None = None      # device preference last sent to the worker
 
@@ -146,24 +160,50 @@ class Session(QObject):
         return self._job
 
     # -- photo and runs ----------------------------------------------------------------------
-    def open_photo(self, path) -> bool:
-        """Open ``path`` and start the pipeline; False (and a message) when it is not a photo."""
+    def open_photo(self, path, face_index: int = 0) -> bool:
+        """Start the pipeline on ``path`` (face ``face_index`` of a group photo); False (and a
+        message) when it is plainly not a photo. The document switches to it once its ``load``
+        stage succeeds (``photoOpened``); until then, and for good when it fails to load
+        (``photoRejected``), the current photo and its corrections stay."""
         reason = check_photo_path(path)
         if reason:
             self.message.emit("error", reason)
             return False
         self._worker.request_cancel(self._job)
         self._pending_export = None
+        self._pending_open = (Path(path).resolve(), int(face_index))
+        self._start_run()
+        return True
+
+    def select_face(self, index: int) -> bool:
+        """Reconstruct face ``index`` of the open photo (0 = largest); its corrections start over."""
+        doc = self.document
+        if not doc.has_photo:
+            return False
+        crop = doc.crop
+        if crop is not None and not 0 <= index < crop.num_faces:
+            self.message.emit("error", f"face {index + 1} requested but only {crop.num_faces} found")
+            return False
+        return self.open_photo(doc.photo, index)
+
+    @property
+    def opening(self) -> Path | None:
+        """The photo being opened (its run has not loaded it yet), or None."""
+        return None if self._pending_open is None else self._pending_open[0]
+
+    def _commit_open(self) -> None:
+        path, face = self._pending_open
+        self._pending_open = None
         self._finished_job = None
-        self.document.open(Path(path).resolve())
+        self._stroke = None
+        self.document.open(path, face)
         self.undo_stack.clear()
-        self.photoOpened.emit(str(self.document.photo))
+        self.photoOpened.emit(str(path))
         for s in STAGES:
             self.stageStateChanged.emit(s)
         self.landmarksChanged.emit()
+        self.alphaEditChanged.emit()
         self.stalenessChanged.emit(frozenset())
-        self._start_run()
-        return True
 
     def rerun(self) -> bool:
         """Run again with the landmarks on screen; only what they changed is recomputed."""
@@ -185,10 +225,17 @@ class Session(QObject):
     def _start_run(self) -> None:
         self._ensure_configured()
         self._job = next(self._ids)
-        self.document.begin_run()
         self._set_busy(True)
+        doc = self.document
+        if self._pending_open is not None:
+            path, face = self._pending_open
+            self.progress.emit(f"Opening {path.name}\u2026", 0, len(STAGES))
+            self._runRequested.emit(RunJob(self._job, str(path), None, None, face))
+            return
+        doc.begin_run()
         self.progress.emit("Starting\u2026", 0, len(STAGES))
-        self._runRequested.emit(RunJob(self._job, str(self.document.photo), self.document.run_landmarks()))
+        self._runRequested.emit(RunJob(self._job, str(doc.photo), doc.run_landmarks(), doc.run_alpha_edit(),
+                                       doc.face_index))
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
@@ -200,6 +247,11 @@ class Session(QObject):
             return
         doc = self.document
         title = stage_spec(up.stage).title
+        if self._pending_open is not None:
+            if up.state == "started" or up.stage != "load":
+                self.progress.emit(f"{title}\u2026", up.index, up.total)
+                return
+            self._commit_open()                  # the new photo loaded: now the document switches
         if up.state == "started":
             doc.mark_running(up.stage)
             self.progress.emit(f"{title}\u2026", up.index, up.total)
@@ -207,14 +259,16 @@ class Session(QObject):
             return
         had_landmarks = doc.landmarks is not None
         changed = doc.set_result(up.stage, up.value, cached=up.state == "cached", seconds=up.seconds,
-                                 used_landmarks=up.used_landmarks)
+                                 used_landmarks=up.used_landmarks, used_edit=up.used_edit)
         self.progress.emit(title, up.index + 1, up.total)
         if changed:
             self.stageResult.emit(up.stage, up.value, up.display)
         self.stageStateChanged.emit(up.stage)
         if up.stage == "landmarks" and not had_landmarks:
             self.landmarksChanged.emit()
-        if up.stage in D.LANDMARK_DEPENDENT:
+        if up.stage == "parse":
+            self.alphaEditChanged.emit()        # the parser's occluder is what the paint edits
+        if up.stage in D.LANDMARK_DEPENDENT or up.stage in D.PAINT_DEPENDENT:
             self.stalenessChanged.emit(doc.stale_stages())
 
     def _on_run_finished(self, outcome: RunOutcome) -> None:
@@ -237,6 +291,21 @@ class Session(QObject):
 
     def _on_run_failed(self, job: int, kind: str, message: str) -> None:
         if job != self._job:
+            return
+        if self._pending_open is not None:         # the new photo never loaded: keep the current one
+            path = self._pending_open[0]
+            self._pending_open = None
+            if kind != "cancelled" and path.name not in message:
+                message = f"{path.name}: {message}" + (" \u2014 the current photo is kept"
+                                                       if self.document.has_photo else "")
+            self.document.end_run(D.CANCELLED)
+            for s in STAGES:
+                self.stageStateChanged.emit(s)
+            self._set_busy(False)
+            self.progress.emit("Cancelled" if kind == "cancelled" else f"Could not open {path.name}", 0, len(STAGES))
+            self.runFailed.emit(kind, message)
+            self.message.emit("info" if kind == "cancelled" else "error", message)
+            self.photoRejected.emit(str(path), message)
             return
         self.document.end_run(D.CANCELLED if kind == "cancelled" else D.FAILED)
         for s in STAGES:
@@ -299,9 +368,125 @@ class Session(QObject):
 
     def _landmarks_edited(self) -> None:
         self.landmarksChanged.emit()
+        self._corrections_edited()
+
+    def _corrections_edited(self) -> None:
         self.stalenessChanged.emit(self.document.stale_stages())
         if self.auto_rerun and not self._dragging and self.document.is_stale:
             self._auto_timer.start()
+
+    # -- the painted occluder ------------------------------------------------------------------
+    def begin_stroke(self, erase: bool, radius: float) -> bool:
+        """A brush (or eraser, ``erase``) stroke of ``radius`` crop pixels starts; its dabs
+        (:meth:`stroke_to`) become one undo step at :meth:`end_stroke`."""
+        doc = self.document
+        if not doc.can_paint:
+            self.message.emit("warning", "Wait for M\u03b1 (the parsing stage) before painting the occluder.")
+            return False
+        self._stroke = {"erase": bool(erase), "radius": float(radius), "old": doc.alpha_edit, "last": None}
+        self._dragging = True
+        return True
+
+    def stroke_to(self, crop_xy) -> None:
+        """Paint from the stroke's last position to ``crop_xy`` (crop pixels)."""
+        st, doc = self._stroke, self.document
+        if st is None or not doc.can_paint:
+            return
+        p = np.asarray(crop_xy, dtype=np.float64).reshape(2)
+        pts = [p] if st["last"] is None else [st["last"], p]
+        st["last"] = p
+        base = doc.alpha_edit if doc.alpha_edit is not None else doc.blank_edit()
+        mask = brush_mask(base.size, pts, st["radius"])
+        doc.set_alpha_edit(base.painted(doc.alpha, mask, erase=st["erase"]))
+        self.alphaEditChanged.emit()
+        self.stalenessChanged.emit(doc.stale_stages())
+
+    def end_stroke(self) -> None:
+        st, self._stroke = self._stroke, None
+        self._dragging = False
+        if st is None:
+            return
+        new = self.document.alpha_edit
+        if edit_digest(new) != edit_digest(st["old"]):
+            self.undo_stack.push(PaintCommand(self._apply_edit, st["old"], new,
+                                              "Erase occluder" if st["erase"] else "Paint occluder"))
+        elif self.auto_rerun and self.document.is_stale:
+            self._auto_timer.start()
+
+    def paint_stroke(self, points_crop, radius: float, erase: bool = False) -> bool:
+        """A whole stroke through ``points_crop`` (crop px) as one undoable edit."""
+        if not self.begin_stroke(erase, radius):
+            return False
+        for p in np.asarray(points_crop, dtype=np.float64).reshape(-1, 2):
+            self.stroke_to(p)
+        self.end_stroke()
+        return True
+
+    def clear_paint(self) -> None:
+        """Remove every painted and erased pixel (undoable)."""
+        doc = self.document
+        if doc.painted:
+            self.undo_stack.push(PaintCommand(self._apply_edit, doc.alpha_edit, None, "Clear painted occluder"))
+
+    def _apply_edit(self, edit) -> None:
+        self.document.set_alpha_edit(edit)
+        self.alphaEditChanged.emit()
+        self._corrections_edited()
+
+    # -- corrections (landmarks + paint) in one file ---------------------------------------------
+    @property
+    def unsaved_corrections(self) -> bool:
+        """Corrections on screen that are in no file yet (saved, loaded or exported)."""
+        return self.document.has_corrections and not self.undo_stack.isClean()
+
+    def current_corrections(self) -> Corrections:
+        doc = self.document
+        return Corrections(landmarks=doc.landmarks.copy() if doc.edited else None, alpha_edit=doc.run_alpha_edit(),
+                           photo=str(doc.photo), photo_size=tuple(doc.image.photo_size) if doc.image else None,
+                           face_index=doc.face_index)
+
+    def save_corrections(self, path) -> bool:
+        """Write the landmarks and the painted occluder on screen to ``path`` (corrections.json)."""
+        doc = self.document
+        if not doc.has_corrections:
+            self.message.emit("warning", "No corrections to save: drag a landmark or paint the occluder first.")
+            return False
+        try:
+            write_corrections(path, self.current_corrections())
+        except OccguiError as e:
+            self.message.emit("error", str(e))
+            return False
+        self.undo_stack.setClean()
+        self.message.emit("info", f"Saved corrections to {path}")
+        self.correctionsSaved.emit(str(path))
+        return True
+
+    def load_corrections(self, path) -> bool:
+        """Replace the corrections with those of ``path`` (corrections.json, or a landmarks.json),
+        checked against this photo and its crop, as one undoable edit. A bad file changes nothing."""
+        doc = self.document
+        if doc.landmarks is None or doc.crop is None:
+            self.message.emit("warning", "Open a photo and wait for its landmarks before loading corrections.")
+            return False
+        try:
+            c = read_corrections(path)
+            c.check_fits(doc.image, doc.crop)
+        except OccguiError as e:
+            self.message.emit("error", str(e))
+            return False
+        pts = c.landmarks if c.landmarks is not None else doc.detected
+        self.undo_stack.push(SetCorrectionsCommand(self._apply_corrections, doc.landmarks.copy(), doc.alpha_edit,
+                                                   pts, c.alpha_edit, f"Load corrections from {Path(path).name}"))
+        self.undo_stack.setClean()
+        self.message.emit("info", f"Loaded corrections from {Path(path).name}")
+        return True
+
+    def _apply_corrections(self, points, edit) -> None:
+        self.document.set_landmarks(points)
+        self.document.set_alpha_edit(edit)
+        self.landmarksChanged.emit()
+        self.alphaEditChanged.emit()
+        self._corrections_edited()
 
     def _auto_rerun_due(self) -> None:
         if self._dragging:
@@ -324,6 +509,8 @@ class Session(QObject):
         except OSError as e:
             self.message.emit("error", f"Could not save landmarks: {e.strerror or e}")
             return False
+        if not self.document.painted:
+            self.undo_stack.setClean()           # the landmarks are all the corrections there are
         self.message.emit("info", f"Saved landmarks to {path}")
         return True
 
@@ -360,11 +547,14 @@ class Session(QObject):
             self.message.emit("info", "Exporting when the run finishes\u2026")
             return True
         self._export_job += 1
+        self._export_undo_index = self.undo_stack.index()
         self.progress.emit("Exporting\u2026", len(STAGES), len(STAGES))
         self._exportRequested.emit(ExportJob(self._export_job, self._finished_job, folder, doc.photo.stem))
         return True
 
     def _on_export_finished(self, job: int, folder: str) -> None:
+        if self.document.has_corrections and self._export_undo_index == self.undo_stack.index():
+            self.undo_stack.setClean()          # the export folder holds corrections.json
         self.progress.emit(f"Exported to {folder}", len(STAGES), len(STAGES))
         self.message.emit("info", f"Exported to {folder}")
         self.exportFinished.emit(folder)

@@ -1,4 +1,4 @@
-"""Undoable landmark edits for the session's ``QUndoStack``.
+"""Undoable corrections for the session's ``QUndoStack``: landmark moves, paint strokes, loaded files.
 
 One drag of one handle is one undo step: every intermediate position pushes a
 :class:`MoveLandmarkCommand` with the same drag id, and consecutive commands of one drag merge.
@@ -67,3 +67,35 @@ class SetLandmarksCommand(QUndoCommand):
 
     def undo(self) -> None:
         self._apply_all(self.old)
+
+
+class PaintCommand(QUndoCommand):
+    """One brush or eraser stroke on the occluder map: ``apply_edit(edit)`` sets the whole
+    painted state (``occgui.corrections.AlphaEdit`` or None), so undo restores the one before."""
+
+    def __init__(self, apply_edit, old, new, text: str):
+        super().__init__(text)
+        self._apply_edit = apply_edit
+        self.old, self.new = old, new
+
+    def redo(self) -> None:
+        self._apply_edit(self.new)
+
+    def undo(self) -> None:
+        self._apply_edit(self.old)
+
+
+class SetCorrectionsCommand(QUndoCommand):
+    """Landmarks and paint together (a corrections file loaded): ``apply(points, edit)``."""
+
+    def __init__(self, apply, old_points, old_edit, new_points, new_edit, text: str):
+        super().__init__(text)
+        self._apply = apply
+        self.old = (np.array(old_points, dtype=np.float64), old_edit)
+        self.new = (np.array(new_points, dtype=np.float64), new_edit)
+
+    def redo(self) -> None:
+        self._apply(*self.new)
+
+    def undo(self) -> None:
+        self._apply(*self.old)

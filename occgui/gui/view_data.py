@@ -57,6 +57,27 @@ def map_display(parsing_map, crop) -> MapDisplay:
     return MapDisplay(parsing_map.kind, rgb, overlay, labels, np.array(crop.from_crop, dtype=np.float64))
 
 
+#: RGBA of the occluder overlay on the photo: the parser's occluder kept, painted, erased.
+OCCLUDER_KEPT_RGBA = (255, 150, 0, 190)
+OCCLUDER_ADDED_RGBA = (255, 40, 200, 220)
+OCCLUDER_ERASED_RGBA = (0, 200, 255, 110)
+
+
+def occluder_overlay(alpha: np.ndarray, edit=None) -> np.ndarray:
+    """SxSx4 uint8: M_alpha's occluder as painted -- the parser's pixels kept (orange), the
+    painted ones (magenta) and the parser's pixels erased (faint cyan); transparent elsewhere."""
+    a = np.asarray(alpha)
+    rgba = np.zeros((*a.shape, 4), np.uint8)
+    parser = a == L.OCCLUDER
+    if edit is None:
+        rgba[parser] = OCCLUDER_KEPT_RGBA
+        return rgba
+    rgba[parser & ~edit.erased] = OCCLUDER_KEPT_RGBA
+    rgba[edit.erased & parser] = OCCLUDER_ERASED_RGBA
+    rgba[edit.added] = OCCLUDER_ADDED_RGBA
+    return rgba
+
+
 def synthesis_display(synthesis, crop) -> SynthesisDisplay:
     return SynthesisDisplay(np.ascontiguousarray(synthesis.image), np.ascontiguousarray(crop.image),
                             np.asarray(synthesis.filled, dtype=bool))

@@ -32,11 +32,20 @@ from .compute_host import HostError, classify_error, make_host
 
 @dataclass(frozen=True)
 class RunJob:
-    """One pipeline run: the photo and the landmarks to use (None = the detected ones)."""
+    """One pipeline run: the photo, the landmarks to use (None = the detected ones), the painted
+    occluder (``occgui.corrections.AlphaEdit``, None = none) and the face of a group photo."""
 
     job: int
     photo: str
     landmarks: np.ndarray | None = None
+    alpha_edit: object = None
+    face_index: int = 0
+
+    @property
+    def edit_digest(self) -> str:
+        from ..corrections import edit_digest
+
+        return edit_digest(self.alpha_edit)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class StageUpdate:
     value: object = field(default=None, repr=False)
     display: object = field(default=None, repr=False)
     used_landmarks: np.ndarray | None = field(default=None, repr=False)
+    used_edit: str = ""       # digest of the painted occluder the run was given ('' = none)
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ class PipelineWorker(QObject):
             return
         values: dict[str, object] = {}
         displays: dict[str, object] = {}
+        used_edit = job.edit_digest
 
         def on_event(ev: StageEvent) -> None:
             display = None
@@ -147,10 +158,11 @@ class PipelineWorker(QObject):
                 except Exception:  # noqa: BLE001 -- a display problem must not fail the run
                     traceback.print_exc(file=sys.stderr)
             self.stageUpdated.emit(StageUpdate(job.job, ev.stage, ev.index, ev.total, ev.state, ev.seconds,
-                                               ev.result, display, job.landmarks))
+                                               ev.result, display, job.landmarks, used_edit))
 
         try:
-            reply = self.host.run(job.job, job.photo, job.landmarks, on_event)
+            reply = self.host.run(job.job, job.photo, job.landmarks, on_event, alpha_edit=job.alpha_edit,
+                                  face_index=job.face_index)
         except HostError as e:
             self.runFailed.emit(job.job, e.kind, e.message)
             return

@@ -10,7 +10,11 @@ N_alpha itself never depends on the landmarks.
 Each stage result is cached under a key made of the stage name, its backend (name, version and a
 digest of its typed settings when they are not the defaults), the configuration fields the table
 names for it and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
-M_beta and what follows: the crop and M_alpha never depend on the landmarks.
+M_beta and what follows: the crop and M_alpha never depend on the landmarks. A painted occluder
+(``alpha_edit``, :class:`occgui.corrections.AlphaEdit`) is applied to M_alpha where ``merge``,
+``synthesize`` and ``texture`` read it (``stages.PAINTED_ALPHA_READERS``) and its digest enters
+their keys; the landmark stage keeps the parser's map, so a paint edit recomputes only ``merge``
+and what follows.
 
 The core imports no Qt. A GUI drives :meth:`Pipeline.run` from a worker thread: ``progress``
 receives a :class:`StageEvent` before and after every stage (with the result), and ``cancel``
@@ -30,7 +34,7 @@ from ..device import resolve_device
 from ..errors import Cancelled
 from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 from . import backends as _backends
-from .stages import STAGE_TABLE, STAGES, downstream_of, stage  # noqa: F401  (STAGES, downstream_of: re-exported)
+from .stages import PAINTED_ALPHA_READERS, STAGE_TABLE, STAGES, downstream_of, stage  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -73,6 +77,14 @@ class PipelineResult:
     backends: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"
+    #: the user's paint on M_alpha this run applied (``occgui.corrections.AlphaEdit``), or None
+    alpha_edit: Any = None
+    #: M_alpha as painted (what merge, synthesis and texture read), or None when not painted
+    alpha_painted: ParsingMap | None = None
+
+    def effective_alpha(self) -> ParsingMap | None:
+        """M_alpha as the later stages used it: painted when the run had a paint edit."""
+        return self.alpha_painted if self.alpha_painted is not None else self.alpha
 
     def get(self, name: str):
         """The result of stage ``name`` (its field in the stage table)."""
@@ -140,8 +152,8 @@ class Pipeline:
         self._detected_landmarks = None
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, source, *, landmarks: np.ndarray | None = None, stop_after: str | None = None,
-            progress: Callable[[StageEvent], None] | None = None,
+    def run(self, source, *, landmarks: np.ndarray | None = None, alpha_edit=None, face_index: int | None = None,
+            stop_after: str | None = None, progress: Callable[[StageEvent], None] | None = None,
             cancel: Callable[[], bool] | None = None) -> PipelineResult:
         """Run every stage on ``source`` (a path, or an HxWx3 uint8 RGB array).
 
@@ -149,15 +161,26 @@ class Pipeline:
         detected ones, and only M_beta and its downstream stages are recomputed.
         ``stop_after``: name of the last stage to run (default: all); a partial pipeline (the
         evaluation stops after ``merge``) shares the cache with later full runs.
+        ``alpha_edit``: optional painted occluder (:class:`occgui.corrections.AlphaEdit`, crop
+        pixels), checked against the crop and applied to M_alpha for ``PAINTED_ALPHA_READERS``;
+        only ``merge`` and what follows are recomputed.
+        ``face_index``: which face of a group photo (default: the configuration's).
         """
-        res = PipelineResult(device=self.device)
+        if alpha_edit is not None and alpha_edit.empty:
+            alpha_edit = None
+        config = self.config
+        if face_index is not None and face_index != config.face_index:
+            from dataclasses import replace
+
+            config = replace(config, face_index=int(face_index))
+        res = PipelineResult(device=self.device, alpha_edit=alpha_edit)
         last = STAGES.index(stage(stop_after).name) if stop_after else len(STAGES) - 1
         keys: dict[str, str] = {}
         for i, spec in enumerate(STAGE_TABLE[: last + 1]):
             name = spec.name
             if cancel is not None and cancel():
                 raise Cancelled("cancelled")
-            key = self._key(spec, keys, source, landmarks)
+            key = self._key(spec, keys, source, landmarks, alpha_edit, config)
             keys[name] = key
             hit = self._cache.get(name)
             if hit is not None and hit[0] == key:
@@ -170,38 +193,54 @@ class Pipeline:
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "started"))
                 t0 = time.perf_counter()
-                value = self._compute(spec, res, source, landmarks, keys)
+                value = self._compute(spec, res, source, landmarks, alpha_edit, keys, config)
                 dt = time.perf_counter() - t0
                 self._cache[name] = (key, value)
                 res.seconds[name] = dt
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "finished", dt, value))
             res._set(name, value)
+            if name == "parse" and alpha_edit is not None:
+                self._painted_alpha(res, alpha_edit)       # checks the paint against this crop first
             if spec.protocol is not None:
                 res.backends[name] = self.backend_id(name)
         res.warnings.extend(res.image.notes if res.image else ())
         res.warnings.extend(res.landmarks.warnings if res.landmarks else ())
         return res
 
-    def _config_args(self, spec) -> dict:
-        return {c: getattr(self.config, c) for c in spec.config}
+    def _config_args(self, spec, config: PipelineConfig | None = None) -> dict:
+        return {c: getattr(config or self.config, c) for c in spec.config}
 
-    def _key(self, spec, keys: dict[str, str], source, landmarks) -> str:
+    def _key(self, spec, keys: dict[str, str], source, landmarks, alpha_edit=None,
+             config: PipelineConfig | None = None) -> str:
         if spec.protocol is None:                      # load: the source itself
             from ..imageio import source_key
-            return _digest(spec.name, source_key(source), *self._config_args(spec).values())
+            return _digest(spec.name, source_key(source), *self._config_args(spec, config).values())
         parts = [spec.name, self.backend_id(spec.name), self.config.crop_size,
-                 *(keys[d] for d in spec.inputs), *self._config_args(spec).values()]
+                 *(keys[d] for d in spec.inputs), *self._config_args(spec, config).values()]
         if spec.name == "landmarks" and landmarks is not None:
             parts.append(np.asarray(landmarks, dtype=np.float64))
+        if spec.name in PAINTED_ALPHA_READERS and alpha_edit is not None:
+            parts.append("painted:" + alpha_edit.digest())
         return _digest(*parts)
 
-    def _compute(self, spec, res: PipelineResult, source, landmarks, keys: dict[str, str]):
+    @staticmethod
+    def _painted_alpha(res: PipelineResult, alpha_edit) -> ParsingMap:
+        """M_alpha with the user's paint, made once per run (checked against this run's crop)."""
+        if res.alpha_painted is None:
+            alpha_edit.check_fits(res.image, res.crop)
+            res.alpha_painted = ParsingMap(alpha_edit.apply(res.alpha.labels), "alpha", res.alpha.backend + "+painted")
+        return res.alpha_painted
+
+    def _compute(self, spec, res: PipelineResult, source, landmarks, alpha_edit, keys: dict[str, str],
+                 config: PipelineConfig | None = None):
         name = spec.name
         if spec.protocol is None:                      # load
             self.run_counts[name] += 1
-            return spec.function(source, **self._config_args(spec))
+            return spec.function(source, **self._config_args(spec, config))
         inputs = [res.get(d) for d in spec.inputs]
+        if alpha_edit is not None and name in PAINTED_ALPHA_READERS:
+            inputs = [self._painted_alpha(res, alpha_edit) if d == "parse" else v for d, v in zip(spec.inputs, inputs)]
         if name == "landmarks":
             # the detected points are kept apart from an edit, so that a corrected set of points
             # never re-runs the landmark backend (its inputs are the crop and M_alpha)
@@ -215,4 +254,4 @@ class Pipeline:
             from .stages import apply_landmark_edit
             return apply_landmark_edit(detected, res.image, res.crop, landmarks)
         self.run_counts[name] += 1
-        return spec.function(self.backend(name), *inputs, **self._config_args(spec))
+        return spec.function(self.backend(name), *inputs, **self._config_args(spec, config))

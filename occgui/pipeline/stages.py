@@ -201,6 +201,11 @@ STAGES: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE)
 #: The stages that have backends (every stage but ``load``).
 STAGES_WITH_BACKENDS: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE if s.protocol is not None)
 _BY_NAME = {s.name: s for s in STAGE_TABLE}
+#: The stages that read M_alpha *as the user painted it* (``occgui.corrections.AlphaEdit``): every
+#: reader of ``parse`` but the landmark stage, which keeps the parser's own map, so that painting
+#: the occluder recomputes only ``merge`` and what follows.
+PAINTED_ALPHA_READERS: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE if "parse" in s.inputs
+                                               and s.name != "landmarks")
 
 
 def stage(name: str) -> StageSpec:

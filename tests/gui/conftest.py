@@ -50,3 +50,46 @@ def gui_app(gui_settings_dir, qapp):
     from occgui.gui.app import create_application
 
     return create_application()
+
+
+@pytest.fixture(scope="session")
+def sample():
+    from occgui.resources import sample_photo
+
+    p = sample_photo()
+    assert p.exists(), p
+    return p
+
+
+@pytest.fixture
+def window(gui_app, qtbot):
+    """A fresh main window of its own (own session, worker and compute process) for one test.
+
+    A dialog left open by a test is closed after a while and fails that test (see
+    ``gui_helpers.ModalGuard``) instead of hanging the run; corrections a test leaves behind are
+    marked saved before the window closes, so closing never asks."""
+    from gui_helpers import ModalGuard, close_window
+    from PySide6.QtTest import QTest
+
+    from occgui.gui.main_window import MainWindow
+
+    guard = ModalGuard()
+    win = MainWindow()
+    win.show()
+    QTest.qWaitForWindowExposed(win)
+    try:
+        yield win
+    finally:
+        close_window(win)
+        guard.stop()
+    assert not guard.closed, f"a dialog was left open and had to be closed: {guard.closed}"
+
+
+@pytest.fixture
+def ran_window(window, qtbot, sample):
+    """``window`` with the bundled sample photo opened and every stage run."""
+    from gui_helpers import wait_run_end
+
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.open_photo(sample))
+    assert kind == "finished", outcome
+    return window

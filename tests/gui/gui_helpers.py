@@ -128,3 +128,70 @@ class Heartbeat:
     @property
     def max_gap_ms(self) -> float:
         return max(self.gaps) if self.gaps else 0.0
+
+
+def close_window(win) -> None:
+    """Close ``win`` without the unsaved-corrections question (its corrections count as saved)."""
+    from PySide6.QtTest import QTest
+
+    win.session.undo_stack.setClean()
+    win.close()
+    QTest.qWait(50)
+
+
+def answer_dialog(button, timeout_ms: int = 10_000) -> list:
+    """Click ``button`` (a ``QMessageBox.StandardButton``) of the next modal message box as soon as
+    it shows; returns a list that receives ``(title, text, informative text)`` of the box answered."""
+    from PySide6.QtWidgets import QMessageBox
+
+    seen: list = []
+    deadline = time.perf_counter() + timeout_ms / 1000.0
+    timer = QTimer()
+    timer.setInterval(20)
+
+    def poll():
+        box = QApplication.activeModalWidget()
+        if isinstance(box, QMessageBox):
+            seen.append((box.windowTitle(), box.text(), box.informativeText()))
+            timer.stop()
+            box.button(button).click()
+        elif time.perf_counter() > deadline:
+            timer.stop()
+
+    timer.timeout.connect(poll)
+    timer.start()
+    _KEEP[:] = [t for t in _KEEP if t.isActive()]
+    _KEEP.append(timer)                  # the timer lives until it has answered
+    return seen
+
+
+_KEEP: list = []
+
+
+class ModalGuard:
+    """Closes a modal dialog that stays open longer than ``limit_s`` (a test that did not expect
+    it would otherwise hang) and records its title in :attr:`closed`."""
+
+    def __init__(self, limit_s: float = 8.0):
+        self.closed: list[str] = []
+        self._since: dict[int, float] = {}
+        self._limit = limit_s
+        self.timer = QTimer()
+        self.timer.setInterval(250)
+        self.timer.timeout.connect(self._poll)
+        self.timer.start()
+
+    def _poll(self) -> None:
+        w = QApplication.activeModalWidget()
+        if w is None:
+            self._since.clear()
+            return
+        t0 = self._since.setdefault(id(w), time.perf_counter())
+        if time.perf_counter() - t0 > self._limit:
+            self.closed.append(w.windowTitle())
+            w.close()
+            if hasattr(w, "reject"):
+                w.reject()
+
+    def stop(self) -> None:
+        self.timer.stop()

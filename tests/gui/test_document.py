@@ -75,3 +75,28 @@ def test_open_resets_everything():
     doc.move_landmark(0, (1.0, 2.0))
     doc.open("/tmp/other.png")
     assert doc.landmarks is None and not doc.results and all(v == "pending" for v in doc.states.values())
+
+
+def test_paint_makes_exactly_merge_onwards_stale_and_undo_clears_it():
+    from occgui.corrections import AlphaEdit, edit_digest
+    from occgui.gui.document import PAINT_DEPENDENT
+
+    doc = _doc_with_results()
+    size = 16
+    alpha = np.zeros((size, size), np.uint8)
+    doc.results["parse"] = SimpleNamespace(labels=alpha)
+    assert PAINT_DEPENDENT == ("merge", "synthesize", "texture")
+    assert not doc.has_corrections and doc.run_alpha_edit() is None
+    blank = AlphaEdit(np.zeros((size, size), bool), np.zeros((size, size), bool), np.eye(2, 3), (size, size))
+    mask = np.zeros((size, size), bool)
+    mask[4:8, 4:8] = True
+    doc.set_alpha_edit(blank.painted(alpha, mask, erase=False))
+    assert doc.painted and doc.has_corrections and not doc.edited
+    assert doc.stale_stages() == frozenset(PAINT_DEPENDENT)
+    assert doc.occluder_mask().sum() == 16
+    used = edit_digest(doc.run_alpha_edit())
+    for s in PAINT_DEPENDENT:
+        doc.set_result(s, object(), cached=False, seconds=0.0, used_landmarks=None, used_edit=used)
+    assert not doc.is_stale
+    doc.set_alpha_edit(blank)                       # an empty edit is no edit
+    assert doc.alpha_edit is None and doc.stale_stages() == frozenset(PAINT_DEPENDENT)

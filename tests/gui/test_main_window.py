@@ -1,7 +1,7 @@
 """End-to-end tests of the main window, through the real worker and pipeline.
 
-One window (and one pipeline, so its cache and models) is shared by the tests of this module,
-which run in file order: the first run is done by a simulated drop, later tests build on it.
+Every test has a window of its own (``window``, or ``ran_window`` with the bundled sample
+already run; see ``conftest.py``), so the tests pass alone and in any order.
 """
 from __future__ import annotations
 
@@ -17,27 +17,6 @@ from PySide6.QtTest import QTest
 pytestmark = pytest.mark.gui
 
 MAX_GAP_MS = 100.0
-
-
-@pytest.fixture(scope="module")
-def window(gui_app):
-    from occgui.gui.main_window import MainWindow
-
-    win = MainWindow()
-    win.show()
-    QTest.qWaitForWindowExposed(win)
-    yield win
-    win.close()
-    QTest.qWait(50)
-
-
-@pytest.fixture(scope="module")
-def sample():
-    from occgui.resources import sample_photo
-
-    p = sample_photo()
-    assert p.exists(), p
-    return p
 
 
 def _stages_done(doc):
@@ -75,14 +54,16 @@ def test_drop_sample_runs_every_stage(qtbot, window, sample):
     assert window.status.progress.value() == len(STAGES)
 
 
-def test_3d_viewport_is_not_blank(qtbot, window):
+def test_3d_viewport_is_not_blank(qtbot, ran_window):
+    window = ran_window
     qtbot.wait(100)
     assert window.mesh_view.rendered_variance() > 20.0
     img = window.mesh_view.grab_image()
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
 
 
-def test_mouse_drag_moves_a_handle_and_undo_restores_it(qtbot, window):
+def test_mouse_drag_moves_a_handle_and_undo_restores_it(qtbot, ran_window):
+    window = ran_window
     doc, editor = window.session.document, window.editor
     editor.zoom_to_points()
     qtbot.wait(50)
@@ -114,7 +95,8 @@ def test_mouse_drag_moves_a_handle_and_undo_restores_it(qtbot, window):
     assert np.allclose(doc.landmarks, before)
 
 
-def test_arrow_keys_nudge_the_hovered_point_and_double_click_resets_it(qtbot, window):
+def test_arrow_keys_nudge_the_hovered_point_and_double_click_resets_it(qtbot, ran_window):
+    window = ran_window
     from PySide6.QtCore import QEvent
 
     doc, editor = window.session.document, window.editor
@@ -144,7 +126,8 @@ def test_arrow_keys_nudge_the_hovered_point_and_double_click_resets_it(qtbot, wi
     assert np.allclose(doc.landmarks[index], start) and not doc.is_stale
 
 
-def test_rerun_recomputes_only_downstream_stages_and_moves_the_mesh(qtbot, window):
+def test_rerun_recomputes_only_downstream_stages_and_moves_the_mesh(qtbot, ran_window):
+    window = ran_window
     from occgui.gui.document import LANDMARK_DEPENDENT
 
     s, doc = window.session, window.session.document
@@ -179,7 +162,8 @@ def test_rerun_recomputes_only_downstream_stages_and_moves_the_mesh(qtbot, windo
     assert window.mesh_view.rendered_variance() > 20.0
 
 
-def test_export_writes_files_that_reload_textured(qtbot, window, tmp_path):
+def test_export_writes_files_that_reload_textured(qtbot, ran_window, tmp_path):
+    window = ran_window
     import trimesh
 
     from occgui.gui.export_check import REQUIRED_FILES, check_export_folder
@@ -201,14 +185,17 @@ def test_export_writes_files_that_reload_textured(qtbot, window, tmp_path):
     assert np.allclose(pts, window.session.document.landmarks, atol=0.01)
 
 
-def test_save_and_load_landmarks_json(qtbot, window, tmp_path):
+def test_save_and_load_landmarks_json(qtbot, ran_window, tmp_path):
+    window = ran_window
     from occgui.landmarks.landmarks_json import read_landmarks_json
 
     s, doc = window.session, window.session.document
+    s.move_landmark(30, doc.landmarks[30] + (4.0, -3.0))
     path = tmp_path / "corrected.json"
     assert s.save_landmarks(path)
     saved = read_landmarks_json(path)                 # what `occgui run --landmarks` reads
     assert np.allclose(saved, doc.landmarks, atol=0.01)
+    assert not s.unsaved_corrections, "the landmarks were all the corrections there were"
     s.reset_landmarks()
     assert np.allclose(doc.landmarks, doc.detected)
     assert s.load_landmarks(path)
@@ -221,7 +208,8 @@ def test_save_and_load_landmarks_json(qtbot, window, tmp_path):
     assert "68" in window.banner.message
 
 
-def test_overlay_opacity_and_compare(qtbot, window):
+def test_overlay_opacity_and_compare(qtbot, ran_window):
+    window = ran_window
     maps, editor = window.maps, window.editor
     maps.overlay_buttons["gamma"].click()
     assert maps.overlay == "gamma" and editor.overlay_item.isVisible()
@@ -240,7 +228,8 @@ def test_overlay_opacity_and_compare(qtbot, window):
     window.deoccluded.compare_button.click()
 
 
-def test_3d_display_modes_and_reset(qtbot, window):
+def test_3d_display_modes_and_reset(qtbot, ran_window):
+    window = ran_window
     view = window.mesh_view
     for mode in ("shaded", "wireframe", "texture"):
         view.mode_buttons[mode].click()
@@ -253,7 +242,8 @@ def test_3d_display_modes_and_reset(qtbot, window):
     assert tuple(np.round(view.plotter.camera.up, 6)) == (0.0, 1.0, 0.0)
 
 
-def test_gui_thread_heartbeat_during_a_full_run(qtbot, window, sample, tmp_path):
+def test_gui_thread_heartbeat_during_a_full_run(qtbot, ran_window, sample, tmp_path):
+    window = ran_window
     """The GUI thread never stalls for more than 100 ms while the pipeline runs."""
     from PIL import Image
 
@@ -288,7 +278,8 @@ def test_screenshot_of_the_window_after_a_run(qtbot, window, sample, tmp_path):
     assert img.shape[0] >= 800 and img.std() > 20
 
 
-def test_bad_drops_show_one_line_and_keep_the_window_usable(qtbot, window, tmp_path):
+def test_bad_drops_show_one_line_and_keep_the_window_usable(qtbot, ran_window, tmp_path):
+    window = ran_window
     text_file = tmp_path / "notes.txt"
     text_file.write_text("not an image")
     corrupt = tmp_path / "broken.png"
@@ -311,7 +302,8 @@ def test_bad_drops_show_one_line_and_keep_the_window_usable(qtbot, window, tmp_p
     assert kind == "failed" and err_kind == "error", message
     assert "\n" not in window.banner.message and window.banner.message
     assert window.banner.level == "error"
-    assert window.stage_strip.states["load"] == "failed"
+    assert window.session.document.photo == photo_before, "a file that does not load keeps the current photo"
+    assert window.session.document.complete and window.stage_strip.states["load"] in ("done", "cached")
 
 
 def test_no_face_error_then_a_new_run_works(qtbot, window, sample, tmp_path):
@@ -329,7 +321,8 @@ def test_no_face_error_then_a_new_run_works(qtbot, window, sample, tmp_path):
     assert not window.banner.isVisible() or window.banner.level != "error"
 
 
-def test_cancel_stops_the_run_and_rerun_works(qtbot, window, sample, tmp_path):
+def test_cancel_stops_the_run_and_rerun_works(qtbot, ran_window, sample, tmp_path):
+    window = ran_window
     from PIL import Image
 
     other = tmp_path / "small_sample.png"
@@ -342,12 +335,14 @@ def test_cancel_stops_the_run_and_rerun_works(qtbot, window, sample, tmp_path):
     kind, (err_kind, message) = wait_run_end(qtbot, window, start_and_cancel)
     assert kind == "failed" and err_kind == "cancelled"
     assert "cancel" in window.banner.message.lower()
+    assert window.session.document.photo == Path(sample).resolve(), "cancelled before it loaded: the photo stays"
     assert not window.session.busy and not window.status.cancel_button.isEnabled()
     kind, outcome = wait_run_end(qtbot, window, window.rerun)
     assert kind == "finished", outcome
 
 
-def test_recent_files_and_preferences_persist(qtbot, window, sample):
+def test_recent_files_and_preferences_persist(qtbot, ran_window, sample):
+    window = ran_window
     from occgui.gui.settings import AppSettings
 
     settings = AppSettings()
