@@ -67,15 +67,15 @@ def main(argv=None) -> int:
         sync = (lambda: torch.cuda.synchronize()) if dev == "cuda" else (lambda: None)
         label = f"cuda ({torch.cuda.get_device_name(0)})" if dev == "cuda" else "cpu"
 
-        def forward():
+        def forward(net=net, chips=chips):
             with torch.no_grad():
                 net(chips)
 
-        def forward_backward():
+        def forward_backward(net=net, chips=chips):
             x = chips.clone().requires_grad_(True)
             net(x).square().sum().backward()
 
-        def chip_forward_backward():
+        def chip_forward_backward(net=net, photos=photos, aff=aff):
             p = photos.clone().requires_grad_(True)
             net(extract_face_chips_torch(p, aff)).square().sum().backward()
 

@@ -29,7 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -106,7 +105,7 @@ def pipeline_latency(photo: Path, device: str, runs: int) -> dict[str, dict[str,
             pipeline.clear_cache()
             start: dict[str, int] = {}
 
-            def on_event(ev):
+            def on_event(ev, start=start):
                 if ev.state == "started":
                     start[ev.stage] = sampler.mark()
                     if cuda:

@@ -80,7 +80,7 @@ def main() -> None:
     print(f"{'total (warm)':<14}{1000 * warm:>10.1f}{1000 * min(times['total']):>9.1f}")
     print()
     print(f"{'figure':<34}{'measured':>10}{'target':>9}{'ratio':>8}")
-    for name, val, tgt, unit in (("whole run, warm (s)", warm, TARGET_WARM_S, "s"),
+    for name, val, tgt, _unit in (("whole run, warm (s)", warm, TARGET_WARM_S, "s"),
                                  ("cold start to finished export (s)", cold_s, TARGET_COLD_S, "s"),
                                  ("peak RSS of that process (GB)", rss_gb, TARGET_RSS_GB, "GB")):
         print(f"{name:<34}{val:>10.2f}{tgt:>9.2f}{val / tgt:>8.2f}")

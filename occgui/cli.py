@@ -64,7 +64,8 @@ def cmd_run(args) -> int:
             args.face = corrections.face_index
     chosen = parse_backend_choices(args.backend)
     config = PipelineConfig(device=args.device, face_index=args.face or 0, crop_size=args.crop_size,
-                            texture_size=args.texture_size, backends=chosen, settings=parse_settings(args.option, chosen))
+                            texture_size=args.texture_size, backends=chosen,
+                            settings=parse_settings(args.option, chosen))
     pipeline = Pipeline(config)
     outdir = Path(args.output)
     failures: list[tuple[Path, str]] = []
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER")
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
     r.add_argument("--device", choices=CHOICES, default="auto")
-    r.add_argument("--landmarks", metavar="FILE.json", help="corrected 68 landmarks (photo pixels); re-runs from M_beta")
+    r.add_argument("--landmarks", metavar="FILE.json",
+                   help="corrected 68 landmarks (photo pixels); re-runs from M_beta")
     r.add_argument("--corrections", metavar="FILE.json",
                    help="corrections saved by the GUI (corrections.json): landmarks and/or the painted occluder; "
                         "re-runs from M_beta / the merge")

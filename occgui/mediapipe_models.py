@@ -108,7 +108,6 @@ def run(model, rgb):
 def tessellation_edges():
     """The 468-vertex face mesh's edges, as shipped in the installed package (not copied here)."""
     import numpy as np
-
     from mediapipe.python.solutions import face_mesh_connections as c
 
     return np.array(sorted(c.FACEMESH_TESSELATION), dtype=np.int64)
@@ -118,7 +117,6 @@ def tessellation_edges():
 def connection_sets():
     """Named contour edge sets of the face mesh (lips, eyes, eyebrows, oval, nose, irises)."""
     import numpy as np
-
     from mediapipe.python.solutions import face_mesh_connections as c
 
     names = ["FACEMESH_LIPS", "FACEMESH_LEFT_EYE", "FACEMESH_RIGHT_EYE", "FACEMESH_LEFT_EYEBROW",

@@ -17,7 +17,8 @@ if not A.model_available():
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_appearance_model", REPO / "tools" / "build_appearance_model.py")
+    spec = importlib.util.spec_from_file_location("build_appearance_model",
+                                                  REPO / "tools" / "build_appearance_model.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -104,11 +105,11 @@ def test_fit_on_real_held_out_crops_beats_the_mean_face(lfw_dir):
     """Clean held-out LFW crops (identities Q-S) with the eye band hidden: the fitted template's
     hidden pixels are closer to the photo's than the mean face's, after the same colour matching
     to the visible skin that the synthesis applies to the mean face."""
-    from occgui.eval.deocclusion import heldout_photos
-    from occgui.parsing.labelgen import crop_mesh
     from occgui.detection.crop import aligned_crop
     from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
+    from occgui.eval.deocclusion import heldout_photos
     from occgui.imageio import load_image
+    from occgui.parsing.labelgen import crop_mesh
     from occgui.synthesis.template import match_colour
 
     face = load_mean_face()

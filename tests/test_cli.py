@@ -118,7 +118,8 @@ def test_exif_rotated_and_huge_photos_map_back(tmp_path, astro):
     big = cv2.resize(astro, (3000, 3000), interpolation=cv2.INTER_CUBIC)
     Image.fromarray(big).save(tmp_path / "big.jpg", quality=90)
     out = tmp_path / "out"
-    assert main(["run", str(tmp_path / "rot.jpg"), str(tmp_path / "big.jpg"), "-o", str(out), "-q", "--device", "cpu"]) == 0
+    assert main(["run", str(tmp_path / "rot.jpg"), str(tmp_path / "big.jpg"), "-o", str(out), "-q",
+                 "--device", "cpu"]) == 0
     rot = np.asarray(json.loads((out / "rot" / "landmarks.json").read_text())["points"])
     huge = np.asarray(json.loads((out / "big" / "landmarks.json").read_text())["points"])
     assert np.abs(huge / (3000 / 512) - rot).mean() < 4.0     # same face, same upright frame
@@ -190,5 +191,6 @@ def test_corrections_file_applies_landmarks_and_painted_occluder_headless(sample
                  "--landmarks", str(sample_run / "landmarks.json")]) != 0
     assert "either" in _one_line_error(capsys)
     (tmp_path / "broken.json").write_text("{")
-    assert main(["run", str(sample_photo), "-o", str(tmp_path / "o4"), "--corrections", str(tmp_path / "broken.json")]) != 0
+    assert main(["run", str(sample_photo), "-o", str(tmp_path / "o4"),
+                 "--corrections", str(tmp_path / "broken.json")]) != 0
     assert "broken.json" in _one_line_error(capsys)

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from occgui import labels as L
-from occgui.corrections import (AlphaEdit, Corrections, CorrectionsError, brush_mask, occluder_mask, parse_corrections,
-                                photo_to_crop, read_corrections, write_corrections)
+from occgui.corrections import (
+    AlphaEdit,
+    Corrections,
+    CorrectionsError,
+    brush_mask,
+    occluder_mask,
+    parse_corrections,
+    photo_to_crop,
+    read_corrections,
+    write_corrections,
+)
 from occgui.pipeline.runner import PAINTED_ALPHA_READERS, STAGES, Pipeline, PipelineConfig
 
 

@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 
 from occgui import labels as L
+from occgui.errors import OccguiError
 from occgui.eval import harness as H
 from occgui.eval import lfw
 from occgui.eval import metrics as M
 from occgui.eval import report as R
-from occgui.eval.render import OrthoCamera, front_facing, rasterize_view, render_mesh, rotation_yaw_pitch_roll, \
-    texel_raster
+from occgui.eval.render import (
+    OrthoCamera,
+    front_facing,
+    rasterize_view,
+    render_mesh,
+    rotation_yaw_pitch_roll,
+    texel_raster,
+)
 from occgui.landmarks import ibug68
 
 
@@ -294,7 +301,7 @@ def test_item_cache_round_trip_and_fingerprint(tmp_path):
     other = H.ItemCache(tmp_path, H.fingerprint({"seed": 1}))
     assert other.load("A/A_0001.jpg") is None
     assert H.shard_filter(list(range(7)), "1/3") == [1, 4]
-    with pytest.raises(Exception):
+    with pytest.raises(OccguiError, match="--shard expects K/N"):
         H.shard_filter([1], "3/3")
 
 

@@ -11,7 +11,8 @@ from occgui.training import real_occlusions as RO
 
 
 def _doc(**kw):
-    d = {"photo": "lfw-deepfunneled/A/A_0001.jpg", "type": "hand", "landmarks": [[float(i), float(i)] for i in range(68)],
+    d = {"photo": "lfw-deepfunneled/A/A_0001.jpg", "type": "hand",
+         "landmarks": [[float(i), float(i)] for i in range(68)],
          "occluder_polygons": [[[10, 10], [50, 10], [50, 40]]], "hidden": [3], "checked": True}
     d.update(kw)
     return d
@@ -51,7 +52,8 @@ def test_overlap_and_landmark_measures():
     c = overlap_counts(a, b)
     r = ratios(c)
     assert c == {"inter": 20, "union": 80, "pred": 50, "gt": 50}
-    assert r["iou"] == pytest.approx(0.25) and r["precision"] == pytest.approx(0.4) and r["recall"] == pytest.approx(0.4)
+    assert r["iou"] == pytest.approx(0.25)
+    assert r["precision"] == pytest.approx(0.4) and r["recall"] == pytest.approx(0.4)
     from occgui.landmarks.plausibility import mean_shape68
 
     gt = mean_shape68() * 50 + 128

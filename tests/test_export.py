@@ -12,8 +12,8 @@ import pytest
 from occgui import export as E
 from occgui import labels
 from occgui.errors import ExportError
-from occgui.results import ParsingMap, Synthesis
 from occgui.pipeline.runner import PipelineResult
+from occgui.results import ParsingMap, Synthesis
 
 FOLDER_FILES = {"landmarks.json", "parsing_alpha.png", "parsing_beta.png", "parsing_gamma.png",
                 "parsing_alpha_color.png", "parsing_beta_color.png", "parsing_gamma_color.png", "deoccluded.png",

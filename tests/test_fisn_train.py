@@ -54,9 +54,11 @@ def test_batches_are_seeded_and_mirrored_consistently():
     pairs = synthetic_pairs(3)
     s = PairSampler(pairs, 32, seed=5)
     a, b = s.batch(7, 4), s.batch(7, 4)
-    assert all(torch.equal(getattr(a, k), getattr(b, k)) for k in ("masked", "hole", "alpha", "gamma", "target", "chip"))
+    assert all(torch.equal(getattr(a, k), getattr(b, k))
+               for k in ("masked", "hole", "alpha", "gamma", "target", "chip"))
     assert not torch.equal(s.batch(8, 4).hole, a.hole) or not torch.equal(s.batch(8, 4).masked, a.masked)
-    assert a.masked.shape == (4, 3, 32, 32) and a.alpha.shape == (4, L.NUM_CLASSES, 32, 32) and a.chip.shape == (4, 2, 3)
+    assert a.masked.shape == (4, 3, 32, 32) and a.alpha.shape == (4, L.NUM_CLASSES, 32, 32)
+    assert a.chip.shape == (4, 2, 3)
     # the mirrored sample: image flipped, the subject's left eye becomes the right one
     plain = s.fixed([0])
     from occgui.training.fisn.data import sample_arrays

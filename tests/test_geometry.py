@@ -9,8 +9,14 @@ import pytest
 from occgui.errors import OccguiError
 from occgui.geometry import topology as T
 from occgui.geometry.deform import ScreenedBiharmonicDeformer
-from occgui.geometry.mesh_builder import (EYE_DISTANCE_MM, MediaPipeMeshGeometry, camera_from_mesh, mesh_to_photo,
-                                          phong_subdivide, photo_to_mm)
+from occgui.geometry.mesh_builder import (
+    EYE_DISTANCE_MM,
+    MediaPipeMeshGeometry,
+    camera_from_mesh,
+    mesh_to_photo,
+    phong_subdivide,
+    photo_to_mm,
+)
 from occgui.geometry.uv_layout import load_uv_layout, mirror_edge_defects
 
 

@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from occgui.identity import (DlibFaceResNet, DlibFormatError, FEATURE_SHAPES, extract_face_chips_torch,
-                             face_chip, face_chip_affine, face_chip_details, load_face_resnet,
-                             read_dlib_network)
+from occgui.identity import (
+    FEATURE_SHAPES,
+    DlibFaceResNet,
+    DlibFormatError,
+    extract_face_chips_torch,
+    face_chip,
+    face_chip_affine,
+    face_chip_details,
+    load_face_resnet,
+    read_dlib_network,
+)
 from occgui.identity.dlib_format import parse_dlib_network
 from occgui.identity.network import expected_layer_kinds
 
@@ -115,7 +123,7 @@ def test_another_metric_network_is_rejected():
 
 def test_embeddings_and_chips_match_dlib_on_lfw(lfw_dir, net, dlib_models):
     _dlib, enc, _pose5, _hog = dlib_models
-    chips, ours, ref, ref_full = [], [], [], []
+    chips, ref, ref_full = [], [], []
     for path in lfw_photos(lfw_dir, 5):
         img, pts, chip, shape = dlib_chip_and_points(dlib_models, path)
         mine = face_chip(img, pts)

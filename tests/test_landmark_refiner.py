@@ -109,7 +109,8 @@ def test_refiner_places_hidden_points_better_than_mediapipe(lfw_dir, occluders_d
             truth = case.clean_landmarks.mesh[:, :2]
             xi = np.clip(np.rint(truth).astype(int), 0, 255)
             hidden = case.paste[xi[:, 1], xi[:, 0]]
-            iod = np.linalg.norm(case.clean_landmarks.points[36:42].mean(0) - case.clean_landmarks.points[42:48].mean(0))
+            iod = np.linalg.norm(case.clean_landmarks.points[36:42].mean(0)
+                                 - case.clean_landmarks.points[42:48].mean(0))
             mp = plain.detect(case.occluded).mesh[:, :2]
             e_mp.append(np.linalg.norm(mp - truth, axis=1)[hidden].mean() / iod)
             e_ref.append(np.linalg.norm(case.landmarks.mesh[:, :2] - truth, axis=1)[hidden].mean() / iod)
@@ -125,10 +126,10 @@ def test_tiny_training_run_fits_its_samples_and_round_trips(tmp_path):
 
     from occgui.detection.crop import aligned_crop
     from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
-    from occgui.training.landmarks import train_refiner as T
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
-    from occgui.training.occlusion.occluders import procedural_hand_library
     from occgui.synthesis.mirror import mesh_mirror_map
+    from occgui.training.landmarks import train_refiner as T
+    from occgui.training.occlusion.occluders import procedural_hand_library
 
     rgb = np.ascontiguousarray(data.astronaut())
     det = sorted(MediaPipeFaceDetector().detect(rgb), key=lambda d: -d.area)[0]

@@ -9,13 +9,27 @@ import pytest
 import torch
 
 from occgui import labels as L
-from occgui.morphable import (Coefficients, CoefficientLayout, MorphableModelError, Pose, load_default_model,
-                              load_model, load_npz_model)
+from occgui.morphable import (
+    CoefficientLayout,
+    Coefficients,
+    MorphableModelError,
+    Pose,
+    load_default_model,
+    load_model,
+    load_npz_model,
+)
 from occgui.morphable.camera import project, rotation_matrix
 from occgui.morphable.init import angles_from_rotation, pose_from_correspondences
 from occgui.morphable.lighting import AMBIENT_GAMMA, irradiance_basis, sh_basis, shade
-from occgui.morphable.losses import (LossWeights, attention_weights, identity_loss, landmark_loss, photometric_loss,
-                                     regularisation_loss, total_loss)
+from occgui.morphable.losses import (
+    LossWeights,
+    attention_weights,
+    identity_loss,
+    landmark_loss,
+    photometric_loss,
+    regularisation_loss,
+    total_loss,
+)
 from occgui.morphable.render import coarse_topology, render_colors, vertex_normals, vertex_visibility
 
 
@@ -191,7 +205,8 @@ def test_sh_basis_values_and_orthonormality():
     assert torch.allclose(y[:, 0], torch.full((3,), c0, dtype=torch.float64))
     assert torch.allclose(y[0], torch.tensor([c0, 0, c1, 0, 0, 0, 2 * 0.25 * math.sqrt(5 / math.pi), 0, 0],
                                              dtype=torch.float64))
-    assert math.isclose(float(y[1, 8]), 0.25 * math.sqrt(15 / math.pi)) and math.isclose(float(y[2, 8]), -0.25 * math.sqrt(15 / math.pi))
+    assert math.isclose(float(y[1, 8]), 0.25 * math.sqrt(15 / math.pi))
+    assert math.isclose(float(y[2, 8]), -0.25 * math.sqrt(15 / math.pi))
     # Gauss-Legendre in cos(theta) x uniform in phi: exact for these polynomials
     ct, wt = np.polynomial.legendre.leggauss(16)
     phi = np.arange(32) * 2 * np.pi / 32
@@ -297,10 +312,11 @@ def test_regularisation_identity_and_total_losses():
 def test_identity_feature_loss_through_dlibs_network():
     """Eq. 15 through occgui.identity: an image against itself is 0, a changed face is not, and the
     loss has gradients with respect to the rendered image."""
+    from PIL import Image
+
     from occgui.errors import CheckpointError
     from occgui.morphable.losses import FaceIdentityFeatures
     from occgui.resources import sample_photo
-    from PIL import Image
 
     try:
         g = FaceIdentityFeatures()

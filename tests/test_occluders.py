@@ -226,7 +226,8 @@ def test_procedural_hand_takes_the_face_colour_and_covers_the_anchor(hands):
 
 
 def test_kind_weights_and_merged_library(hands):
-    emoji = O.OccluderLibrary([square_occluder(name=n, family=fam) for n, fam in (("a", "hand"), ("b", "hand"), ("c", "cup"))])
+    emoji = O.OccluderLibrary([square_occluder(name=n, family=fam)
+                               for n, fam in (("a", "hand"), ("b", "hand"), ("c", "cup"))])
     # a library without the weighted kind draws exactly as without weights (backward compatible streams)
     r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
     picks = [emoji.choose(r1).name for _ in range(30)]

@@ -23,7 +23,8 @@ SHIPPED = checkpoint_path(unet_parser.CHECKPOINT_NAME)
 #: The issue's targets (occluder IoU 0.90 / 0.85, face-class mIoU 0.82) apply to the full Q-S set.
 FLOOR_SUBSET = 40
 FLOOR_SEED = 7
-FLOORS = {"occluder_iou_trained": 0.95, "occluder_iou_heldout": 0.93, "clean_face_miou": 0.78, "clean_face_parts_miou": 0.83}
+FLOORS = {"occluder_iou_trained": 0.95, "occluder_iou_heldout": 0.93, "clean_face_miou": 0.78,
+          "clean_face_parts_miou": 0.83}
 
 
 def test_unet_shapes_and_size():
@@ -191,10 +192,10 @@ def test_onnx_engine_equals_torch(flip, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
 def test_cuda_engine_agrees_with_onnx_engine():
     """device cuda: the shipped parser runs in torch on the GPU and labels like the CPU engine."""
+    import cv2
+
     from occgui.device import resolve_device
     from occgui.resources import sample_photo
-
-    import cv2
 
     assert resolve_device("auto") == "cuda"
     rgb = cv2.cvtColor(cv2.imread(str(sample_photo())), cv2.COLOR_BGR2RGB)
@@ -251,9 +252,9 @@ def test_shipped_checkpoint_is_one_small_onnx_file():
 
 def test_backend_parses_the_sample_photo(sample_photo):
     """The bundled sample has a cartoon hand over the subject's left eye (image right)."""
+    from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
     from occgui.pipeline.backends import BackendContext, available, create
     from occgui.pipeline.stages import detect, load
-    from occgui.detection.mediapipe_detector import MediaPipeFaceDetector
 
     assert available("parse")[0] == "unet"
     parser = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512))
@@ -352,13 +353,15 @@ def test_batch_stream_is_the_same_with_worker_processes(tmp_path):
     lab = np.zeros((3, 64, 64), np.uint8)
     lab[:, 16:48, 16:48] = L.SKIN
     clean = CleanSet(rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8), lab,
-                     rng.uniform(10, 50, (3, 68, 2)).astype(np.float32), np.zeros((3, 478, 3), np.float32), ["a", "b", "c"])
+                     rng.uniform(10, 50, (3, 68, 2)).astype(np.float32), np.zeros((3, 478, 3), np.float32),
+                     ["a", "b", "c"])
     sampler = OcclusionSampler(clean, [], seed=5, input_size=32, soft=True)
     a, b = BatchStream(sampler, 2, 7, workers=0), BatchStream(sampler, 2, 7, workers=2)
     try:
         for _ in range(3):
             (xa, ya), (xb, yb) = a.next(), b.next()
-            assert torch.equal(xa, xb) and torch.equal(ya, yb) and xa.shape == (2, 32, 32, 3) and ya.shape == (2, 12, 32, 32)
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert xa.shape == (2, 32, 32, 3) and ya.shape == (2, 12, 32, 32)
     finally:
         a.close()
         b.close()
@@ -379,10 +382,12 @@ def test_packed_clean_set_round_trip(tmp_path):
     folder = cache_folder(tmp_path / "src", "train")
     folder.mkdir(parents=True)
     yy, xx = np.mgrid[:CROP_SIZE, :CROP_SIZE]
-    crops = np.stack([np.dstack([(xx + 20 * k) % 256, yy, np.full_like(xx, 40 * k)]).astype(np.uint8) for k in range(n)])
+    crops = np.stack([np.dstack([(xx + 20 * k) % 256, yy, np.full_like(xx, 40 * k)]).astype(np.uint8)
+                      for k in range(n)])
     labels = rng.integers(0, L.NUM_CLASSES, (n, CROP_SIZE, CROP_SIZE), dtype=np.uint8)
     lmk = rng.uniform(0, 256, (n, 68, 2)).astype(np.float32)
-    for name, arr in (("crops", crops), ("labels", labels), ("lmk68", lmk), ("mesh", np.zeros((n, 478, 3), np.float32))):
+    for name, arr in (("crops", crops), ("labels", labels), ("lmk68", lmk),
+                      ("mesh", np.zeros((n, 478, 3), np.float32))):
         np.save(folder / f"{name}.npy", arr)
     names = [f"P{k}/P{k}_0001.jpg" for k in range(n)]
     (folder / "meta.json").write_text(_json.dumps({"version": LABELGEN_VERSION, "count": n, "photos": names,

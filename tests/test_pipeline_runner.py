@@ -12,8 +12,8 @@ import pytest
 from occgui import labels as L
 from occgui.errors import Cancelled, NoFaceError
 from occgui.pipeline import backends
-from occgui.results import Camera, FaceMesh, Synthesis, Texture
 from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig, downstream_of
+from occgui.results import Camera, FaceMesh, Synthesis, Texture
 
 
 class _Parse:

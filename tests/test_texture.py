@@ -11,8 +11,7 @@ from occgui import labels
 from occgui.results import Camera, FaceCrop, FaceDetection, FaceMesh, LoadedImage, Synthesis
 from occgui.texture.completion import push_pull
 from occgui.texture.rasterize import rasterize
-from occgui.texture.uv_sampler import (FILLED, MIRRORED, OBSERVED, OUTSIDE, SYNTHESIZED, UVTextureBuilder,
-                                       uv_raster)
+from occgui.texture.uv_sampler import FILLED, MIRRORED, OBSERVED, OUTSIDE, SYNTHESIZED, UVTextureBuilder, uv_raster
 
 GREEN = (0, 255, 0)
 CTX = SimpleNamespace(device="cpu", crop_size=256, texture_size=1024)

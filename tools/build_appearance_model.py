@@ -28,10 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from occgui.landmarks.correspondence import mesh_to_ibug68  # noqa: E402
-from occgui.training.occlusion.occluders import head_view  # noqa: E402
-from occgui.training.parsing.dataset import SPLITS  # noqa: E402
 from occgui.synthesis.appearance import MODEL_NPZ, canonical_samples, mirror_index  # noqa: E402
 from occgui.synthesis.template import load_mean_face  # noqa: E402
+from occgui.training.occlusion.occluders import head_view  # noqa: E402
+from occgui.training.parsing.dataset import SPLITS  # noqa: E402
 
 
 def principal_components(x: np.ndarray, k: int, *, oversample: int = 16, iters: int = 4,

@@ -38,11 +38,11 @@ from occgui.detection.mediapipe_detector import MediaPipeFaceDetector  # noqa: E
 from occgui.errors import OccguiError  # noqa: E402
 from occgui.imageio import load_image  # noqa: E402
 from occgui.landmarks.correspondence import mesh_to_ibug68  # noqa: E402
-from occgui.training.occlusion.occluders import head_view  # noqa: E402
-from occgui.training.parsing.dataset import SPLITS, resolve_data_dirs  # noqa: E402
 from occgui.parsing.labelgen import crop_mesh  # noqa: E402
 from occgui.synthesis import mirror as MI  # noqa: E402
 from occgui.synthesis.warp import PiecewiseAffine, warp_image  # noqa: E402
+from occgui.training.occlusion.occluders import head_view  # noqa: E402
+from occgui.training.parsing.dataset import SPLITS, resolve_data_dirs  # noqa: E402
 
 CROP = 256
 MARGIN = 6  # template pixels around the mesh's bounding box

@@ -40,8 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occgui import mediapipe_models as mpm  # noqa: E402
 from occgui.detection.mediapipe_detector import MediaPipeFaceDetector  # noqa: E402
 from occgui.geometry import topology as T  # noqa: E402
-from occgui.geometry.uv_layout import (fit_to_unit_square, lscm, mirror_edge_defects,  # noqa: E402
-                                       symmetrize_uv)
+from occgui.geometry.uv_layout import fit_to_unit_square, lscm, mirror_edge_defects, symmetrize_uv  # noqa: E402
 from occgui.imageio import load_image  # noqa: E402
 from occgui.landmarks import ibug68  # noqa: E402
 from occgui.landmarks.correspondence import correspondence_matrix  # noqa: E402

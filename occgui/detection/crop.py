@@ -13,7 +13,8 @@ import numpy as np
 from ..results import FaceCrop, FaceDetection
 
 
-def alignment_quad(eye_image_left: np.ndarray, eye_image_right: np.ndarray, mouth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def alignment_quad(eye_image_left: np.ndarray, eye_image_right: np.ndarray,
+                   mouth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FFHQ-style oriented square: returns (centre, x half-axis, y half-axis) in image pixels."""
     eye_avg = (eye_image_left + eye_image_right) * 0.5
     eye_to_eye = eye_image_right - eye_image_left

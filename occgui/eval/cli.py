@@ -59,8 +59,8 @@ def _occluders(args, anchor: Path, up: int) -> Path:
 def _done(kind: str, out: Path, report: dict, t0: float, quiet: bool) -> int:
     if not quiet:
         if "shard" in report:
-            print(f"{kind}: shard {report['shard']} cached {report['photos']} item(s) in {time.perf_counter() - t0:.0f} s; "
-                  f"run without --shard to write the report")
+            print(f"{kind}: shard {report['shard']} cached {report['photos']} item(s) in "
+                  f"{time.perf_counter() - t0:.0f} s; run without --shard to write the report")
         else:
             print(f"{kind}: wrote {out / 'report.md'} and {out / 'report.json'} ({time.perf_counter() - t0:.0f} s)")
     return 0
@@ -178,7 +178,8 @@ def cmd_real(args) -> int:
 
 
 def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
-    """Add ``occlusion``, ``natural``, ``scan``, ``verify``, ``deocclusion`` and ``real`` to the ``occgui eval`` parser."""
+    """Add ``occlusion``, ``natural``, ``scan``, ``verify``, ``deocclusion`` and ``real`` to the
+    ``occgui eval`` parser."""
     sub = eval_parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
 
     o = sub.add_parser("occlusion", help="pasted occluders on face photos: landmarks, parsing, I_out, 3D, texture, "

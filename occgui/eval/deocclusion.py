@@ -142,7 +142,8 @@ class Stages:
                      settings={k: v for k, v in given.items() if k != "synthesize"})
         self.telea = Pipeline(PipelineConfig(**telea))
         self.telea._cache = self.pipeline._cache          # shared: the baseline recomputes only I_out
-        self.parser_name = self.pipeline.backend_id("parse") + (f" ({Path(parser).name})" if parser.endswith(".onnx") else "")
+        self.parser_name = (self.pipeline.backend_id("parse")
+                            + (f" ({Path(parser).name})" if parser.endswith(".onnx") else ""))
         self.landmarks_name = self.pipeline.backend_id("landmarks")
         self.synthesizer_name = self.pipeline.backend_id("synthesize")
 

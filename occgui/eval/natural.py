@@ -160,7 +160,8 @@ def measure_case(variants, identity, ref_cache, case: NaturalCase, others: list[
             ds = [_shape_distance(lm_s, verts, r["landmarks3d"], _vertices(ref_cache, p)) for p, r in refs]
             rec["shape"][v] = {"landmark_mm": float(np.mean([d[0] for d in ds])),
                                "vertex_mm": float(np.nanmean([d[1] for d in ds])) if ds else float("nan")}
-        pairs = [_shape_distance(ra["landmarks3d"], _vertices(ref_cache, pa), rb["landmarks3d"], _vertices(ref_cache, pb))
+        pairs = [_shape_distance(ra["landmarks3d"], _vertices(ref_cache, pa),
+                                 rb["landmarks3d"], _vertices(ref_cache, pb))
                  for (pa, ra), (pb, rb) in itertools.combinations(refs, 2)]
         if pairs:
             rec["shape"]["others"] = {"landmark_mm": float(np.mean([d[0] for d in pairs])),
@@ -204,7 +205,8 @@ def run(s: NaturalSettings) -> dict:
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
         ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
-                                H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
+                                H.fingerprint({"references": settings["backends"]["full"],
+                                               "crop": settings["crop_size"]}))
     samples, seen = set(), set()
     for c in cases:
         if c.occluder not in seen and len(samples) < SAMPLES:
@@ -243,7 +245,8 @@ def _group(records: list[dict]) -> dict:
     row = {"cases": len(records), "failed": len(records) - len(ok), "with_other_photos": len(with_refs)}
     for name in (*IDENTITY_ROWS, "others"):
         row[f"identity_{name}"] = R.describe([r["identity"].get(name, {}).get("distance") for r in with_refs])
-        row[f"same_person_{name}"] = R.describe([r["identity"].get(name, {}).get("same_person_rate") for r in with_refs])
+        row[f"same_person_{name}"] = R.describe([r["identity"].get(name, {}).get("same_person_rate")
+                                                 for r in with_refs])
     for name in (*H.VARIANTS, "others"):
         row[f"landmark_mm_{name}"] = R.describe([r["shape"].get(name, {}).get("landmark_mm") for r in with_refs])
         row[f"vertex_mm_{name}"] = R.describe([r["shape"].get(name, {}).get("vertex_mm") for r in with_refs])

@@ -8,7 +8,8 @@ Protocol, per face photo (LFW ``person/person_NNNN.jpg`` folders, spread over id
    (:data:`occgui.training.occlusion.occluders.EVAL_FAMILIES`: hands over an eye / the mouth / a cheek / the face,
    sunglasses, goggles, glasses, three kinds of masks placed by their MaskTheFace anchors, cups,
    food, phones, hats, scarves, other objects; ``microphone`` has no image in
-   ``../shared/data/occluders`` and is skipped and listed), chosen and placed by :func:`occgui.training.occlusion.occluders.sample_eval_family` with the random
+   ``../shared/data/occluders`` and is skipped and listed), chosen and placed by
+   :func:`occgui.training.occlusion.occluders.sample_eval_family` with the random
    stream ``default_rng([seed, sha1(person/file), family index])``; the placement is recorded.
 2. The occluded photo runs through the ``full`` and the ``raw`` pipelines
    (:mod:`occgui.eval.harness`: raw = no merge, no de-occlusion).
@@ -294,8 +295,8 @@ def measure_photo(variants, identity, library, photo: Path, families: tuple[str,
     order = sorted(EVAL_FAMILIES)
     cases, strips = [], {}
     for fam in families:
-        rec, strip = measure_case(variants, identity, library, clean, photo, fam, H.case_rng(seed, rel, order.index(fam)),
-                                  keep_images=fam == sample_family)
+        rec, strip = measure_case(variants, identity, library, clean, photo, fam,
+                                  H.case_rng(seed, rel, order.index(fam)), keep_images=fam == sample_family)
         cases.append(rec)
         if strip is not None:
             strips[fam] = strip
@@ -436,7 +437,8 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_of: dict[s
         "deocclusion_identity.png": ([(r, f"iout_identity_distance_{r}") for r in DEOCCLUSION_ROWS],
                                      "dlib distance", "I_out: embedding distance to the clean photo (lower is better)"),
         "deocclusion_l1.png": ([(r, f"iout_l1_{r}") for r in DEOCCLUSION_ROWS],
-                               "mean |diff| (0-255)", "I_out: L1 inside the paste mask (lower is better; favours blur)"),
+                               "mean |diff| (0-255)",
+                               "I_out: L1 inside the paste mask (lower is better; favours blur)"),
         "parsing.png": ([("occluder IoU", "occluder_iou"), ("mIoU other classes", "miou_other"),
                          ("landmark NME", "landmark_nme")], "", "Parsing and landmarks under occlusion"),
     }
@@ -487,7 +489,8 @@ def markdown(report: dict) -> str:
         "## Ablation: raw vs full (all families pooled, mean ± std)", "",
         R.md_table(["metric", "raw", "full", "note"], [
             ["identity: cosine(render, clean photo) ↑", vs(a, "identity_cosine_raw"), vs(a, "identity_cosine_full"),
-             f"clean reconstruction: {R.pm(report['clean']['render_identity_cosine']['mean'], report['clean']['render_identity_cosine']['std'], 3)}"],
+             "clean reconstruction: " + R.pm(report['clean']['render_identity_cosine']['mean'],
+                                             report['clean']['render_identity_cosine']['std'], 3)],
             ["identity: dlib distance(render, clean photo) ↓", vs(a, "identity_distance_raw"),
              vs(a, "identity_distance_full"),
              f"clean reconstruction: {R.fmt(report['clean']['render_identity_distance']['mean'])}; same person < 0.6"],
@@ -497,8 +500,10 @@ def markdown(report: dict) -> str:
             ["3D 90%-largest error (mm) ↓", vs(a, "geometry_p90_raw", 2), vs(a, "geometry_p90_full", 2), ""],
             ["I_out dlib distance to clean photo ↓", vs(a, "iout_identity_distance_occluded"),
              vs(a, "iout_identity_distance_full"), f"Telea: {vs(a, 'iout_identity_distance_telea')}"],
-            ["I_out L1 inside paste mask ↓", vs(a, "iout_l1_occluded", 1), vs(a, "iout_l1_full", 1), f"Telea: {vs(a, 'iout_l1_telea', 1)}"],
-            ["I_out SSIM inside paste mask ↑", vs(a, "iout_ssim_occluded"), vs(a, "iout_ssim_full"), f"Telea: {vs(a, 'iout_ssim_telea')}"],
+            ["I_out L1 inside paste mask ↓", vs(a, "iout_l1_occluded", 1), vs(a, "iout_l1_full", 1),
+             f"Telea: {vs(a, 'iout_l1_telea', 1)}"],
+            ["I_out SSIM inside paste mask ↑", vs(a, "iout_ssim_occluded"), vs(a, "iout_ssim_full"),
+             f"Telea: {vs(a, 'iout_ssim_telea')}"],
             ["landmark NME vs clean run ↓", vs(a, "landmark_nme"), vs(a, "landmark_nme"), "same stage in both"],
             ["M_alpha occluder IoU ↑", vs(a, "occluder_iou"), vs(a, "occluder_iou"), "same stage in both"],
             ["M_alpha mIoU other classes vs clean ↑", vs(a, "miou_other"), vs(a, "miou_other"), "same stage in both"],
@@ -525,20 +530,23 @@ def markdown(report: dict) -> str:
                      v(pf[f], "occluder_iou"), v(pf[f], "miou_other"), v(pf[f], "geometry_mean_full", 2),
                      v(pf[f], "geometry_p90_full", 2)] for f in fams + ["all"]]), "",
         "## Per occluder family: identity and texture (raw vs full)", "",
-        R.md_table(["family", "cosine raw", "cosine full", "distance raw", "distance full", "tex L1 raw", "tex L1 full"],
+        R.md_table(["family", "cosine raw", "cosine full", "distance raw", "distance full", "tex L1 raw",
+                    "tex L1 full"],
                    [[f, v(pf[f], "identity_cosine_raw"), v(pf[f], "identity_cosine_full"),
                      v(pf[f], "identity_distance_raw"), v(pf[f], "identity_distance_full"),
                      v(pf[f], "texture_l1_raw", 2), v(pf[f], "texture_l1_full", 2)] for f in fams + ["all"]]), "",
         "## Per occluder family: de-occlusion I_out (occluded = raw | Telea | full)", "",
         "Identity = dlib distance of I_out to the clean crop (lower is better; shared alignment). L1 and SSIM inside "
-        "the paste mask. Feature IoU: the parser's map of I_out vs M_gamma, only for features at least 25 % hidden.", "",
+        "the paste mask. Feature IoU: the parser's map of I_out vs M_gamma, only for features at least 25 % hidden.",
+        "",
         R.md_table(["family", "identity occ", "identity Telea", "identity full", "L1 occ", "L1 Telea", "L1 full",
                     "SSIM occ", "SSIM Telea", "SSIM full", "eyes IoU Telea", "eyes IoU full", "lips IoU Telea",
                     "lips IoU full"],
                    [[f, v(pf[f], "iout_identity_distance_occluded"), v(pf[f], "iout_identity_distance_telea"),
-                     v(pf[f], "iout_identity_distance_full"), v(pf[f], "iout_l1_occluded", 1), v(pf[f], "iout_l1_telea", 1),
-                     v(pf[f], "iout_l1_full", 1), v(pf[f], "iout_ssim_occluded"), v(pf[f], "iout_ssim_telea"), v(pf[f], "iout_ssim_full"),
-                     v(pf[f], "iout_iou_eyes_telea", 2), v(pf[f], "iout_iou_eyes_full", 2), v(pf[f], "iout_iou_lips_telea", 2),
+                     v(pf[f], "iout_identity_distance_full"), v(pf[f], "iout_l1_occluded", 1),
+                     v(pf[f], "iout_l1_telea", 1), v(pf[f], "iout_l1_full", 1), v(pf[f], "iout_ssim_occluded"),
+                     v(pf[f], "iout_ssim_telea"), v(pf[f], "iout_ssim_full"), v(pf[f], "iout_iou_eyes_telea", 2),
+                     v(pf[f], "iout_iou_eyes_full", 2), v(pf[f], "iout_iou_lips_telea", 2),
                      v(pf[f], "iout_iou_lips_full", 2)] for f in fams + ["all"]]), "",
         "## Paper comparison", "",
         "The paper reports no per-occluder numbers for photos; its quantitative occlusion results are the MICC "

@@ -298,7 +298,8 @@ def run(s: RealSettings) -> dict:
         clean_cache = H.open_cache(clean_folder, {"command": "real-clean", "backends": settings["backends"]["full"],
                                                   "crop_size": settings["crop_size"]}, device=device)
         ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
-                                H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
+                                H.fingerprint({"references": settings["backends"]["full"],
+                                               "crop": settings["crop_size"]}))
     samples = sample_stems(labels, s.samples)
     cleans = clean_photos(faces, listed, s.clean) if s.clean > 0 else []
     if not s.report_only:
@@ -367,7 +368,8 @@ def _group(records: list[dict]) -> dict:
     row: dict = {"photos": len(records), "failed": len(records) - len(ok), "with_occluder_label": len(occ),
                  "pooled": ratios(tot) if occ else ratios({"inter": 0, "union": 0, "pred": 0, "gt": 0}),
                  "iou_per_photo": R.describe([r["occluder"]["iou"] for r in occ]),
-                 "found_rate": float(np.mean([r["occluder"]["iou"] >= FOUND_IOU for r in occ])) if occ else float("nan"),
+                 "found_rate": (float(np.mean([r["occluder"]["iou"] >= FOUND_IOU for r in occ]))
+                                if occ else float("nan")),
                  "detected_over_1pct": int(sum(r["occluder_crop_fraction"] > 0.01 for r in ok)),
                  "iout_over_2pct": int(sum(r["iout_resynthesized_fraction"] > 0.02 for r in ok)),
                  "several_faces": int(sum(r.get("faces", 1) > 1 for r in ok)),
@@ -394,12 +396,14 @@ def summarize(records: list[dict], clean_records: list[dict]) -> dict:
         types = [t for t in _type_order() if any(r["type"] == t for r in rs)]
         out[split] = {"all": _group(rs), "by_type": {t: _group([r for r in rs if r["type"] == t]) for t in types}}
     groups = sorted({r.get("identity_group", identity_group(r["photo"])) for r in records})
-    out["by_identity_group"] = {g: _group([r for r in records if r.get("identity_group", identity_group(r["photo"])) == g])
-                                for g in groups}
+    out["by_identity_group"] = {
+        g: _group([r for r in records if r.get("identity_group", identity_group(r["photo"])) == g])
+        for g in groups}
     ok = [r for r in clean_records if r.get("status") == "ok"]
     out["clean"] = {"photos": len(clean_records), "failed": len(clean_records) - len(ok),
                     "false_area": R.describe([r["false_area"] for r in ok]),
-                    "false_area_pooled": (sum(r["false_pixels"] for r in ok) / max(sum(r["face_pixels"] for r in ok), 1))
+                    "false_area_pooled": (sum(r["false_pixels"] for r in ok)
+                                          / max(sum(r["face_pixels"] for r in ok), 1))
                     if ok else float("nan"),
                     "photos_over_1pct": int(sum(r["false_area"] > 0.01 for r in ok)),
                     "crop_fraction": R.describe([r["crop_fraction"] for r in ok])}
@@ -438,7 +442,8 @@ def targets(summary: dict) -> list[dict]:
                      "met": n == 0})
     c = summary["clean"]
     if c["photos"]:
-        rows.append({"target": f"false occluder area on clean held-out photos <= {TARGETS['false_area']:.0%} of the face",
+        rows.append({"target": "false occluder area on clean held-out photos <= "
+                               f"{TARGETS['false_area']:.0%} of the face",
                      "value": c["false_area_pooled"], "met": bool(c["false_area_pooled"] <= TARGETS["false_area"])})
     return rows
 
@@ -515,7 +520,8 @@ def markdown(report: dict) -> str:
         lines += [f"## {split} split" if split != "all" else "## Both splits", "", "### Occluder", "", occ_table(sec),
                   "", "### Landmarks", "", lm_table(sec), ""]
         if sec["all"]["identity_photo"]["n"]:
-            lines += ["### Identity (dlib distance to the person's other photos; lower is better)", "", id_table(sec), ""]
+            lines += ["### Identity (dlib distance to the person's other photos; lower is better)", "",
+                      id_table(sec), ""]
     byg = report.get("by_identity_group") or {}
     if byg:
         lines += ["## By identity group (both splits)", "",
@@ -529,8 +535,9 @@ def markdown(report: dict) -> str:
               f"{c['photos']} photos ({c['failed']} failed): pooled {R.fmt(c['false_area_pooled'], 4)} of the face "
               f"region, mean {d(c['false_area'], 4)}; {c['photos_over_1pct']} photos above 1 %.", "",
               "## Targets (test split)", "",
-              R.md_table(["target", "measured", "met"], [[t["target"], R.fmt(t["value"]), "yes" if t["met"] else "**no**"]
-                                                         for t in report["targets"]]), "",
+              R.md_table(["target", "measured", "met"],
+                         [[t["target"], R.fmt(t["value"]), "yes" if t["met"] else "**no**"]
+                          for t in report["targets"]]), "",
               "![occluder IoU](occluder_iou.png)", "", "![landmark NME](landmark_nme.png)", "",
               "Samples (label green, M_alpha's occluder red; landmarks: label green, ours red):", "",
               "![samples](samples.png)", "", "## Settings", "",

@@ -155,7 +155,8 @@ class OrthoCamera:
 
     def to_view(self, points: np.ndarray) -> np.ndarray:
         c = np.asarray(points, dtype=np.float64) @ self.R.T + self.t
-        return np.stack([self.centre[0] + self.k * c[:, 0], self.centre[1] - self.k * c[:, 1], self.k * c[:, 2]], axis=1)
+        return np.stack([self.centre[0] + self.k * c[:, 0], self.centre[1] - self.k * c[:, 1], self.k * c[:, 2]],
+                        axis=1)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         return self.to_view(points)[:, :2]

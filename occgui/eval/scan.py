@@ -132,7 +132,8 @@ def load_scan(path) -> Scan:
     if img is not None:
         tex = np.asarray(img.convert("RGB"))
     else:
-        cands = sorted(f for f in glb.parent.iterdir() if "col" in f.stem.lower() and f.suffix.lower() in (".jpg", ".png"))
+        cands = sorted(f for f in glb.parent.iterdir()
+                       if "col" in f.stem.lower() and f.suffix.lower() in (".jpg", ".png"))
         if not cands:
             raise OccguiError(f"no colour map (*COL*.jpg/png) next to {glb}")
         bgr = cv2.imread(str(cands[0]), cv2.IMREAD_COLOR)
@@ -397,7 +398,8 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, conds) -> None:
     names = list(bc)
     R.bar_chart(out / "error_by_condition.png", names,
                 {"clean 90%": [bc[n]["clean_p90"] for n in names], "occluded 90% (mean over families)":
-                 [bc[n]["occluded_p90"] for n in names], "clean 90%, 95 mm crop": [bc[n]["clean_p90_crop"] for n in names],
+                 [bc[n]["occluded_p90"] for n in names],
+                 "clean 90%, 95 mm crop": [bc[n]["clean_p90_crop"] for n in names],
                  "occluded 90%, 95 mm crop": [bc[n]["occluded_p90_crop"] for n in names]},
                 ylabel="mm", title="Scan: 90%-largest error per condition")
     heat_dir = out / "heatmaps"
@@ -445,7 +447,8 @@ def markdown(report: dict, conds) -> str:
         "(similarity on the inner landmark vertices, then rigid point-to-plane ICP on the scan within "
         f"{s['target_radius_mm']:.0f} mm of the nose tip) and take every reconstructed vertex's distance to the scan "
         "surface. *90%* is the 90 %-largest error (90th percentile over the vertices), the paper's Fig. 4 statistic; "
-        f"*all* = every reconstructed vertex (the mesh reaches the hairline and the ears), *crop* = the vertices within "
+        f"*all* = every reconstructed vertex (the mesh reaches the hairline and the ears), "
+        f"*crop* = the vertices within "
         f"{s['crop_radius_mm']:.0f} mm of the scan's nose tip (the usual MICC Florence evaluation crop).", "",
         "## Clean vs occluded (over all conditions; mean ± std over cases)", "",
         R.md_table(["input", "variant", "mean, all mm", "90%, all mm", "mean, crop mm", "90%, crop mm"],
@@ -453,7 +456,8 @@ def markdown(report: dict, conds) -> str:
                     for name, src in (("clean", bf["clean"]), ("occluded (all families)", oa))
                     for var in ("full", "raw")]), "",
         "Raw and full coincide: the shipped geometry stage reads only the landmarks, which precede merge and "
-        "de-occlusion, so both variants produce the same mesh; the gap will open once a fit that reads I_out lands.", "",
+        "de-occlusion, so both variants produce the same mesh; the gap will open once a fit that reads I_out lands.",
+        "",
         "The paper gives its MICC errors only as per-example digits inside Fig. 4 (no table), on 53 real subjects "
         "with a 3DMM fit, so there is no number to put beside ours; this scan is one subject, rendered.", "",
         "## By occluder family (full; mean ± std over conditions)", "",

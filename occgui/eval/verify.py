@@ -210,7 +210,8 @@ def run(s: VerifySettings) -> dict:
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
     report["records"] = [{k: v for k, v in r.items() if k != "features"} for r in records.values()]
-    report["pairs"] = [{"fold": p.fold, "same": p.same, "a": relative_name(p.a), "b": relative_name(p.b)} for p in pairs]
+    report["pairs"] = [{"fold": p.fold, "same": p.same, "a": relative_name(p.a), "b": relative_name(p.b)}
+                       for p in pairs]
     write_outputs(Path(s.out), report, cache, sorted(samples - not_run))
     return report
 
@@ -255,8 +256,9 @@ def write_outputs(out: Path, report: dict, cache: H.ItemCache, sample_rels: list
     slim["results"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("scores", "pooled")} for k, v in res.items()}
     if report.get("held_out_pairs"):
         ho = report["held_out_pairs"]
-        slim["held_out_pairs"] = {**ho, "results": {k: {kk: vv for kk, vv in v.items() if kk not in ("scores", "pooled")}
-                                                    for k, v in ho["results"].items()}}
+        slim["held_out_pairs"] = {**ho, "results": {
+            k: {kk: vv for kk, vv in v.items() if kk not in ("scores", "pooled")}
+            for k, v in ho["results"].items()}}
     R.write_json(out / "report.json", report)
     R.write_json(out / "summary.json", slim)
     R.write_text(out / "report.md", markdown(report))
@@ -267,8 +269,9 @@ def held_out_lines(report: dict) -> list[str]:
     ho = report.get("held_out_pairs") or {}
     if not ho.get("pairs"):
         return ["No pair of this run has both photos of held-out identities (Q-S)."]
-    rows = [[_label(k), R.pm(r["100-EER"]["mean"], r["100-EER"]["std"]), R.pm(r["accuracy"]["mean"], r["accuracy"]["std"]),
-             R.pm(r["nAUC"]["mean"], r["nAUC"]["std"])] for k, r in ho["results"].items()]
+    rows = [[_label(k), R.pm(r["100-EER"]["mean"], r["100-EER"]["std"]),
+             R.pm(r["accuracy"]["mean"], r["accuracy"]["std"]), R.pm(r["nAUC"]["mean"], r["nAUC"]["std"])]
+            for k, r in ho["results"].items()]
     return [f"### Held-out identities only (Q-S): {ho['pairs']} pairs ({ho['same']} same-person)", "",
             R.md_table(["method", "100%-EER", "accuracy", "nAUC"], rows)]
 
@@ -279,8 +282,8 @@ def markdown(report: dict) -> str:
     nf = len(next(iter(res.values()))["folds"])
 
     def row(name, r):
-        return [name, R.pm(r["100-EER"]["mean"], r["100-EER"]["std"]), R.pm(r["accuracy"]["mean"], r["accuracy"]["std"]),
-                R.pm(r["nAUC"]["mean"], r["nAUC"]["std"])]
+        return [name, R.pm(r["100-EER"]["mean"], r["100-EER"]["std"]),
+                R.pm(r["accuracy"]["mean"], r["accuracy"]["std"]), R.pm(r["nAUC"]["mean"], r["nAUC"]["std"])]
 
     paper = [[k, R.pm(*e), R.pm(*a), R.pm(*n)] for k, (e, a, n) in PAPER_TABLE1.items()]
     ours = [row(_label(k), r) for k, r in res.items()]

@@ -12,8 +12,8 @@ The GUI's :class:`~occgui.gui.worker.PipelineWorker` (a QObject in a QThread) dr
 * :class:`LocalPipelineHost`: the ``Pipeline`` in the worker thread itself (``OCCGUI_COMPUTE=thread``);
   simpler, but any GIL-holding stage code then pauses the GUI while it runs.
 
-Both run ``Pipeline.run(photo, landmarks=..., alpha_edit=..., face_index=..., progress=..., cancel=...)`` and export with
-:func:`occgui.export.export_result`, the same calls as the CLI.
+Both run ``Pipeline.run(photo, landmarks=..., alpha_edit=..., face_index=..., progress=..., cancel=...)``
+and export with :func:`occgui.export.export_result`, the same calls as the CLI.
 """
 from __future__ import annotations
 

@@ -27,8 +27,19 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QMainWindow, QMenu, QMessageBox, QPushButton,
-                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..corrections import FILE_NAME as CORRECTIONS_FILE
 from ..imageio import IMAGE_SUFFIXES
@@ -525,7 +536,8 @@ class MainWindow(QMainWindow):
             self.banner.show_message("error", "Dropped item is not an image file: drop a photo file (JPEG, PNG, ...).")
             return
         if len(paths) > 1:
-            self.banner.show_message("info", f"{len(paths)} files dropped: opening the first one, {Path(paths[0]).name}.")
+            self.banner.show_message("info", f"{len(paths)} files dropped: opening the first one, "
+                                             f"{Path(paths[0]).name}.")
         self.open_photo(paths[0])
 
     # -- session events --------------------------------------------------------------------------
@@ -568,7 +580,8 @@ class MainWindow(QMainWindow):
             self._sync_face_combo()
             if value.num_faces > 1:
                 self.banner.show_message("info", f"{value.num_faces} faces found: reconstructing face "
-                                                 f"{value.face_index + 1} ({'the largest' if value.face_index == 0 else 'by size'}); "
+                                                 f"{value.face_index + 1} "
+                                                 f"({'the largest' if value.face_index == 0 else 'by size'}); "
                                                  f"pick another with the face selector next to Re-run.")
         elif stage in STAGE_TO_KIND:
             self.maps.set_map(STAGE_TO_KIND[stage], display)

@@ -56,7 +56,8 @@ def _steps(window, workdir: Path, log) -> None:
     missing = [st for st in STAGES if st not in doc.results]
     if missing:
         raise SelfTestFailure(f"stages without a result after the run: {', '.join(missing)}")
-    log(f"first run {first.seconds:.2f} s on {s.device_description or s.device} ({time.perf_counter() - t0:.1f} s with start-up)")
+    log(f"first run {first.seconds:.2f} s on {s.device_description or s.device} "
+        f"({time.perf_counter() - t0:.1f} s with start-up)")
     if not window.mesh_view.has_mesh:
         raise SelfTestFailure("the 3D view shows no mesh after the run")
 

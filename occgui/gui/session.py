@@ -496,8 +496,9 @@ class Session(QObject):
 
     def save_landmarks(self, path) -> bool:
         """Write the landmarks on screen to ``path`` as ``landmarks.json`` (photo px)."""
-        from ..landmarks.landmarks_json import landmarks_document
         import json
+
+        from ..landmarks.landmarks_json import landmarks_document
 
         doc = self.document
         if doc.landmarks is None:

@@ -14,7 +14,8 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
-from ..pipeline.stages import STAGES, stage as stage_spec
+from ..pipeline.stages import STAGES
+from ..pipeline.stages import stage as stage_spec
 from . import theme
 
 STATE_TEXT = {"pending": "not run yet", "running": "running\u2026", "done": "computed", "cached": "reused (cached)",

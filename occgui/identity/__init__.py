@@ -10,8 +10,15 @@
 Inference code: it imports no evaluation, GUI or training module.
 """
 from .dlib_format import DlibFormatError, DlibNetwork, read_dlib_network
-from .face_chip import (FaceChipDetails, extract_face_chip, extract_face_chips_torch, face_chip,
-                        face_chip_affine, face_chip_details, five_points_from_68)
+from .face_chip import (
+                        FaceChipDetails,
+                        extract_face_chip,
+                        extract_face_chips_torch,
+                        face_chip,
+                        face_chip_affine,
+                        face_chip_details,
+                        five_points_from_68,
+)
 from .network import CHIP_SIZE, EMBEDDING_DIM, FEATURE_SHAPES, SAME_PERSON_THRESHOLD, DlibFaceResNet
 from .weights import cache_dir, load_face_resnet
 

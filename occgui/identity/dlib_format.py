@@ -300,7 +300,7 @@ def _read_fc(r: _Reader) -> FullyConnected:
     num_inputs = r.int()
     params = r.tensor("an fc_ layer's parameters").reshape(-1)
     w = r.alias("an fc_ layer's weights")
-    b = r.alias("an fc_ layer's biases")
+    r.alias("an fc_ layer's biases")  # read past the biases' shape; their count follows from the weights'
     bias_mode = r.int()
     for _ in range(4):
         r.float()

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dlib_format import Affine, AddPrev, Conv, DlibFormatError, DlibNetwork, Pool, Relu, TagOrSkip
+from .dlib_format import AddPrev, Affine, Conv, DlibFormatError, DlibNetwork, Pool, Relu, TagOrSkip
 
 #: Side of the face chips the network takes.
 CHIP_SIZE = 150

@@ -52,7 +52,7 @@ def fit_point_weights(mesh_xy: np.ndarray, target_xy: np.ndarray, *, candidates:
     lam = 100.0 * np.sqrt(n)
     a = np.vstack([a, lam * np.ones((1, len(cand)))])
     b = np.append(b, lam)
-    from scipy.optimize import nnls      # only when deriving weights: scipy.optimize costs ~0.6 s to import
+    from scipy.optimize import nnls  # only when deriving weights: scipy.optimize costs ~0.6 s to import
 
     w, _ = nnls(a, b)
     keep = w >= min_weight

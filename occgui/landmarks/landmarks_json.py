@@ -17,7 +17,8 @@ def landmarks_document(points_photo: np.ndarray, *, edited: bool = False, source
     """The JSON document for (68,2) photo-pixel points."""
     pts = np.asarray(points_photo, dtype=np.float64)
     return {"points": [[round(float(x), 3), round(float(y), 3)] for x, y in pts],
-            "format": "iBUG 300-W 68 points, photo pixel coordinates (x right, y down, origin at the top-left pixel's centre)",
+            "format": "iBUG 300-W 68 points, photo pixel coordinates "
+                      "(x right, y down, origin at the top-left pixel's centre)",
             "edited": bool(edited), "photo": source}
 
 

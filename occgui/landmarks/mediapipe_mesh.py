@@ -62,7 +62,8 @@ class DlibLandmarks:
         rects = self._detector(img, 1)
         if len(rects):
             c = np.array(img.shape[1::-1]) / 2
-            rect = min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0], (r.top() + r.bottom()) / 2 - c[1]))
+            rect = min(rects, key=lambda r: np.hypot((r.left() + r.right()) / 2 - c[0],
+                                                     (r.top() + r.bottom()) / 2 - c[1]))
         else:  # the crop is aligned: the face occupies a known central box
             s = img.shape[0]
             rect = dlib.rectangle(int(0.3 * s), int(0.33 * s), int(0.7 * s), int(0.75 * s))

@@ -73,7 +73,8 @@ def grid_to_canonical(n: int = GRID) -> np.ndarray:
     return np.array([[sx, 0.0, -GRID_HALF_WIDTH + 0.5 * sx], [0.0, sy, GRID_TOP + 0.5 * sy]])
 
 
-def occluder_features(occluder: np.ndarray, to_canonical: np.ndarray, mesh_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def occluder_features(occluder: np.ndarray, to_canonical: np.ndarray,
+                      mesh_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The occluder mask read in the canonical frame: per-point occluded fraction (478,) and the
     GRID x GRID canonical grid (float32 in [0, 1])."""
     occ = np.asarray(occluder, dtype=np.float32)

@@ -81,7 +81,8 @@ def load_bfm_mat(path, scale_to_mm: float = BFM_FRONT_MM, expected_vertices: int
     try:
         data = loadmat(str(path))
     except (MatReadError, ValueError, OSError, TypeError, NotImplementedError) as e:
-        raise MorphableModelError(f"{path.name}: not a readable MATLAB v5 .mat ({str(e).splitlines()[0][:80]})") from None
+        raise MorphableModelError(
+            f"{path.name}: not a readable MATLAB v5 .mat ({str(e).splitlines()[0][:80]})") from None
     mean = _array(data, "meanshape", path).reshape(-1)
     if mean.size % 3 or mean.size < 9:
         raise MorphableModelError(f"{path.name}: 'meanshape' has {mean.size} values, not 3 per vertex")

@@ -39,11 +39,21 @@ import torch.nn.functional as F
 
 from ..errors import OccguiError
 from .camera import Pose
-from .coefficients import Coefficients, CoefficientLayout
+from .coefficients import CoefficientLayout, Coefficients
 from .init import initialise_from_landmarks
 from .lighting import ambient_gamma, irradiance_basis
-from .losses import (REFERENCE_SIZE, FaceIdentityFeatures, LossTerms, LossWeights, attention_weights,
-                     identity_loss, landmark_loss, photometric_loss, regularisation_loss, total_loss)
+from .losses import (
+    REFERENCE_SIZE,
+    FaceIdentityFeatures,
+    LossTerms,
+    LossWeights,
+    attention_weights,
+    identity_loss,
+    landmark_loss,
+    photometric_loss,
+    regularisation_loss,
+    total_loss,
+)
 from .model import NUM_LANDMARKS, MorphableModel
 from .render import coarse_topology, interpolate, rasterize, vertex_visibility
 from .torch_model import TorchMorphableModel
@@ -365,8 +375,10 @@ class MorphableFitter:
             v = self.full.vertices(ident.detach().double().cpu(), expr.detach().double().cpu())
             pose = Pose(*[float(x) for x in angles], float(log_f.exp()) / r, _rescale(float(trans[0]), 1.0 / r),
                         _rescale(float(trans[1]), 1.0 / r))
-            result = Coefficients(identity=ident.detach().double().numpy(), expression=expr.detach().double().numpy(),
-                                  albedo=alb.detach().double().numpy(), gamma=gamma.detach().double().numpy(), pose=pose)
+            result = Coefficients(identity=ident.detach().double().numpy(),
+                                  expression=expr.detach().double().numpy(),
+                                  albedo=alb.detach().double().numpy(), gamma=gamma.detach().double().numpy(),
+                                  pose=pose)
         return FitResult(model_name=self.model.name, coefficients=result, vertices=v.double().numpy(),
                          landmarks2d=lm2d, history=tuple(history), seconds=time.perf_counter() - t0,
                          stages={"init_s": t_init, "vertex_stage_s": t2 - t1, "image_stage_s": t3 - t2,
@@ -374,7 +386,8 @@ class MorphableFitter:
                                  "working_triangles": int(self.tm.triangles.shape[0])})
 
 
-def fit_morphable(model: MorphableModel, target: FitTarget, initial=None, settings: FitSettings = FitSettings()) -> FitResult:
+def fit_morphable(model: MorphableModel, target: FitTarget, initial=None,
+                  settings: FitSettings = FitSettings()) -> FitResult:
     """One fit (see the module docstring); ``initial``: a :class:`Coefficients` or a flat vector in
     the :class:`CoefficientLayout` of ``model`` (pose in crop pixels), e.g. a regressor's output."""
     return MorphableFitter(model, settings).fit(target, initial)

@@ -72,7 +72,9 @@ def landmark_weights() -> np.ndarray:
     return w
 
 
-def initialise_from_landmarks(model: MorphableModel, points2d, loss_weights: LossWeights = LossWeights(),
+# B008 is wrong here: LossWeights is a frozen dataclass, so the shared default cannot be mutated
+# (ruff only sees that where the class is defined in the same file, as in losses.py).
+def initialise_from_landmarks(model: MorphableModel, points2d, loss_weights: LossWeights = LossWeights(),  # noqa: B008
                               pixel_scale: float = 1.0, alternations: int = ALTERNATIONS):
     """(pose, identity, expression) from (68, 2) landmarks in image pixels."""
     pts = np.asarray(points2d, np.float64)

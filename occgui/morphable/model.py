@@ -112,7 +112,8 @@ class MorphableModel:
         if self.landmarks.min() < 0 or self.landmarks.max() >= n:
             fail(f"landmark vertex ids out of range [0, {n})")
         if self.face_mask.shape != (n,) or self.face_mask.dtype != bool or not self.face_mask.any():
-            fail(f"the face mask must be a non-empty ({n},) bool array, got {self.face_mask.dtype} {self.face_mask.shape}")
+            fail(f"the face mask must be a non-empty ({n},) bool array, "
+                 f"got {self.face_mask.dtype} {self.face_mask.shape}")
         if self.uv is not None:
             if self.uv.shape != (n, 2):
                 fail(f"UVs must be ({n}, 2), got {self.uv.shape}")

@@ -111,7 +111,8 @@ def vertex_visibility(screen: torch.Tensor, faces, size: int, normals: torch.Ten
         return vis
 
 
-def coarse_topology(vertices_xy: np.ndarray, faces: np.ndarray, keep: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+def coarse_topology(vertices_xy: np.ndarray, faces: np.ndarray, keep: np.ndarray,
+                    cell: float) -> tuple[np.ndarray, np.ndarray]:
     """A coarse triangulation for low-cost rendering: the vertices nearest to the centres of a
     ``cell``-sized grid over the frontal (X, Y) projection (plus every id in ``keep``), Delaunay
     re-triangulated in that plane; triangles whose centroid or edge midpoints fall outside the
@@ -144,7 +145,8 @@ def coarse_topology(vertices_xy: np.ndarray, faces: np.ndarray, keep: np.ndarray
 
     def inside(p):
         r = (p - org) / span * (res - 1)
-        return cover[np.clip(np.round(r[:, 1]).astype(int), 0, res - 1), np.clip(np.round(r[:, 0]).astype(int), 0, res - 1)]
+        return cover[np.clip(np.round(r[:, 1]).astype(int), 0, res - 1),
+                     np.clip(np.round(r[:, 0]).astype(int), 0, res - 1)]
 
     p = xy[ids][tri]
     ok = inside(p.mean(1))

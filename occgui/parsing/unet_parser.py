@@ -86,7 +86,8 @@ def predict_logits(model, crops_uint8: np.ndarray, input_size: int, device: str 
         logits = model(xt)
         if flip:
             mirrored = model(torch.flip(xt, dims=[3]))
-            logits = 0.5 * (logits + torch.flip(mirrored, dims=[3])[:, torch.from_numpy(L.MIRROR.astype(np.int64)).to(xt.device)])
+            swap = torch.from_numpy(L.MIRROR.astype(np.int64)).to(xt.device)
+            logits = 0.5 * (logits + torch.flip(mirrored, dims=[3])[:, swap])
         if logits.shape[-1] != s:
             logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
     return logits

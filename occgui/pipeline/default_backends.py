@@ -12,7 +12,6 @@ from .backends import register
 def _lazy(module: str, cls: str):
     def factory(ctx):
         import importlib
-
         import inspect
 
         klass = getattr(importlib.import_module(module), cls)

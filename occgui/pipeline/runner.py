@@ -1,10 +1,10 @@
 """The pipeline of named stages (paper Fig. 1) with result caching, progress and cancellation.
 
 The stages, their inputs and result fields are those of the stage table
-(:data:`occgui.pipeline.stages.STAGE_TABLE`): ``load -> detect -> parse (M_alpha) -> landmarks -> landmark_map (M_beta) -> merge (M_gamma)
--> synthesize (I_out) -> geometry -> texture``; export is done by :mod:`occgui.export` on the
-finished :class:`PipelineResult`. M_alpha comes before the landmarks because the default landmark
-backend reads its occluder mask to place the points the occluder hides (``landmarks/refiner.py``);
+(:data:`occgui.pipeline.stages.STAGE_TABLE`): ``load -> detect -> parse (M_alpha) -> landmarks
+-> landmark_map (M_beta) -> merge (M_gamma) -> synthesize (I_out) -> geometry -> texture``; export is done by
+:mod:`occgui.export` on the finished :class:`PipelineResult`. M_alpha comes before the landmarks because the
+default landmark backend reads its occluder mask to place the points the occluder hides (``landmarks/refiner.py``);
 N_alpha itself never depends on the landmarks.
 
 Each stage result is cached under a key made of the stage name, its backend (name, version and a

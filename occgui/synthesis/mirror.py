@@ -72,7 +72,7 @@ def derive_mirror_map(mesh3d: np.ndarray, iterations: int = 10) -> tuple[np.ndar
     ones (Hungarian assignment; surface and iris vertices separately). Returns the map
     (``map[v]`` = partner of ``v``) and the RMS residual of the match in the mesh's units.
     """
-    from scipy.optimize import linear_sum_assignment     # derivation only (tools/): slow to import
+    from scipy.optimize import linear_sum_assignment  # derivation only (tools/): slow to import
     from scipy.spatial import cKDTree
 
     p = frontalise(mesh3d)

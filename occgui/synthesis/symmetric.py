@@ -44,10 +44,10 @@ import numpy as np
 
 from .. import labels as L
 from ..results import Landmarks, Synthesis
+from .appearance import fitted_face, model_available, model_digest
 from .baselines import occluder_mask
 from .blend import RING_PX, poisson_fill, push_pull
 from .mirror import MirrorMap
-from .appearance import fitted_face, model_available, model_digest
 from .settings import SymmetricSettings
 from .template import TemplateMap, load_mean_face, match_colour, template_correspondence, to_lab, to_rgb
 from .warp import pixel_grid, sample

@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
-from ..results import Landmarks
 from ..resources import resource_path
+from ..results import Landmarks
 from .warp import PiecewiseAffine
 
 TEMPLATE_PNG = "templates/mean_face.png"

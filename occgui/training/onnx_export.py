@@ -224,7 +224,8 @@ def refiner_from_onnx(path) -> tuple[RefinerGraph, np.ndarray, dict]:
     if not layers or "mirror" not in arrays:
         raise CheckpointError(f"{path} does not hold the refiner's layers")
     module = RefinerGraph(layers, arrays["mirror"]).eval()
-    C.load_state_dict_checked(module, {k: v for k, v in arrays.items() if k.startswith("layers.") or k == "mirror"}, path)
+    C.load_state_dict_checked(module, {k: v for k, v in arrays.items() if k.startswith("layers.") or k == "mirror"},
+                              path)
     return module, np.asarray(header["mean_xy"], np.float64), header
 
 

@@ -1,8 +1,8 @@
 """GUI test set-up: a display is required (run under ``xvfb-run -a``), settings are isolated.
 
 Without a display (``DISPLAY``/``WAYLAND_DISPLAY`` unset) every test marked ``gui`` is skipped
-with a clear reason instead of letting Qt abort the process; the Qt-free tests here still run. Settings go to a temporary folder so
-that the tests never touch the user's QSettings.
+with a clear reason instead of letting Qt abort the process; the Qt-free tests here still run. Settings go to a
+temporary folder so that the tests never touch the user's QSettings.
 """
 from __future__ import annotations
 

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from ... import labels as L
-
 from ...synthesis.fisn.composite import hole_mask, image_to_network, network_inputs
 from ..occlusion.occluders import load_library, occlude, procedural_hand_library
 from ..parsing.dataset import (

@@ -25,7 +25,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=2)]
         c = ndf
-        for k in range(1, n_layers):
+        for _ in range(1, n_layers):
             layers.append(nn.Conv2d(c, min(c * 2, 8 * ndf), 4, stride=2, padding=2))
             c = min(c * 2, 8 * ndf)
         layers.append(nn.Conv2d(c, min(c * 2, 8 * ndf), 4, stride=1, padding=2))

@@ -275,7 +275,8 @@ def run(args) -> int:
         trainer.load_state_dict(state)
         elapsed0 = float(state.get("elapsed", 0.0))
     sampler = PairSampler(train_pairs, args.size, args.seed, flip=args.flip)
-    val_batch = PairSampler(val_pairs, args.size, args.seed, flip=False).fixed(range(min(len(val_pairs), args.val_pairs)))
+    val_batch = PairSampler(val_pairs, args.size, args.seed, flip=False).fixed(
+        range(min(len(val_pairs), args.val_pairs)))
     (out / "val").mkdir(exist_ok=True)
     log = open(out / "log.jsonl", "a")
     bar = None
@@ -292,7 +293,8 @@ def run(args) -> int:
 
         l1, grid = trainer.validate(val_batch)
         cv2.imwrite(str(out / "val" / f"step_{trainer.step_count:06d}.png"), grid[:, :, ::-1])
-        log.write(json.dumps({"step": trainer.step_count, "val_hole_l1": round(l1, 3), "elapsed": round(elapsed(), 1)}) + "\n")
+        log.write(json.dumps({"step": trainer.step_count, "val_hole_l1": round(l1, 3),
+                              "elapsed": round(elapsed(), 1)}) + "\n")
         log.flush()
 
     steps_this_session = 0

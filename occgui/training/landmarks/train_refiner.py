@@ -1,6 +1,7 @@
 """Training of the occlusion-aware landmark refiner (``refiner.py``; paper §3.1, Eq. 1).
 
-    occgui train landmarks --data ../shared/data [--samples 24000 --rounds 2] [--epochs 40] [-o checkpoints/landmark_refiner.onnx]
+    occgui train landmarks --data ../shared/data [--samples 24000 --rounds 2] [--epochs 40]
+        [-o checkpoints/landmark_refiner.onnx]
 
 Data: the parser's clean set (aligned 256 px crops of LFW identities A-P with MediaPipe's mesh,
 ``parsing.dataset.build_clean_set``). Each sample pastes one occluder (an evaluation family of
@@ -76,8 +77,8 @@ def make_sample(rng: np.random.Generator, crop: np.ndarray, lmk68: np.ndarray, c
                 mean_xy: np.ndarray, family: str, *, jitter: bool = True, second: float = 0.2):
     """One training/evaluation sample, or None when MediaPipe finds no face on the occluded crop.
     Returns (x, target offsets (478,2), hidden (478,) bool at the clean positions, mesh_occ, mesh_clean)."""
-    from ..occlusion.occluders import composite, occlude, sample_eval_family
     from ...landmarks.mediapipe_mesh import face_mesh_points
+    from ..occlusion.occluders import composite, occlude, sample_eval_family
 
     occ, pl = sample_eval_family(rng, library, family, lmk68)
     rgb, mask = composite(crop, lmk68, occ, pl)
@@ -111,7 +112,8 @@ def _generate_chunk(job):
 
     clean_dir, occ_dir, indices, seed, mean_xy, families = job
     clean = load_clean_set(clean_dir)
-    lib = load_library(occ_dir).filter(exclude_kinds=HELDOUT_KINDS).merged(procedural_hand_library(48, seed=TRAIN_HAND_SEED))
+    lib = (load_library(occ_dir).filter(exclude_kinds=HELDOUT_KINDS)
+           .merged(procedural_hand_library(48, seed=TRAIN_HAND_SEED)))
     names = sorted(families)
     w = np.array([families[n] for n in names])
     xs, ts, hs, fams = [], [], [], []
@@ -197,7 +199,8 @@ def train(data: dict, mirror: np.ndarray, *, hidden: int = 512, epochs: int = 40
             step += 1
             tot += loss.item() * len(idx)
         if progress:
-            print(f"epoch {ep + 1}/{epochs} loss {tot / len(X):.4f} IOD ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+            print(f"epoch {ep + 1}/{epochs} loss {tot / len(X):.4f} IOD ({time.time() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
     net.eval()
     lin = [m for m in net if isinstance(m, torch.nn.Linear)]
     return [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in lin]
@@ -239,7 +242,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="../shared/data", help="shared data folder (faces/lfw, occluders)")
     p.add_argument("--occluders", default=None)
     p.add_argument("--cache", type=Path, default=None, help="clean-set cache folder (as for `train parsing`)")
-    p.add_argument("--samples", type=int, default=24000, help="training samples per round (photos are reused with new occluders)")
+    p.add_argument("--samples", type=int, default=24000,
+                   help="training samples per round (photos are reused with new occluders)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of samples (round r draws with seed + r)")
     p.add_argument("--eval-per-family", type=int, default=300, help="held-out (Q-S) samples per measured family")
     p.add_argument("--epochs", type=int, default=40)
@@ -248,15 +252,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--samples-file", type=Path, default=None,
                    help="reuse/save the generated samples: round r is <stem>_r<r>.npz next to it")
-    p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint path (default checkpoints/landmark_refiner.onnx)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="checkpoint path (default checkpoints/landmark_refiner.onnx)")
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args) -> int:
-    from ..parsing.dataset import build_clean_set, resolve_data_dirs
-    from ..parsing.train import DEFAULT_CACHE
     from ...resources import checkpoint_path
     from ...synthesis.mirror import mesh_mirror_map
+    from ..parsing.dataset import build_clean_set, resolve_data_dirs
+    from ..parsing.train import DEFAULT_CACHE
 
     lfw, occ_dir = resolve_data_dirs(args.data, args.occluders)
     if occ_dir is None:
@@ -301,7 +306,8 @@ def run(args) -> int:
     gen_s = time.time() - t0
     layers = train(tr, mirror, hidden=args.hidden, epochs=args.epochs, seed=args.seed, progress=progress)
     result = {"mediapipe": errors(te, np.zeros_like(te["t"])), "refined": errors(te, predict(layers, mirror, te["x"]))}
-    meta = {"samples": int(len(tr["x"])), "rounds": args.rounds, "epochs": args.epochs, "hidden": args.hidden, "seed": args.seed,
+    meta = {"samples": int(len(tr["x"])), "rounds": args.rounds, "epochs": args.epochs, "hidden": args.hidden,
+            "seed": args.seed,
             "families": TRAIN_FAMILIES, "heldout_errors": result, "generate_s": round(gen_s, 1),
             "train_s": round(time.time() - t0 - gen_s, 1)}
     out = args.output or checkpoint_path(R.CHECKPOINT)

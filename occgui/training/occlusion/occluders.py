@@ -556,7 +556,8 @@ def _warp_rgba(rgba: np.ndarray, m: np.ndarray, shape: tuple[int, int]) -> np.nd
         m = m @ np.diag([rgba.shape[1] / src.shape[1], rgba.shape[0] / src.shape[0], 1.0])
     h, w = shape
     if abs(m[2, 0]) > 1e-12 or abs(m[2, 1]) > 1e-12:
-        return cv2.warpPerspective(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.warpPerspective(src, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                   borderValue=0)
     return cv2.warpAffine(src, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
@@ -621,7 +622,8 @@ def composite(rgb: np.ndarray, landmarks68: np.ndarray, occluder: Occluder,
     if np.any(corners[:, 2] <= 1e-9):
         return img.copy(), mask
     corners = corners[:, :2] / corners[:, 2:3]
-    margin = 3 * max(placement.feather, placement.blur, placement.shadow_blur) + 2 + max(map(abs, placement.shadow_offset))
+    margin = (3 * max(placement.feather, placement.blur, placement.shadow_blur) + 2
+              + max(map(abs, placement.shadow_offset)))
     x0, y0 = np.floor(corners.min(axis=0) - margin).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0) + margin).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)

@@ -128,7 +128,8 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
         out["occluder_iou_procedural_hand"] = nan(occ_iou["hand"].pooled)
         out["occluder_iou_procedural_hand_per_image_mean"] = nan(occ_iou["hand"].mean_per_image)
         out["occluded_face_miou_procedural_hand"] = nan(acc_occ["hand"].miou(FACE_CLASSES))
-        out["occluder_iou_procedural_hand_per_anchor"] = {a: nan(v.pooled) for a, v in sorted(per_family["hand"].items())}
+        out["occluder_iou_procedural_hand_per_anchor"] = {a: nan(v.pooled)
+                                                          for a, v in sorted(per_family["hand"].items())}
     return out
 
 
@@ -159,12 +160,13 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
+    from ...parsing.unet_parser import UNetParser, checkpoint_digest
     from ..occlusion.occluders import load_library, procedural_hand_library
     from .dataset import EVAL_HAND_SEED, build_clean_set, resolve_data_dirs
     from .train import DEFAULT_CACHE, EVAL_HANDS
-    from ...parsing.unet_parser import UNetParser, checkpoint_digest
 
-    p = argparse.ArgumentParser(prog="python -m occgui.training.parsing.evaluate", description=main.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m occgui.training.parsing.evaluate",
+                                description=main.__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="parsing checkpoint (.onnx)")
     p.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels")
@@ -181,7 +183,8 @@ def main(argv=None) -> int:
     parser = UNetParser(SimpleNamespace(device="cpu"), checkpoint=args.checkpoint, flip=args.flip)
     t0 = time.time()
     out = evaluate_parser(parser.parse_batch, clean, load_library(occ_dir), n=args.photos, seed=args.seed,
-                          progress=sys.stderr.isatty(), hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED))
+                          progress=sys.stderr.isatty(),
+                          hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED))
     out.update(checkpoint_version=checkpoint_digest(parser.checkpoint), input_size=parser.input_size, flip=parser.flip,
                procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
     text = json.dumps(out, indent=2)

@@ -39,12 +39,14 @@ def pack(cache_dir, out, *, split: str = "train", count: int | None = None, seed
     ``split`` to the folder ``out``. Returns the packed folder's meta."""
     clean = load_clean_set(cache_folder(cache_dir, split))
     n = len(clean)
-    idx = np.arange(n) if count is None or count >= n else np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+    idx = (np.arange(n) if count is None or count >= n
+           else np.sort(np.random.default_rng(seed).choice(n, count, replace=False)))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     crops, labels = [], []
     for i in idx:
-        ok, enc = cv2.imencode(".webp", np.ascontiguousarray(clean.crops[i][:, :, ::-1]), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+        ok, enc = cv2.imencode(".webp", np.ascontiguousarray(clean.crops[i][:, :, ::-1]),
+                               [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
         ok2, lab = cv2.imencode(".png", np.ascontiguousarray(clean.labels[i]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if not (ok and ok2):
             raise RuntimeError(f"could not encode photo {clean.names[i]}")
@@ -90,7 +92,8 @@ def unpack(packed, cache_dir) -> Path:
     np.save(folder / "mesh.npy", np.full((n, 478, 3), np.nan, dtype=np.float16))
     (folder / "meta.json").write_text(json.dumps({
         "version": LABELGEN_VERSION, "split": meta["split"], "count": n, "photos": meta["photos"], "failed": [],
-        "limit": None, "complete": True, "packed_from": {"of": meta["of"], "seed": meta["seed"], "quality": meta["quality"]}}))
+        "limit": None, "complete": True,
+        "packed_from": {"of": meta["of"], "seed": meta["seed"], "quality": meta["quality"]}}))
     return folder
 
 
