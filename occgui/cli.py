@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     fisn_train.add_arguments(tf)
     tf.set_defaults(func=fisn_train.run)
     tx = tsub.add_parser("export-onnx", help="(re-)export the parser or the refiner as the ONNX file inference runs")
-    from .training import onnx_export
-    onnx_export.add_arguments(tx)
-    tx.set_defaults(func=onnx_export.run)
+    from .training import export_command
+    export_command.add_arguments(tx)
+    tx.set_defaults(func=export_command.run)
 
     e = sub.add_parser("eval", help="evaluation suite (occlusion robustness, paper §5)")
     try:

@@ -277,30 +277,23 @@ def convert_refiner(src, dst) -> None:
     export_refiner(dst, mean_xy, module.mirror.numpy(), layers, header.get("meta", {}))
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``occgui train export-onnx``."""
-    p.add_argument("network", choices=("parser", "refiner"))
-    p.add_argument("source", type=Path, help=".onnx or pre-ONNX .safetensors checkpoint")
-    p.add_argument("-o", "--output", type=Path, default=None,
-                   help="where to write (default: the shipped file in checkpoints/)")
-
-
-def run(args) -> int:
-    """(Re-)export a network as the ONNX file inference runs; :class:`OccguiError` on a bad source."""
+def export(network: str, source: Path, output: Path | None = None) -> Path:
+    """(Re-)export ``network`` ("parser" | "refiner") from ``source`` as the ONNX file inference runs
+    (default: the shipped file in checkpoints/); :class:`OccguiError` on a bad source."""
     from ..resources import checkpoint_path
 
-    default = C.CHECKPOINT_NAME if args.network == "parser" else R.CHECKPOINT
-    out = args.output or checkpoint_path(default)
-    (convert_parser if args.network == "parser" else convert_refiner)(args.source, out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, version {C.checkpoint_digest(out)})")
-    return 0
+    default = C.CHECKPOINT_NAME if network == "parser" else R.CHECKPOINT
+    out = Path(output) if output is not None else checkpoint_path(default)
+    (convert_parser if network == "parser" else convert_refiner)(Path(source), out)
+    return out
 
 
 def main(argv=None) -> int:
     """``python -m occgui.training.onnx_export {parser,refiner} SRC [-o DST]`` (also
-    ``occgui train export-onnx``): (re-)export a network as the ONNX file inference runs (default
-    DST: the shipped file in checkpoints/)."""
-    p = argparse.ArgumentParser(prog="occgui train export-onnx", description=main.__doc__.splitlines()[0])
+    ``occgui train export-onnx``)."""
+    from .export_command import add_arguments, run
+
+    p = argparse.ArgumentParser(prog="occgui train export-onnx", description="(re-)export a network as ONNX")
     add_arguments(p)
     try:
         return run(p.parse_args(argv))
