@@ -140,24 +140,46 @@ def clean_set_from_photos(paths, progress: bool = False) -> CleanSet:
                     np.stack([r["lmk68"] for r in items]), np.stack([r["mesh"] for r in items]), names)
 
 
-def cache_folder(cache_dir, split: str, limit: int | None = None) -> Path:
-    """Cache folder of a split's clean set (a ``limit``-ed set gets its own folder)."""
+def cache_folder(cache_dir, split: str, limit: int | None = None, sample: int | None = None) -> Path:
+    """Cache folder of a split's clean set (a ``limit``-ed or ``sample``-d set gets its own folder)."""
     tail = "" if limit is None else f"_first{int(limit)}"
+    tail += "" if sample is None else f"_sample{int(sample)}"
     return Path(cache_dir) / f"parsing_lfw_{split}_v{LABELGEN_VERSION}_{CROP_SIZE}{tail}"
 
 
+def listed_occluded(lfw_dir) -> set[str]:
+    """``person/file.jpg`` of the photos in ``natural_occlusions.csv`` next to the LFW folder (empty
+    when absent): real occlusions, whose generated labels would call the occluder face."""
+    import csv
+
+    path = Path(lfw_dir).parent / "natural_occlusions.csv"
+    if not path.is_file():
+        return set()
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {"/".join(Path(row["path"]).parts[-2:]) for row in csv.DictReader(fh) if row.get("path")}
+
+
 def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progress: bool = True,
-                    limit: int | None = None) -> CleanSet:
-    """Load the cached clean set of ``split``, building it first (in ``workers`` processes) when absent."""
-    folder = cache_folder(cache_dir, split, limit)
+                    limit: int | None = None, sample: int | None = None) -> CleanSet:
+    """Load the cached clean set of ``split``, building it first (in ``workers`` processes) when absent.
+
+    ``limit``: the first N photos; ``sample``: a seeded spread of N photos (seed 12345) that leaves
+    out the photos listed in ``natural_occlusions.csv`` (a short fine-tune's set)."""
+    folder = cache_folder(cache_dir, split, limit, sample)
     meta_path = folder / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("complete") and meta.get("version") == LABELGEN_VERSION and meta.get("limit") == limit:
+        if meta.get("complete") and meta.get("version") == LABELGEN_VERSION and meta.get("limit") == limit \
+                and meta.get("sample") == sample:
             return load_clean_set(folder)
     paths = list_photos(lfw_dir, split)
     if limit is not None:
         paths = paths[:limit]
+    if sample is not None:
+        listed = listed_occluded(lfw_dir)
+        paths = [p for p in paths if f"{p.parent.name}/{p.name}" not in listed]
+        pick = np.random.default_rng(12345).choice(len(paths), size=min(int(sample), len(paths)), replace=False)
+        paths = [paths[k] for k in np.sort(pick)]
     folder.mkdir(parents=True, exist_ok=True)
     n = len(paths)
     arrays = {
@@ -190,7 +212,7 @@ def build_clean_set(lfw_dir, cache_dir, split: str, *, workers: int = 2, progres
     for arr in arrays.values():
         arr.flush()
     meta = {"version": LABELGEN_VERSION, "split": split, "identities": SPLITS[split], "count": len(names),
-            "photos": names, "failed": failed, "limit": limit, "complete": True}
+            "photos": names, "failed": failed, "limit": limit, "sample": sample, "complete": True}
     meta_path.write_text(json.dumps(meta))
     return load_clean_set(folder)
 

@@ -13,6 +13,10 @@ continues from it with the same data stream, since batch ``t`` is drawn from
 ``default_rng([seed, t])``), ``log.jsonl``, ``parsing_unet.onnx`` (the shipping network, fp16 weights)
 and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
 
+``--real-labels`` mixes the labelled real occlusions (``resources/real_occlusions``, dev split only) into
+the stream: the dev photos themselves and occluders cut out of them and pasted on training faces
+(``occgui.training.parsing.real_mix``, ``occgui.training.occlusion.real_cutouts``).
+
 With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
 with ``--minutes`` it follows the training wall time (the data stream stays seeded).
 
@@ -66,6 +70,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add N procedural skin-coloured hands (occgui.training.occlusion.procedural_hand) to the training occluders "
                              "(0: none; default %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N training photos (tiny runs, tests)")
+    parser.add_argument("--photos", type=int, metavar="N",
+                        help="use a seeded spread of N training photos, without those listed in natural_occlusions.csv "
+                             "(a short fine-tune's set, cached apart)")
+    parser.add_argument("--real-labels", metavar="DIR",
+                        help="mix in the labelled real occlusions of this folder (e.g. resources/real_occlusions; "
+                             "'bundled': the project's), dev split only: the photos themselves with the label as "
+                             "occluder over the --init parser's pseudo-labels, and their occluders cut out and pasted "
+                             "on training faces (occgui.training.parsing.real_mix); needs --init")
+    parser.add_argument("--real-faces", metavar="DIR", help="LFW folder of the labelled photos (default: the --data LFW folder)")
+    parser.add_argument("--real-photo-weight", type=float, default=0.2,
+                        help="share of training samples that are labelled dev photos (default %(default)s)")
+    parser.add_argument("--real-cutout-weight", type=float, default=0.35,
+                        help="share of training samples with a real cut-out pasted on a clean face (default %(default)s)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
     parser.add_argument("--eval-every", type=float, default=15.0, help="minutes between quick held-out checks (0: never)")
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
@@ -87,7 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 EVAL_HANDS = 32
 
 HYPER = ("seed", "batch_size", "lr", "warmup", "input_size", "widths", "limit", "steps", "minutes", "augment", "init",
-         "procedural_hands", "soft_labels")
+         "procedural_hands", "soft_labels", "photos", "real_labels", "real_faces", "real_photo_weight",
+         "real_cutout_weight")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
@@ -275,14 +293,23 @@ def run(args) -> int:
         raise OccguiError("occluder folder not found; pass --occluders DIR")
     progress = not args.quiet
 
-    clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit)
+    clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit,
+                            sample=getattr(args, "photos", None))
     library = load_library(occ_dir)
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
     if args.procedural_hands:
         train_lib = train_lib.merged(procedural_hand_library(args.procedural_hands, seed=TRAIN_HAND_SEED))
     # at the crop's own size the class fractions are one-hot: label ids are the same targets, 16x smaller
-    sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
-                               soft=args.soft_labels and args.input_size != CROP_SIZE)
+    soft = args.soft_labels and args.input_size != CROP_SIZE
+    real_info = None
+    if getattr(args, "real_labels", None):
+        if init_model is None and state is None:
+            raise OccguiError("--real-labels needs --init: the face classes of the real photos are the initial "
+                              "parser's pseudo-labels")
+        sampler, real_info = _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progress)
+    else:
+        sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
+                                   soft=soft)
 
     torch.manual_seed(args.seed)
     model = UNet(L.NUM_CLASSES, widths).to(device)
@@ -400,6 +427,10 @@ def run(args) -> int:
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.init:
         meta["fine_tuned_from"] = _init_record(args.init)
+    if real_info is not None:
+        meta["real_occlusions"] = real_info
+    if getattr(args, "photos", None):
+        meta["train_photo_sample"] = args.photos
     export_parser(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
     result = {"meta": meta}
     if args.eval_photos:
@@ -416,6 +447,36 @@ def run(args) -> int:
               f"clean face mIoU, five parts {h['clean_face_parts_miou']}, 9 classes {h['clean_face_miou']}")
     print(f"wrote {run_dir / CHECKPOINT_NAME} ({step} steps, {elapsed / 60:.1f} min)")
     return 0
+
+
+def _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progress):
+    """The :class:`real_mix.RealMixSampler` of ``--real-labels`` (dev split only) and its record."""
+    import torch
+
+    from ...parsing.unet_parser import predict_logits
+    from ..occlusion.real_cutouts import make_cutouts, real_crops_for_training
+    from .real_mix import RealMixSampler, pseudo_labels
+
+    folder = None if args.real_labels in ("bundled", "default") else args.real_labels
+    faces = Path(args.real_faces) if args.real_faces else lfw
+    crops = real_crops_for_training(folder, faces, cache_dir=args.cache, progress=progress)
+    if init_model is None:  # resumed run: the initial parser is the one recorded in the state's config
+        from ...parsing.unet_parser import load_checkpoint
+
+        init_model, _ = load_checkpoint(args.init, "cpu")
+    init_model = init_model.to(device).eval()
+    with torch.no_grad():
+        pred = np.concatenate([predict_logits(init_model, np.stack([c.crop for c in crops[k:k + 16]]),
+                                              args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)
+                               for k in range(0, len(crops), 16)])
+    targets = np.stack([pseudo_labels(p, c.mask) for p, c in zip(pred, crops)])
+    cutouts = make_cutouts(crops)
+    sampler = RealMixSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
+                             soft=soft, real_photos=crops, real_targets=targets, cutouts=cutouts,
+                             p_photo=args.real_photo_weight, p_cutout=args.real_cutout_weight)
+    info = {"labels": str(args.real_labels), "split": "dev", "photos": sorted(c.stem for c in crops),
+            "cutouts": len(cutouts), "photo_weight": args.real_photo_weight, "cutout_weight": args.real_cutout_weight}
+    return sampler, info
 
 
 def _init_record(path) -> dict:
