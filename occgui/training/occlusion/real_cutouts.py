@@ -232,7 +232,8 @@ def sample_real_placement(rng: np.random.Generator, cut: RealCutout, target68: n
                      noise=float(rng.uniform(0.0, 4.0)), noise_seed=int(rng.integers(2**31 - 1)),
                      shading=float(rng.uniform(0.0, 0.2)), shading_angle=float(rng.uniform(0, 360)),
                      shadow=float(rng.uniform(0.1, 0.35)) if rng.random() < 0.3 else 0.0,
-                     shadow_offset=(float(rng.normal(0, 0.05 * f.iod)), float(abs(rng.normal(0.04 * f.iod, 0.03 * f.iod)))),
+                     shadow_offset=(float(rng.normal(0, 0.05 * f.iod)),
+                                    float(abs(rng.normal(0.04 * f.iod, 0.03 * f.iod)))),
                      shadow_blur=float(rng.uniform(0.05, 0.12) * f.iod))
 
 

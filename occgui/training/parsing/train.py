@@ -3,9 +3,10 @@
 Data: clean LFW crops of identities A-P with labels from ``labelgen`` (cached, see
 ``dataset.build_clean_set``) and seeded synthetic occluders (``occgui.training.occlusion.occluders``; the kinds in
 ``dataset.HELDOUT_KINDS`` are never used), including ``--procedural-hands`` photo-like hands
-tinted with the face's own skin colour (``occgui.training.occlusion.procedural_hand``). ``--init`` fine-tunes a
-shipped checkpoint, possibly at another ``--input-size`` (the U-Net is fully convolutional). Loss: class-weighted cross-entropy + soft Dice at the
-network's input resolution (labels nearest-resized from the 256 px crop). AdamW, linear warm-up
+tinted with the face's own skin colour (``occgui.training.occlusion.procedural_hand``). ``--init``
+fine-tunes a shipped checkpoint, possibly at another ``--input-size`` (the U-Net is fully
+convolutional). Loss: class-weighted cross-entropy + soft Dice at the network's input resolution
+(labels nearest-resized from the 256 px crop). AdamW, linear warm-up
 then cosine decay; an exponential moving average (EMA) of the weights is what gets exported.
 
 The run folder holds ``last.pt`` (full training state, written every few minutes: ``--resume``
@@ -48,27 +49,31 @@ DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "oc
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``occgui train parsing``."""
-    parser.add_argument("--data", required=True, help="shared data folder (with faces/lfw and occluders) or an LFW folder")
+    parser.add_argument("--data", required=True,
+                        help="shared data folder (with faces/lfw and occluders) or an LFW folder")
     parser.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs, metrics)")
     parser.add_argument("--occluders", help="occluder folder (default: DATA/occluders)")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the clean crops+labels (default %(default)s)")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE),
+                        help="cache folder of the clean crops+labels (default %(default)s)")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, help="training wall-time budget (default 20 when --steps is not given)")
+    budget.add_argument("--minutes", type=float,
+                        help="training wall-time budget (default 20 when --steps is not given)")
     budget.add_argument("--steps", type=int, help="number of optimisation steps (reproducible schedule)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its last.pt")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--warmup", type=float, default=0.03, help="fraction of the run with a linear learning-rate warm-up")
+    parser.add_argument("--warmup", type=float, default=0.03,
+                        help="fraction of the run with a linear learning-rate warm-up")
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from the weights of a shipped parsing checkpoint (its widths are used; "
                              "the input size may differ, the U-Net is fully convolutional)")
     parser.add_argument("--input-size", type=int, default=128, help="network input resolution (multiple of 16)")
     parser.add_argument("--widths", default="16,32,64,128,256", help="U-Net channel widths per level")
     parser.add_argument("--procedural-hands", type=int, default=64, metavar="N",
-                        help="add N procedural skin-coloured hands (occgui.training.occlusion.procedural_hand) to the training occluders "
-                             "(0: none; default %(default)s)")
+                        help="add N procedural skin-coloured hands (occgui.training.occlusion.procedural_hand) "
+                             "to the training occluders (0: none; default %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N training photos (tiny runs, tests)")
     parser.add_argument("--photos", type=int, metavar="N",
                         help="use a seeded spread of N training photos, without those listed in natural_occlusions.csv "
@@ -78,13 +83,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'bundled': the project's), dev split only: the photos themselves with the label as "
                              "occluder over the --init parser's pseudo-labels, and their occluders cut out and pasted "
                              "on training faces (occgui.training.parsing.real_mix); needs --init")
-    parser.add_argument("--real-faces", metavar="DIR", help="LFW folder of the labelled photos (default: the --data LFW folder)")
+    parser.add_argument("--real-faces", metavar="DIR",
+                        help="LFW folder of the labelled photos (default: the --data LFW folder)")
     parser.add_argument("--real-photo-weight", type=float, default=0.2,
                         help="share of training samples that are labelled dev photos (default %(default)s)")
     parser.add_argument("--real-cutout-weight", type=float, default=0.35,
-                        help="share of training samples with a real cut-out pasted on a clean face (default %(default)s)")
+                        help="share of training samples with a real cut-out pasted on a clean face "
+                             "(default %(default)s)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
-    parser.add_argument("--eval-every", type=float, default=15.0, help="minutes between quick held-out checks (0: never)")
+    parser.add_argument("--eval-every", type=float, default=15.0,
+                        help="minutes between quick held-out checks (0: never)")
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
     parser.add_argument("--workers", type=int, default=2, help="processes for building the label cache")
@@ -245,19 +253,26 @@ def _quiet_worker(_):
 
 def run(args) -> int:
     """Train (or resume) a parsing run; returns the process exit code."""
+    import cv2
     import torch
     from torch.nn import functional as F
 
     from ...device import resolve_device
-    from ..occlusion.occluders import load_library, procedural_hand_library
-    from .dataset import (CROP_SIZE, EVAL_HAND_SEED, HELDOUT_KINDS, TRAIN_HAND_SEED, OcclusionSampler, build_clean_set,
-                          list_photos, resolve_data_dirs)
-    from .evaluate import evaluate_parser
     from ...parsing.unet import UNet, count_parameters, to_input
     from ...parsing.unet_parser import predict_logits
+    from ..occlusion.occluders import load_library, procedural_hand_library
     from ..onnx_export import export_parser
-
-    import cv2
+    from .dataset import (
+        CROP_SIZE,
+        EVAL_HAND_SEED,
+        HELDOUT_KINDS,
+        TRAIN_HAND_SEED,
+        OcclusionSampler,
+        build_clean_set,
+        list_photos,
+        resolve_data_dirs,
+    )
+    from .evaluate import evaluate_parser
 
     torch.set_num_threads(max(1, int(args.threads)))
     cv2.setNumThreads(1)
@@ -351,13 +366,15 @@ def run(args) -> int:
         if test_clean is None:
             test_clean = build_clean_set(lfw, args.cache, "test", workers=args.workers, progress=progress)
             eval_hands = procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED)
-        parse = lambda crops: predict_logits(ema, crops, args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)  # noqa: E731
+        def parse(crops):
+            return predict_logits(ema, crops, args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)
         return evaluate_parser(parse, test_clean, library, n=n, progress=progress and n > 64, hand_library=eval_hands)
 
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=1000, desc="train parsing", unit="‰", bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}‰ [{elapsed}<{remaining}{postfix}]")
+        bar = tqdm(total=1000, desc="train parsing", unit="‰",
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt}‰ [{elapsed}<{remaining}{postfix}]")
         bar.update(int(1000 * min(1.0, progress_of(step, elapsed))))
     t_ckpt = t_eval = time.time()
     losses = []
@@ -397,7 +414,8 @@ def run(args) -> int:
             bar.n = int(1000 * min(1.0, progress_of(step, elapsed)))
             bar.refresh()
         if step % 20 == 0:
-            log.write(json.dumps({"step": step, "elapsed": round(elapsed, 1), "loss": round(float(np.mean(losses[-20:])), 4),
+            log.write(json.dumps({"step": step, "elapsed": round(elapsed, 1),
+                                  "loss": round(float(np.mean(losses[-20:])), 4),
                                   "ce": round(float(ce.detach()), 4), "lr": opt.param_groups[0]["lr"]}) + "\n")
             log.flush()
         if time.time() - t_ckpt > args.checkpoint_every * 60:
