@@ -277,12 +277,12 @@ def write_corrections(path, c: Corrections) -> Path:
 
 
 def _points(value, where: str) -> np.ndarray:
+    from .landmarks.ibug68 import checked_points68
+
     try:
-        pts = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise CorrectionsError(f"{where}: 'landmarks' must be 68 [x, y] pairs") from None
-    if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
-        raise CorrectionsError(f"{where}: expected 68 finite [x, y] landmarks, got shape {pts.shape}")
+        pts = checked_points68(value, where)
+    except OccguiError as e:
+        raise CorrectionsError(str(e)) from None
     return pts
 
 

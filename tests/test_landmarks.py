@@ -71,3 +71,34 @@ def test_nme_against_dlib_on_heldout_lfw(lfw_dir):
     assert len(errs) >= 10
     print(f"mean NME vs dlib on {len(errs)} held-out LFW photos: {np.mean(errs):.4f}")
     assert np.mean(errs) < 0.06
+
+
+def test_landmark_readers_say_what_is_wrong(tmp_path):
+    """Every reader of user landmarks names the problem: NaN and which points, the count, the shape."""
+    import json
+
+    import numpy as np
+    import pytest
+
+    from occgui.errors import OccguiError
+    from occgui.landmarks.ibug68 import checked_points68
+    from occgui.landmarks.landmarks_json import read_landmarks_json
+
+    good = np.arange(136, dtype=float).reshape(68, 2)
+    assert checked_points68(good.tolist(), "x").shape == (68, 2)
+    nan = good.copy()
+    nan[[3, 40]] = np.nan
+    p = tmp_path / "nan.json"
+    p.write_text(json.dumps({"points": [[None if np.isnan(v) else v for v in row] for row in nan.tolist()]}))
+    with pytest.raises(OccguiError, match=r"2 landmark\(s\) are NaN \(points 3, 40\)"):
+        read_landmarks_json(p)
+    inf = good.copy()
+    inf[7, 0] = np.inf
+    with pytest.raises(OccguiError, match=r"are infinite \(point 7\)"):
+        checked_points68(inf, "x")
+    with pytest.raises(OccguiError, match="expected 68 \\[x, y\\] points, got 67"):
+        checked_points68(good[:67], "x")
+    with pytest.raises(OccguiError, match="of shape \\(68, 3\\)"):
+        checked_points68(np.zeros((68, 3)), "x")
+    with pytest.raises(OccguiError, match="list of \\[x, y\\] numbers"):
+        checked_points68([["a", "b"]] * 68, "x")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import OccguiError
+
 JAW = tuple(range(0, 17))
 BROW_IMAGE_LEFT = tuple(range(17, 22))     # subject's right brow
 BROW_IMAGE_RIGHT = tuple(range(22, 27))    # subject's left brow
@@ -57,3 +59,22 @@ def read_pts(path) -> np.ndarray:
     lines = open(path, encoding="utf-8").read().split("{")[1].split("}")[0].split()
     pts = np.array(lines, dtype=np.float64).reshape(-1, 2)
     return pts - 1.0  # .pts files are 1-based (Matlab convention)
+
+
+def checked_points68(points, where: str) -> np.ndarray:
+    """``points`` as a (68, 2) float64 array, or a one-line :class:`OccguiError` that says what is
+    wrong: not numbers, the wrong count or shape, or which points are NaN / infinite."""
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise OccguiError(f"{where}: landmarks must be a list of [x, y] numbers") from None
+    if pts.ndim != 2 or pts.shape[1:] != (2,):
+        raise OccguiError(f"{where}: expected 68 [x, y] points, got an array of shape {pts.shape}")
+    if len(pts) != 68:
+        raise OccguiError(f"{where}: expected 68 [x, y] points, got {len(pts)}")
+    bad = np.flatnonzero(~np.isfinite(pts).all(axis=1))
+    if len(bad):
+        kinds = "NaN" if np.isnan(pts[bad]).any() else "infinite"
+        listed = ", ".join(str(int(i)) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise OccguiError(f"{where}: {len(bad)} landmark(s) are {kinds} (point{'s' if len(bad) > 1 else ''} {listed})")
+    return pts

@@ -31,6 +31,6 @@ def read_landmarks_json(path) -> np.ndarray:
         raise OccguiError(f"{path}: landmarks file not found") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise OccguiError(f"{path}: not a landmarks JSON file with a 'points' list ({type(e).__name__})") from None
-    if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
-        raise OccguiError(f"{path}: expected 68 finite [x, y] points, got shape {pts.shape}")
-    return pts
+    from .ibug68 import checked_points68
+
+    return checked_points68(pts, str(path))

@@ -117,10 +117,9 @@ def _landmark_warnings(points: np.ndarray, crop: FaceCrop) -> tuple[str, ...]:
 
 def apply_landmark_edit(detected: Landmarks, image: LoadedImage, crop: FaceCrop, photo_points) -> Landmarks:
     """Replace the detected 68 points by user-corrected ones given in photo pixels."""
-    pts = np.asarray(photo_points, dtype=np.float64)
-    if pts.shape != (68, 2) or not np.all(np.isfinite(pts)):
-        from ..errors import OccguiError
-        raise OccguiError(f"corrected landmarks must be 68 finite (x, y) points, got shape {pts.shape}")
+    from ..landmarks.ibug68 import checked_points68
+
+    pts = checked_points68(photo_points, "corrected landmarks")
     crop_pts = crop.working_to_crop(image.photo_to_working(pts))
     return replace(detected, points=crop_pts, edited=True, warnings=_landmark_warnings(crop_pts, crop))
 

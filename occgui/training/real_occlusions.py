@@ -82,12 +82,9 @@ def parse_label(doc: dict, stem: str, split: str) -> RealOcclusionLabel:
         raise OccguiError(f"{where}: 'photo' must name the LFW .jpg")
     parts = Path(photo).parts
     rel = "/".join(parts[-2:])
-    try:
-        pts = np.asarray(doc.get("landmarks"), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise OccguiError(f"{where}: landmarks must be 68 [x, y] numbers") from None
-    if pts.shape != (68, 2) or not np.isfinite(pts).all():
-        raise OccguiError(f"{where}: expected 68 finite [x, y] landmarks, got shape {pts.shape}")
+    from ..landmarks.ibug68 import checked_points68
+
+    pts = checked_points68(doc.get("landmarks"), where)
     polys = []
     for k, poly in enumerate(doc.get("occluder_polygons") or []):
         try:
