@@ -108,7 +108,12 @@ class LandmarkHandles(pg.GraphItem):
 
     def set_points(self, pos: np.ndarray, edited: np.ndarray | None = None) -> None:
         self._pos = np.array(pos, dtype=np.float64)
-        self._edited = np.zeros(len(self._pos), bool) if edited is None else np.asarray(edited, bool)
+        self._edited = np.zeros(len(self._pos), bool) if edited is None else np.array(edited, bool)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """Positions *and* style every time: pyqtgraph's GraphItem.setData(pos=...) alone resets the
+        handles to its default blue, which is how colours used to get lost after every drag."""
         if len(self._pos) == 0:
             self.setData(pos=np.zeros((0, 2)), adj=None)
             return
@@ -116,6 +121,12 @@ class LandmarkHandles(pg.GraphItem):
         self.setData(pos=self._pos, adj=CONTOUR_EDGES, pen=pg.mkPen(theme.CONTOUR, width=1.4),
                      size=HANDLE_SIZE, symbol="o", pxMode=True, symbolBrush=brushes,
                      symbolPen=pg.mkPen(20, 20, 20, 220, width=1.2))
+
+    def move_handle(self, index: int, x: float, y: float) -> None:
+        """Move one handle (a drag in progress): it is shown as edited at once."""
+        self._pos[index] = (x, y)
+        self._edited[index] = True
+        self._redraw()
 
     @property
     def points(self) -> np.ndarray:
@@ -185,8 +196,7 @@ class LandmarkHandles(pg.GraphItem):
             return
         i = self._drag_index
         p = ev.pos() + self._drag_offset
-        self._pos[i] = (p.x(), p.y())
-        self.setData(pos=self._pos)
+        self.move_handle(i, float(p.x()), float(p.y()))
         self.dragMoved.emit(i, float(p.x()), float(p.y()))
         ev.accept()
         if ev.isFinish():
