@@ -18,25 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def timed(fn, runs: int, sync) -> tuple[float, float]:
-    fn()
-    sync()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), min(times)
+from bench_timing import timed  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def main(argv=None) -> int:
