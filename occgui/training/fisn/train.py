@@ -336,14 +336,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry point (``python -m occgui.training.fisn.train``), same options as the CLI."""
-    p = argparse.ArgumentParser(prog="occgui train fisn", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except OccguiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from ..entry import standalone_main
+
+    return standalone_main("occgui train fisn", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -518,14 +518,9 @@ def _labelgen_version() -> int:
 
 def main(argv=None) -> int:
     """Stand-alone entry point (``python -m occgui.training.parsing.train``), same options as the CLI."""
-    p = argparse.ArgumentParser(prog="occgui train parsing", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except OccguiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from ..entry import standalone_main
+
+    return standalone_main("occgui train parsing", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":
