@@ -80,9 +80,12 @@ def load_bfm_mat(path, scale_to_mm: float = BFM_FRONT_MM, expected_vertices: int
         raise MorphableModelError(f"BFM file not found: {path}")
     try:
         data = loadmat(str(path))
-    except (MatReadError, ValueError, OSError, TypeError, NotImplementedError) as e:
-        raise MorphableModelError(
-            f"{path.name}: not a readable MATLAB v5 .mat ({str(e).splitlines()[0][:80]})") from None
+    except (MatReadError, ValueError, OSError, TypeError, NotImplementedError, IndexError, KeyError,
+            EOFError, OverflowError, MemoryError) as e:
+        # scipy's parser lets several plain exceptions out of a corrupt header (found by fuzzing:
+        # an IndexError on a 20-byte file); none of them is a reason to show a traceback
+        why = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
+        raise MorphableModelError(f"{path.name}: not a readable MATLAB v5 .mat ({why})") from None
     mean = _array(data, "meanshape", path).reshape(-1)
     if mean.size % 3 or mean.size < 9:
         raise MorphableModelError(f"{path.name}: 'meanshape' has {mean.size} values, not 3 per vertex")
