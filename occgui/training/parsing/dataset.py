@@ -311,6 +311,10 @@ class OcclusionSampler:
         count = 0 if u < self.p_clean else 2 if u > 1 - self.p_two else 1
         rgb, lab, _ = occlude_sample(rng, self.clean.crops[i], self.clean.labels[i], self.clean.lmk68[i],
                                      self.library, count, FAMILY_WEIGHTS, TRAIN_KIND_WEIGHTS)
+        return self._finish(rng, rgb, lab)
+
+    def _finish(self, rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Augment (when on) and bring an occluded crop and its labels to the network's sizes."""
         if self.augment:
             rgb, lab = _augment(rng, rgb, lab)
         if self.soft:

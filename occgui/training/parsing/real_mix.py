@@ -21,7 +21,7 @@ import numpy as np
 
 from ... import labels as L
 from ..occlusion.real_cutouts import RealCrop, RealCutout, choose_cutout, paste_real_cutout
-from .dataset import FAMILY_WEIGHTS, TRAIN_KIND_WEIGHTS, OcclusionSampler, _augment, occlude_sample
+from .dataset import FAMILY_WEIGHTS, TRAIN_KIND_WEIGHTS, OcclusionSampler, occlude_sample
 
 
 def pseudo_labels(predicted: np.ndarray, occluder_mask: np.ndarray) -> np.ndarray:
@@ -62,15 +62,3 @@ class RealMixSampler(OcclusionSampler):
             return super().sample(rng, i)
         return self._finish(rng, rgb, lab)
 
-    def _finish(self, rng, rgb, lab):
-        import cv2
-
-        from .dataset import resize_input, soft_labels
-
-        if self.augment:
-            rgb, lab = _augment(rng, rgb, lab)
-        if self.soft:
-            return resize_input(rgb, self.input_size), soft_labels(lab, self.label_size)
-        if lab.shape[0] != self.label_size:
-            lab = cv2.resize(lab, (self.label_size, self.label_size), interpolation=cv2.INTER_NEAREST)
-        return resize_input(rgb, self.input_size), lab
