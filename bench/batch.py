@@ -1,0 +1,101 @@
+"""Benchmark of batch reconstruction: ``occgui run FOLDER`` with 1 worker against ``--workers N`` (and,
+with ``--ray``, ``--ray local --workers N``) on a folder of LFW photos (issue 17 point 5).
+
+    python bench/batch.py [--photos 40] [--workers 2] [--repeat 1] [--ray] [--faces DIR]
+
+Copies the first photo of each of the first ``--photos`` LFW people into a temporary folder, then runs
+each configuration as a fresh ``occgui run`` process (cold start, model loading and export included),
+``--repeat`` times, alternating the configurations so that a change of the machine's load hits both.
+Prints the wall time of each run with the load average before it, the best time per configuration,
+the speed-up over one worker, and checks that every configuration wrote the same meshes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FACES = ROOT.parent / "shared" / "data" / "faces" / "lfw" / "lfw-deepfunneled"
+
+
+def make_folder(faces: Path, n: int, dest: Path) -> list[Path]:
+    people = sorted(p for p in faces.iterdir() if p.is_dir())
+    photos = []
+    for person in people:
+        first = sorted(person.glob("*.jpg"))[:1]
+        photos.extend(first)
+        if len(photos) == n:
+            break
+    if len(photos) < n:
+        sys.exit(f"only {len(photos)} photos found under {faces}")
+    dest.mkdir(parents=True)
+    for p in photos:
+        shutil.copy(p, dest / p.name)
+    return photos
+
+
+def run_once(folder: Path, out: Path, extra: list[str], device: str) -> float:
+    cmd = [sys.executable, "-m", "occgui", "run", str(folder), "-o", str(out), "-q", "--device", device, *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode not in (0, 1):
+        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+    return dt
+
+
+def meshes(out: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in sorted(out.glob("*/mesh.obj"))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--ray", action="store_true", help="also --ray local --workers N (needs occgui[cluster])")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--faces", type=Path, default=DEFAULT_FACES)
+    args = ap.parse_args()
+
+    configs = {"1 worker": [], f"--workers {args.workers}": ["--workers", str(args.workers)]}
+    if args.ray:
+        configs[f"--ray local --workers {args.workers}"] = ["--ray", "local", "--workers", str(args.workers)]
+    print(f"{os.cpu_count()} CPUs; {args.photos} photos; device {args.device}")
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    written: dict[str, dict[str, bytes]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "photos"
+        make_folder(args.faces, args.photos, folder)
+        for r in range(args.repeat):
+            for name, extra in configs.items():
+                out = Path(tmp) / f"out-{r}-{len(written)}"
+                load = os.getloadavg()[0]
+                dt = run_once(folder, out, extra, args.device)
+                times[name].append(dt)
+                written[name] = meshes(out)
+                print(f"  run {r + 1}: {name:<32} {dt:7.1f} s  ({args.photos / dt:.2f} photos/s; "
+                      f"load average before {load:.2f}, after {os.getloadavg()[0]:.2f})", flush=True)
+                shutil.rmtree(out)
+    base = min(times["1 worker"])
+    result = {}
+    for name, ts in times.items():
+        result[name] = {"best_s": round(min(ts), 2), "speedup": round(base / min(ts), 2)}
+        print(f"{name:<34} best {min(ts):7.1f} s   speed-up x{base / min(ts):.2f}")
+    ref = written["1 worker"]
+    same = all(w == ref for w in written.values())
+    print(f"meshes of {len(ref)} photos identical across configurations: {same}")
+    print(json.dumps(result))
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
