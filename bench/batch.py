@@ -6,14 +6,17 @@ with ``--ray``, ``--ray local --workers N``) on a folder of LFW photos (issue 17
 Copies the first photo of each of the first ``--photos`` LFW people into a temporary folder, then runs
 each configuration as a fresh ``occgui run`` process (cold start, model loading and export included),
 ``--repeat`` times, alternating the configurations so that a change of the machine's load hits both.
-Prints the wall time of each run with the load average before it, the best time per configuration,
-the speed-up over one worker, and checks that every configuration wrote the same meshes.
+Prints the wall time of each run with its CPU time (the processes it waited for: Ray's workers are
+not among them) and the load average around it, the best time per configuration, the speed-up over
+one worker, and checks that every configuration wrote the same meshes. On a shared machine the
+speed-up only means something at a load average below the core count.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -41,15 +44,19 @@ def make_folder(faces: Path, n: int, dest: Path) -> list[Path]:
     return photos
 
 
-def run_once(folder: Path, out: Path, extra: list[str], device: str) -> float:
+def run_once(folder: Path, out: Path, extra: list[str], device: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the finished child processes) of one ``occgui run``."""
     cmd = [sys.executable, "-m", "occgui", "run", str(folder), "-o", str(out), "-q", "--device", device, *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if r.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
-    return dt
+    return dt, cpu
 
 
 def meshes(out: Path) -> dict[str, bytes]:
@@ -79,10 +86,10 @@ def main() -> int:
             for name, extra in configs.items():
                 out = Path(tmp) / f"out-{r}-{len(written)}"
                 load = os.getloadavg()[0]
-                dt = run_once(folder, out, extra, args.device)
+                dt, cpu = run_once(folder, out, extra, args.device)
                 times[name].append(dt)
                 written[name] = meshes(out)
-                print(f"  run {r + 1}: {name:<32} {dt:7.1f} s  ({args.photos / dt:.2f} photos/s; "
+                print(f"  run {r + 1}: {name:<32} {dt:7.1f} s  ({args.photos / dt:.2f} photos/s; CPU {cpu:.0f} s; "
                       f"load average before {load:.2f}, after {os.getloadavg()[0]:.2f})", flush=True)
                 shutil.rmtree(out)
     base = min(times["1 worker"])
