@@ -10,6 +10,15 @@ Prints the wall time of each run with its CPU time (the processes it waited for:
 not among them) and the load average around it, the best time per configuration, the speed-up over
 one worker, and checks that every configuration wrote the same meshes. On a shared machine the
 speed-up only means something at a load average below the core count.
+
+Measured on the shared 2-core development machine (CPU, OMP_NUM_THREADS=1), never below a load
+average of 14 (two trainings and other jobs): 40 photos took 141.7 s with 1 worker, 154.7 s with
+``--workers 2`` and 185.5 s with ``--ray local --workers 2`` (load 14-25); in a second, interleaved
+round 511.6 / 388.2 s, then 222.5 / 223.0 s (load 15-23). With ~20 runnable threads on 2 cores each
+run gets its share of the CPU whatever its worker count, so no speed-up shows: the figure to keep is
+the CPU cost, 20 s for 1 worker and 22 s for 2 (the second model load and process start), which on
+an idle 2-core machine bounds the speed-up of 2 workers by about 1.8x. Meshes were identical in
+every configuration. Re-measure on an idle machine before quoting a speed-up.
 """
 from __future__ import annotations
 
