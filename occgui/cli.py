@@ -6,9 +6,7 @@ Every user error is one line on stderr with a non-zero exit code, never a traceb
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 from .errors import OccguiError
@@ -36,11 +34,10 @@ def collect_photos(inputs: list[str]) -> list[Path]:
 
 
 def cmd_run(args) -> int:
-    from tqdm import tqdm
-
-    from .export import export_result
+    from .batch.executor import executor_from_args
+    from .batch.photos import FAILURES_FILE, RunSpec, run_photos
     from .pipeline.backends import parse_backend_choices, parse_settings
-    from .pipeline.runner import Pipeline, PipelineConfig
+    from .pipeline.runner import PipelineConfig
 
     photos = collect_photos(args.inputs)
     if not photos:
@@ -52,57 +49,49 @@ def cmd_run(args) -> int:
     if args.landmarks and args.corrections:
         _err("give either --landmarks or --corrections (a corrections file holds the landmarks too)")
         return 2
+    if args.workers is not None and args.workers < 1:
+        _err("--workers must be at least 1")
+        return 2
     landmarks = read_landmarks_json(args.landmarks) if args.landmarks else None
     corrections = read_corrections(args.corrections) if args.corrections else None
     if (landmarks is not None or corrections is not None) and len(photos) != 1:
         _err(f"{'--landmarks' if args.landmarks else '--corrections'} applies to exactly one photo")
         return 2
-    alpha_edit = None
-    if corrections is not None:
-        landmarks, alpha_edit = corrections.landmarks, corrections.alpha_edit
-        if args.face is None:
-            args.face = corrections.face_index
+    if corrections is not None and args.face is None:
+        args.face = corrections.face_index
     chosen = parse_backend_choices(args.backend)
     config = PipelineConfig(device=args.device, face_index=args.face or 0, crop_size=args.crop_size,
                             texture_size=args.texture_size, backends=chosen,
                             settings=parse_settings(args.option, chosen))
-    pipeline = Pipeline(config)
+    spec = RunSpec(config, landmarks=landmarks, corrections=corrections)
     outdir = Path(args.output)
-    failures: list[tuple[Path, str]] = []
     batch = len(photos) > 1
-    bar = tqdm(photos, unit="photo", disable=not batch or args.quiet, file=sys.stderr)
-    for photo in bar:
-        bar.set_postfix_str(photo.name[:30])
-        t0 = time.perf_counter()
-        try:
-            if corrections is not None:          # made for this photo? (checked before the long stages)
-                corrections.check_photo(pipeline.run(photo, stop_after="load").image)
-            result = pipeline.run(photo, landmarks=landmarks, alpha_edit=alpha_edit)
-            folder = export_result(result, outdir, stem=photo.stem, total_seconds=time.perf_counter() - t0)
-            if not batch and not args.quiet:
-                print(f"wrote {folder} ({time.perf_counter() - t0:.2f} s on {pipeline.device})")
-        except OccguiError as e:
-            failures.append((photo, str(e)))
-            if not batch:
-                _err(f"{photo}: {e}")
-                return 2
-        except MemoryError:
-            failures.append((photo, "out of memory"))
-        except Exception as e:  # a bug: still one line per photo, the batch goes on
-            if os.environ.get("OCCGUI_DEBUG"):
-                raise
-            failures.append((photo, f"internal error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"))
-            if not batch:
-                _err(f"{photo}: {failures[-1][1]}")
-                return 3
-    if batch:
-        ok = len(photos) - len(failures)
-        print(f"{ok}/{len(photos)} photos reconstructed into {outdir}")
-        if failures:
-            print(f"{len(failures)} failed:", file=sys.stderr)
-            for p, msg in failures:
-                print(f"  {p}: {msg}", file=sys.stderr)
-            return 1
+    if not batch and not args.ray:
+        args.workers = None               # one photo: no worker process to start
+    with executor_from_args(args) as executor:
+        if batch and not args.quiet and (args.workers or args.ray):
+            print(f"{len(photos)} photos on {executor.description}", file=sys.stderr)
+        ship = bool(args.ray) and args.ray != "local"
+        summary = run_photos(photos, outdir, spec, executor, skip_existing=args.skip_existing, ship=ship,
+                             failures_file=batch, quiet=not batch or args.quiet)
+    if not batch:
+        if summary.failures:
+            photo, msg = summary.failures[0]
+            _err(f"{photo}: {msg}")
+            return 3 if msg.startswith("internal error") else 2
+        if summary.done and not args.quiet:
+            print(f"wrote {summary.done[0]} ({summary.seconds:.2f} s on {summary.device})")
+        elif summary.skipped and not args.quiet:
+            print(f"skipped {summary.skipped[0]}: {outdir} already holds its complete result")
+        return 0
+    skipped = f" ({len(summary.skipped)} skipped: already done)" if summary.skipped else ""
+    print(f"{len(summary.done) + len(summary.skipped)}/{len(photos)} photos reconstructed into {outdir}{skipped} "
+          f"in {summary.seconds:.1f} s")
+    if summary.failures:
+        print(f"{len(summary.failures)} failed (listed in {outdir / FAILURES_FILE}):", file=sys.stderr)
+        for p, msg in summary.failures:
+            print(f"  {p}: {msg}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -142,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", metavar="STAGE=NAME", help="choose a backend (see `occgui backends`)")
     r.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
                    help="set a typed setting of a stage's backend, e.g. synthesize.dilate_px=3 (see `occgui backends`)")
+    from .batch.executor import add_arguments as add_executor_arguments
+
+    add_executor_arguments(r, what="photos")
+    r.add_argument("--skip-existing", action="store_true",
+                   help="skip photos whose output folder already holds a complete report.json (resume a batch)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 

@@ -363,8 +363,8 @@ def report_document(result, files: list[str], total_seconds: float | None = None
     }
 
 
-def _folder_files(result, total_seconds: float | None) -> dict[str, bytes]:
-    """Every file of the per-photo folder, encoded."""
+def folder_files(result, total_seconds: float | None = None) -> dict[str, bytes]:
+    """Every file of the per-photo folder (:func:`export_result`), encoded: name -> bytes."""
     files: dict[str, bytes] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         mesh_job = pool.submit(mesh_file_bytes, result.mesh, result.texture)
@@ -409,6 +409,13 @@ def export_result(result, outdir, *, stem: str | None = None, total_seconds: flo
     stem = stem if stem is not None else result_stem(result)
     if stem is None:
         raise ExportError("the photo came from an array: give the output folder's name (stem)")
+    return write_folder(lambda: folder_files(result, total_seconds), outdir, stem)
+
+
+def write_folder(files, outdir, stem: str) -> Path:
+    """Write ``outdir/<stem>/`` from ``files`` (name -> bytes, e.g. :func:`folder_files` computed in a
+    batch worker; or a callable returning them, called once the output folder exists): assembled in a
+    temporary sibling folder and renamed into place (see :func:`export_result`)."""
     outdir = Path(outdir)
     target = outdir / safe_stem(stem)
     tag = uuid.uuid4().hex[:8]
@@ -416,7 +423,8 @@ def export_result(result, outdir, *, stem: str | None = None, total_seconds: flo
     old = outdir / f".{target.name}.old-{tag}"
     try:
         outdir.mkdir(parents=True, exist_ok=True)
-        files = _folder_files(result, total_seconds)
+        if callable(files):
+            files = files()
         tmp.mkdir()
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)

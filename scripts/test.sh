@@ -9,7 +9,8 @@ if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libxcb-icccm
   $SUDO apt-get install -y -qq xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
     libxcb-xkb1 libxkbcommon-x11-0 libxcb-shape0 libxcb-cursor0 libegl1 libgl1 libglx-mesa0 libfontconfig1 libdbus-1-3 >/dev/null
 fi
-bash scripts/setup.sh test,eval
+# cluster: Ray, for the local two-actor tests of occgui.batch (slow tier; they skip without it)
+bash scripts/setup.sh test,eval,cluster
 # Lint first (config: [tool.ruff] in pyproject.toml); any finding fails the run before the tests start.
 .venv/bin/ruff check .
 exec xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python -m pytest "$@"

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from occgui import labels as L
-from occgui.errors import OccguiError
 from occgui.eval import harness as H
 from occgui.eval import lfw
 from occgui.eval import metrics as M
@@ -300,9 +299,6 @@ def test_item_cache_round_trip_and_fingerprint(tmp_path):
     assert c.load("A/A_0001.jpg") == {"x": 1.5, "nan": None, "arr": [0, 1, 2]}
     other = H.ItemCache(tmp_path, H.fingerprint({"seed": 1}))
     assert other.load("A/A_0001.jpg") is None
-    assert H.shard_filter(list(range(7)), "1/3") == [1, 4]
-    with pytest.raises(OccguiError, match="--shard expects K/N"):
-        H.shard_filter([1], "3/3")
 
 
 def test_recorded_settings_select_the_run_with_most_items(tmp_path):

@@ -1,14 +1,16 @@
 """``occgui eval occlusion|natural|scan|verify|real``: the evaluation suite's command line (paper §5).
 
 Each subcommand writes ``OUT/report.json``, ``OUT/report.md``, PNG plots and a sample grid,
-caches per-item results under ``OUT/cache/`` (an interrupted run continues; ``--shard K/N``
-lets several processes share one run, after which a run without ``--shard`` writes the report;
-``--report-only`` rewrites the report from the cache alone), and is deterministic for a given
-``--seed``.
+caches per-item results under ``OUT/cache/`` (an interrupted run continues; ``--report-only``
+rewrites the report from the cache alone), and is deterministic for a given ``--seed``. ``--workers N``
+runs the items in N local processes and ``--ray ADDRESS`` on a Ray cluster (:mod:`occgui.batch.executor`;
+each worker loads the models once); the records come back to this process, which caches them and
+writes the report.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -26,8 +28,9 @@ def _common(p: argparse.ArgumentParser, *, limit_help: str) -> None:
                    help="override a stage backend of the full pipeline (see `occgui backends`)")
     p.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
                    help="set a typed setting of a stage's backend (see `occgui backends`)")
-    p.add_argument("--shard", metavar="K/N", help="process only every N-th item from the K-th (0-based) into the "
-                   "cache; run again without --shard to write the report")
+    from ..batch.executor import add_arguments as add_executor_arguments
+
+    add_executor_arguments(p, what="items (photos, cases, render conditions)")
     p.add_argument("--report-only", action="store_true", help="write the report from the cached results of an "
                    "earlier run (no model is loaded; photos not yet run are listed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -58,12 +61,20 @@ def _occluders(args, anchor: Path, up: int) -> Path:
 
 def _done(kind: str, out: Path, report: dict, t0: float, quiet: bool) -> int:
     if not quiet:
-        if "shard" in report:
-            print(f"{kind}: shard {report['shard']} cached {report['photos']} item(s) in "
-                  f"{time.perf_counter() - t0:.0f} s; run without --shard to write the report")
-        else:
-            print(f"{kind}: wrote {out / 'report.md'} and {out / 'report.json'} ({time.perf_counter() - t0:.0f} s)")
+        print(f"{kind}: wrote {out / 'report.md'} and {out / 'report.json'} ({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def _run(run, s, args) -> dict:
+    """``run(s, executor)`` with the executor of ``--workers`` / ``--ray`` (none for ``--report-only``)."""
+    if args.report_only:
+        return run(s)
+    from ..batch.executor import executor_from_args
+
+    with executor_from_args(args) as executor:
+        if not args.quiet and executor.workers > 1:
+            print(f"{args.benchmark}: {executor.description}", file=sys.stderr)
+        return run(s, executor)
 
 
 def _backends(args) -> tuple[dict[str, str], dict]:
@@ -83,9 +94,9 @@ def cmd_occlusion(args) -> int:
     fams = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else ()
     s = OcclusionSettings(faces=Path(args.faces), occluders=Path(args.occluders), out=Path(args.output),
                           limit=args.limit, seed=args.seed, device=args.device,
-                          backends=chosen, backend_settings=settings, families=fams, shard=args.shard,
+                          backends=chosen, backend_settings=settings, families=fams,
                           quiet=args.quiet, samples=args.samples, report_only=args.report_only)
-    return _done("occlusion", s.out, run(s), t0, args.quiet)
+    return _done("occlusion", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def cmd_natural(args) -> int:
@@ -96,8 +107,8 @@ def cmd_natural(args) -> int:
     t0 = time.perf_counter()
     s = NaturalSettings(faces=Path(args.faces), list=Path(args.list), out=Path(args.output), limit=args.limit,
                         seed=args.seed, device=args.device, backends=chosen, backend_settings=settings,
-                        others=args.others, shard=args.shard, quiet=args.quiet, report_only=args.report_only)
-    return _done("natural", s.out, run(s), t0, args.quiet)
+                        others=args.others, quiet=args.quiet, report_only=args.report_only)
+    return _done("natural", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def cmd_scan(args) -> int:
@@ -109,9 +120,9 @@ def cmd_scan(args) -> int:
     fams = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else ()
     s = ScanSettings(scan=Path(args.scan), occluders=_occluders(args, Path(args.scan), 2), out=Path(args.output),
                      limit=args.limit, seed=args.seed, device=args.device,
-                     backends=chosen, backend_settings=settings, families=fams, shard=args.shard,
+                     backends=chosen, backend_settings=settings, families=fams,
                      quiet=args.quiet, report_only=args.report_only)
-    return _done("scan", s.out, run(s), t0, args.quiet)
+    return _done("scan", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def cmd_verify(args) -> int:
@@ -123,9 +134,9 @@ def cmd_verify(args) -> int:
     folds = tuple(int(f) for f in args.folds.split(",")) if args.folds else ()
     s = VerifySettings(faces=Path(args.faces), pairs=Path(args.pairs), occluders=_occluders(args, Path(args.faces), 3),
                        out=Path(args.output), limit=args.limit, folds=folds, seed=args.seed, device=args.device,
-                       backends=chosen, backend_settings=settings, shard=args.shard, quiet=args.quiet,
+                       backends=chosen, backend_settings=settings, quiet=args.quiet,
                        report_only=args.report_only)
-    return _done("verify", s.out, run(s), t0, args.quiet)
+    return _done("verify", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def cmd_deocclusion(args) -> int:
@@ -172,9 +183,9 @@ def cmd_real(args) -> int:
     s = RealSettings(faces=Path(args.faces), out=Path(args.output), labels=Path(args.labels) if args.labels else None,
                      split=args.split, limit=args.limit, clean=args.clean, others=args.others,
                      list=listed if listed.is_file() else None, seed=args.seed, device=args.device,
-                     backends=chosen, backend_settings=settings, shard=args.shard, quiet=args.quiet,
+                     backends=chosen, backend_settings=settings, quiet=args.quiet,
                      report_only=args.report_only, samples=args.samples)
-    return _done("real", s.out, run(s), t0, args.quiet)
+    return _done("real", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:

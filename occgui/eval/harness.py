@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,17 +291,6 @@ def cached_run(folder) -> tuple[ItemCache, dict, str]:
     return ItemCache(folder, run["fingerprint"]), run["settings"], run.get("device", "unknown")
 
 
-def shard_filter(items: list, shard: str | None) -> list:
-    """Items of shard ``"k/n"`` (every n-th item from the k-th, 0-based); all items for ``None``."""
-    if not shard:
-        return items
-    m = re.fullmatch(r"(\d+)/(\d+)", shard.strip())
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise OccguiError(f"--shard expects K/N with 0 <= K < N, got {shard!r}")
-    k, n = int(m.group(1)), int(m.group(2))
-    return items[k::n]
-
-
 def occluder_run_settings(command: str, *, occluders, device: str, backends: dict, seed: int,
                           families: tuple[str, ...] = (), backend_settings: dict | None = None):
     """What a run that pastes occluders needs (``occlusion``, ``verify``): (settings that
@@ -319,25 +309,43 @@ def occluder_run_settings(command: str, *, occluders, device: str, backends: dic
     return settings, variants, Identity(), library, chosen
 
 
-def fill_cache(items: list, cache: ItemCache, measure, *, name_of, shard: str | None, desc: str,
+def fill_cache(items: list, cache: ItemCache, measure, *, name_of, desc: str, factory=None, executor=None,
                quiet: bool = False) -> dict:
-    """Measure the items of ``shard`` that ``cache`` lacks and store their records.
+    """Measure the items that ``cache`` lacks and store their records.
 
     ``measure(item)`` returns ``(record, images)``; ``images`` maps a name (the item's name, or
     it plus a suffix) to a list of image cells, saved as one strip PNG next to the record.
-    Returns ``{"shard", "photos", "seconds"}``.
+    ``executor`` (:mod:`occgui.batch.executor`; default: this process) runs the items; its workers
+    build their own ``measure`` with ``factory`` (picklable, no arguments), this process uses
+    ``measure`` itself when the executor is serial. Records and images come back here, where they
+    are cached. An item whose measurement raises is left out of the cache (reported on stderr; the
+    report lists it under ``missing_from_cache``).
+    Returns ``{"photos", "measured", "failed", "seconds"}``.
     """
+    from ..batch.executor import SerialExecutor
     from ..imageio import save_png
     from .report import hstack_cells, progress
 
-    todo = shard_filter(items, shard)
+    executor = executor or SerialExecutor()
     t0 = time.perf_counter()
-    for item in progress(todo, desc=desc, quiet=quiet):
-        name = name_of(item)
-        if cache.load(name) is not None:
-            continue
-        rec, images = measure(item)
-        for image_name, cells in images.items():
-            save_png(cache.image_path(image_name), hstack_cells(cells))
-        cache.save(name, rec)
-    return {"shard": shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+    todo = [it for it in items if cache.load(name_of(it)) is None]
+    failed: list[str] = []
+    bar = progress(None, desc=desc, quiet=quiet, total=len(items))
+    bar.update(len(items) - len(todo))
+    try:
+        for out in executor.map_unordered(factory, todo, local=measure):
+            bar.update(1)
+            name = name_of(out.item)
+            if not out.ok:
+                failed.append(f"{name}: {out.error}")
+                continue
+            rec, images = out.value
+            for image_name, cells in images.items():
+                save_png(cache.image_path(image_name), hstack_cells(cells))
+            cache.save(name, rec)
+    finally:
+        bar.close()
+    for line in failed:
+        print(f"{desc}: not measured: {line}", file=sys.stderr)
+    return {"photos": len(items), "measured": len(todo) - len(failed), "failed": len(failed),
+            "seconds": time.perf_counter() - t0}

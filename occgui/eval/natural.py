@@ -22,8 +22,10 @@ is recorded only.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,6 @@ class NaturalSettings:
     #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
     backend_settings: dict = field(default_factory=dict)
     others: int = 5
-    shard: str | None = None
     quiet: bool = False
     report_only: bool = False
 
@@ -100,7 +101,10 @@ def reference(variants: H.Variants, identity: H.Identity, cache: H.ItemCache, ph
     verts, f = scale_to_eye_distance(run.mesh.vertices, lm)
     rec = {"status": "ok", "embedding": identity.embed_crop(run).tolist(),
            "landmarks3d": (lm - lm.mean(axis=0)) * f + lm.mean(axis=0)}
-    np.save(cache.path(rel, ".vertices.npy"), verts.astype(np.float32))
+    target = cache.path(rel, ".vertices.npy")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp.npy")      # batch workers share this cache
+    np.save(tmp, verts.astype(np.float32))
+    os.replace(tmp, target)
     cache.save(rel, rec)
     return cache.load(rel)
 
@@ -185,9 +189,36 @@ def load_photo_square(path: Path) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- the run
-def run(s: NaturalSettings) -> dict:
+def _state(s: NaturalSettings):
+    """(settings that determine the results, variants, identity, reference cache) of a run."""
+    variants = H.Variants(s.device, s.backends, s.backend_settings)
+    identity = H.Identity()
+    settings = {"command": "natural", "backends": variants.backend_ids(), "others": s.others,
+                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
+                "render_size": H.RENDER_SIZE}
+    ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
+                            H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
+    return settings, variants, identity, ref_cache
+
+
+def _measure_fn(s: NaturalSettings, listed: set, samples: set, variants, identity, ref_cache):
+    def measure(c):
+        rel = relative_name(c.photo)
+        rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
+                                  keep_images=rel in samples)
+        return rec, ({} if strip is None else {rel: strip})
+    return measure
+
+
+def _worker(s: NaturalSettings, listed: set, samples: set):
+    """A batch worker's ``measure`` (its own models; the reference cache is shared through the disk)."""
+    return _measure_fn(s, listed, samples, *_state(s)[1:])
+
+
+def run(s: NaturalSettings, executor=None) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
-    of an earlier run with ``s.report_only``)."""
+    of an earlier run with ``s.report_only``). ``executor`` (:mod:`occgui.batch.executor`, default
+    this process) runs the cases."""
     all_cases, missing = read_natural_list(s.list, s.faces)
     if not all_cases:
         raise OccguiError(f"none of the photos listed in {s.list} exist under {s.faces}")
@@ -197,32 +228,18 @@ def run(s: NaturalSettings) -> dict:
     if s.report_only:
         cache, settings, device = H.cached_run(folder)
     else:
-        variants = H.Variants(s.device, s.backends, s.backend_settings)
-        identity = H.Identity()
-        settings = {"command": "natural", "backends": variants.backend_ids(), "others": s.others,
-                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                    "render_size": H.RENDER_SIZE}
+        settings, variants, identity, ref_cache = _state(s)
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
-        ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
-                                H.fingerprint({"references": settings["backends"]["full"],
-                                               "crop": settings["crop_size"]}))
     samples, seen = set(), set()
     for c in cases:
         if c.occluder not in seen and len(samples) < SAMPLES:
             samples.add(relative_name(c.photo))
             seen.add(c.occluder)
     if not s.report_only:
-        def measure(c):
-            rel = relative_name(c.photo)
-            rec, strip = measure_case(variants, identity, ref_cache, c, other_photos(c, listed, s.others),
-                                      keep_images=rel in samples)
-            return rec, ({} if strip is None else {rel: strip})
-
-        done = H.fill_cache(cases, cache, measure, name_of=lambda c: relative_name(c.photo), shard=s.shard,
-                            desc="natural", quiet=s.quiet)
-        if s.shard:
-            return done
+        H.fill_cache(cases, cache, _measure_fn(s, listed, samples, variants, identity, ref_cache),
+                     name_of=lambda c: relative_name(c.photo), desc="natural",
+                     factory=partial(_worker, s, listed, samples), executor=executor, quiet=s.quiet)
     loaded = [(relative_name(c.photo), cache.load(relative_name(c.photo))) for c in cases]
     records = [r for _, r in loaded if r is not None]
     if not records:

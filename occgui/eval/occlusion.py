@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,6 @@ class OcclusionSettings:
     #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
     backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
-    shard: str | None = None
     quiet: bool = False
     samples: int = SAMPLES
     report_only: bool = False
@@ -310,9 +310,24 @@ def run_settings(s: OcclusionSettings):
                                    seed=s.seed, families=tuple(s.families))
 
 
-def run(s: OcclusionSettings) -> dict:
+def _measure_fn(s: OcclusionSettings, sample_of: dict, variants, identity, library, families):
+    def measure(photo):
+        rel = relative_name(photo)
+        rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
+        return rec, {f"{rel}.{fam}": strip for fam, strip in strips.items()}
+    return measure
+
+
+def _worker(s: OcclusionSettings, sample_of: dict):
+    """A batch worker's ``measure`` (its own models): :func:`occgui.eval.harness.fill_cache`."""
+    _, variants, identity, library, families = run_settings(s)
+    return _measure_fn(s, sample_of, variants, identity, library, families)
+
+
+def run(s: OcclusionSettings, executor=None) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out``; returns the report.
-    With ``s.report_only`` the report is written from the cached results of an earlier run."""
+    With ``s.report_only`` the report is written from the cached results of an earlier run.
+    ``executor`` (:mod:`occgui.batch.executor`, default this process) runs the photos."""
     photos = spread_selection(find_photos(s.faces), s.limit)
     if not photos:
         raise OccguiError(f"no photos found under {s.faces}")
@@ -326,15 +341,9 @@ def run(s: OcclusionSettings) -> dict:
         cache = H.open_cache(folder, settings, device=device)
     sample_of = {relative_name(p): families[i % len(families)] for i, p in enumerate(photos[: s.samples])}
     if not s.report_only:
-        def measure(photo):
-            rel = relative_name(photo)
-            rec, strips = measure_photo(variants, identity, library, photo, families, s.seed, sample_of.get(rel))
-            return rec, {f"{rel}.{fam}": strip for fam, strip in strips.items()}
-
-        done = H.fill_cache(photos, cache, measure, name_of=relative_name, shard=s.shard, desc="occlusion",
-                            quiet=s.quiet)
-        if s.shard:
-            return done
+        H.fill_cache(photos, cache, _measure_fn(s, sample_of, variants, identity, library, families),
+                     name_of=relative_name, desc="occlusion", factory=partial(_worker, s, sample_of),
+                     executor=executor, quiet=s.quiet)
     loaded = [(relative_name(p), cache.load(relative_name(p))) for p in photos]
     records = [r for _, r in loaded if r is not None]
     if not records:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -67,7 +68,6 @@ class RealSettings:
     backends: dict = field(default_factory=dict)
     #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
     backend_settings: dict = field(default_factory=dict)
-    shard: str | None = None
     quiet: bool = False
     report_only: bool = False
     samples: int = 12
@@ -265,7 +265,39 @@ def clean_photos(faces: Path, listed: set, n: int) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- the run
-def run(s: RealSettings) -> dict:
+def _state(s: RealSettings) -> tuple[dict, dict]:
+    """(settings that determine the results, {variants, identity, baselines, ref_cache}) of a run."""
+    variants = H.Variants(s.device, s.backends, s.backend_settings)
+    settings = {"command": "real", "backends": variants.backend_ids(), "others": s.others,
+                "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
+                "render_size": H.RENDER_SIZE, "found_iou": FOUND_IOU, "real_version": REAL_VERSION}
+    ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
+                            H.fingerprint({"references": settings["backends"]["full"], "crop": settings["crop_size"]}))
+    return settings, {"variants": variants, "identity": H.Identity() if s.others > 0 else None,
+                      "baselines": LandmarkBaselines(variants), "ref_cache": ref_cache}
+
+
+def _measure_fn(s: RealSettings, faces: Path, listed: set, samples: set, kind: str, *, variants, identity,
+                baselines, ref_cache):
+    """``measure`` of a labelled case (``kind`` "labelled") or of a clean photo ("clean")."""
+    if kind == "clean":
+        return lambda p: (measure_clean(variants, p), {})
+
+    def measure(lab):
+        rec, strip = measure_case(variants, identity, ref_cache, baselines, lab, faces, listed, s.others,
+                                  keep_images=lab.stem in samples)
+        return rec, ({} if strip is None else {lab.stem: strip})
+    return measure
+
+
+def _worker(s: RealSettings, faces: Path, listed: set, samples: set, kind: str):
+    """A batch worker's ``measure`` (its own models): :func:`occgui.eval.harness.fill_cache`."""
+    return _measure_fn(s, faces, listed, samples, kind, **_state(s)[1])
+
+
+def run(s: RealSettings, executor=None) -> dict:
+    """Run (or resume) the benchmark; ``executor`` (:mod:`occgui.batch.executor`, default this
+    process) runs the labelled cases and the clean photos."""
     from ..training.real_occlusions import load_labels
 
     split = None if s.split == "all" else s.split
@@ -287,33 +319,20 @@ def run(s: RealSettings) -> dict:
         cache, settings, device = H.cached_run(folder)
         clean_cache, _, _ = H.cached_run(clean_folder) if clean_folder.is_dir() else (None, None, None)
     else:
-        variants = H.Variants(s.device, s.backends, s.backend_settings)
-        identity = H.Identity() if s.others > 0 else None
-        baselines = LandmarkBaselines(variants)
-        settings = {"command": "real", "backends": variants.backend_ids(), "others": s.others,
-                    "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size,
-                    "render_size": H.RENDER_SIZE, "found_iou": FOUND_IOU, "real_version": REAL_VERSION}
-        device = variants.device
+        settings, state = _state(s)
+        device = state["variants"].device
         cache = H.open_cache(folder, settings, device=device)
         clean_cache = H.open_cache(clean_folder, {"command": "real-clean", "backends": settings["backends"]["full"],
                                                   "crop_size": settings["crop_size"]}, device=device)
-        ref_cache = H.ItemCache(Path(s.out) / "cache" / "natural_references",
-                                H.fingerprint({"references": settings["backends"]["full"],
-                                               "crop": settings["crop_size"]}))
     samples = sample_stems(labels, s.samples)
     cleans = clean_photos(faces, listed, s.clean) if s.clean > 0 else []
     if not s.report_only:
-        def measure(lab):
-            rec, strip = measure_case(variants, identity, ref_cache, baselines, lab, faces, listed, s.others,
-                                      keep_images=lab.stem in samples)
-            return rec, ({} if strip is None else {lab.stem: strip})
-
-        done = H.fill_cache(labels, cache, measure, name_of=lambda lab: lab.stem, shard=s.shard, desc="real",
-                            quiet=s.quiet)
-        done_clean = H.fill_cache(cleans, clean_cache, lambda p: (measure_clean(variants, p), {}),
-                                  name_of=relative_name, shard=s.shard, desc="real: clean photos", quiet=s.quiet)
-        if s.shard:
-            return {**done, "clean_photos": done_clean["photos"]}
+        H.fill_cache(labels, cache, _measure_fn(s, faces, listed, samples, "labelled", **state),
+                     name_of=lambda lab: lab.stem, desc="real", executor=executor, quiet=s.quiet,
+                     factory=partial(_worker, s, faces, listed, samples, "labelled"))
+        H.fill_cache(cleans, clean_cache, _measure_fn(s, faces, listed, samples, "clean", **state),
+                     name_of=relative_name, desc="real: clean photos", executor=executor, quiet=s.quiet,
+                     factory=partial(_worker, s, faces, listed, samples, "clean"))
     loaded = [(lab.stem, cache.load(lab.stem)) for lab in labels]
     records = [r for _, r in loaded if r is not None]
     if not records:

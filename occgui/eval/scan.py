@@ -30,8 +30,9 @@ the LeePerrySmith head scan (``../shared/data/scans``) is the ground truth inste
 """
 from __future__ import annotations
 
-import time
+import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,6 @@ class ScanSettings:
     #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
     backend_settings: dict = field(default_factory=dict)
     families: tuple[str, ...] = ()
-    shard: str | None = None
     quiet: bool = False
     report_only: bool = False
 
@@ -276,10 +276,28 @@ def _measure_runs(runs: dict, scan: Scan, surface: SurfaceIndex, images: dict) -
 
 
 # ----------------------------------------------------------------------------- the run
-def run(s: ScanSettings) -> dict:
-    """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
-    of an earlier run with ``s.report_only``)."""
+def _state(s: ScanSettings):
+    """(library, families, families without occluders, variants, calibrated scan, surface index)."""
     from ..training.occlusion.occluders import load_library
+
+    library = load_library(s.occluders)
+    families, unavailable = H.choose_families(library, tuple(s.families))
+    variants = H.Variants(s.device, s.backends, s.backend_settings)
+    scan = calibrate(load_scan(s.scan), variants)
+    return library, families, unavailable, variants, scan, SurfaceIndex(scan.face_region())
+
+
+def _worker(s: ScanSettings):
+    """A batch worker's ``measure(condition) -> (record, images)`` (its own models and scan)."""
+    library, families, _, variants, scan, surface = _state(s)
+    return partial(measure_condition, variants, library, scan, surface, families=families, seed=s.seed)
+
+
+def run(s: ScanSettings, executor=None) -> dict:
+    """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
+    of an earlier run with ``s.report_only``). ``executor`` (:mod:`occgui.batch.executor`, default
+    this process) runs the render conditions; figures and records are written here."""
+    from ..batch.executor import SerialExecutor
 
     conds = conditions(s.limit)
     out = Path(s.out)
@@ -288,11 +306,7 @@ def run(s: ScanSettings) -> dict:
         cache, settings, device = H.cached_run(folder)
         families = tuple(settings["families"])
     else:
-        library = load_library(s.occluders)
-        families, unavailable = H.choose_families(library, tuple(s.families))
-        variants = H.Variants(s.device, s.backends, s.backend_settings)
-        scan = calibrate(load_scan(s.scan), variants)
-        surface = SurfaceIndex(scan.face_region())
+        library, families, unavailable, variants, scan, surface = _state(s)
         settings = {"command": "scan", "seed": s.seed, "families": list(families),
                     "families_without_occluders": unavailable, "backends": variants.backend_ids(),
                     "scan": scan.source, "poses": [list(p) for p in POSES],
@@ -303,16 +317,21 @@ def run(s: ScanSettings) -> dict:
                     "crop_size": variants.full.config.crop_size, "texture_size": variants.full.config.texture_size}
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
-        todo = H.shard_filter(conds, s.shard)
-        t0 = time.perf_counter()
-        for cond in R.progress(todo, desc="scan", quiet=s.quiet):
-            if cache.load(cond[0]) is not None:
-                continue
-            rec, images = measure_condition(variants, library, scan, surface, cond, families, s.seed)
-            _write_condition_figures(out, cache, cond[0], rec, images, families)
-            cache.save(cond[0], rec)
-        if s.shard:
-            return {"shard": s.shard, "photos": len(todo), "seconds": time.perf_counter() - t0}
+        todo = [c for c in conds if cache.load(c[0]) is None]
+        local = partial(measure_condition, variants, library, scan, surface, families=families, seed=s.seed)
+        bar = R.progress(None, desc="scan", quiet=s.quiet, total=len(conds))
+        bar.update(len(conds) - len(todo))
+        try:
+            for res in (executor or SerialExecutor()).map_unordered(partial(_worker, s), todo, local=local):
+                bar.update(1)
+                if not res.ok:
+                    print(f"scan: not measured: {res.item[0]}: {res.error}", file=sys.stderr)
+                    continue
+                rec, images = res.value
+                _write_condition_figures(out, cache, res.item[0], rec, images, families)
+                cache.save(res.item[0], rec)
+        finally:
+            bar.close()
     loaded = [(c[0], cache.load(c[0])) for c in conds]
     records = [r for _, r in loaded if r is not None]
     if not records:

@@ -27,6 +27,7 @@ three are reported as mean ± std over the folds (:func:`occgui.eval.metrics.ver
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,6 @@ class VerifySettings:
     backends: dict = field(default_factory=dict)
     #: stage -> typed settings of its backend (``--option STAGE.FIELD=VALUE``)
     backend_settings: dict = field(default_factory=dict)
-    shard: str | None = None
     quiet: bool = False
     report_only: bool = False
 
@@ -152,10 +152,28 @@ def _feature(rec: dict | None, condition: str, feature: str):
 
 
 # ----------------------------------------------------------------------------- the run
-def run(s: VerifySettings) -> dict:
+def _run_settings(s: VerifySettings):
+    return H.occluder_run_settings("verify", occluders=s.occluders, device=s.device, backends=s.backends,
+                                   backend_settings=s.backend_settings, seed=s.seed)
+
+
+def _measure_fn(s: VerifySettings, samples: set, variants, identity, library, families):
+    def measure(photo):
+        rel = relative_name(photo)
+        rec, strip = measure_photo(variants, identity, library, families, photo, s.seed, keep_images=rel in samples)
+        return rec, ({} if strip is None else {rel: strip})
+    return measure
+
+
+def _worker(s: VerifySettings, samples: set):
+    """A batch worker's ``measure`` (its own models): :func:`occgui.eval.harness.fill_cache`."""
+    return _measure_fn(s, samples, *_run_settings(s)[1:])
+
+
+def run(s: VerifySettings, executor=None) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out`` (from the cached results
     of an earlier run with ``s.report_only``; pairs with a photo not yet run are then left out
-    and counted)."""
+    and counted). ``executor`` (:mod:`occgui.batch.executor`, default this process) runs the photos."""
     plist = read_pairs(s.pairs, s.faces)
     bad = [f for f in s.folds if not 0 <= f < plist.folds]
     if bad:
@@ -169,22 +187,12 @@ def run(s: VerifySettings) -> dict:
     if s.report_only:
         cache, settings, device = H.cached_run(folder)
     else:
-        settings, variants, identity, library, families = H.occluder_run_settings(
-            "verify", occluders=s.occluders, device=s.device, backends=s.backends,
-                                   backend_settings=s.backend_settings, seed=s.seed)
+        settings, variants, identity, library, families = _run_settings(s)
         device = variants.device
         cache = H.open_cache(folder, settings, device=device)
-
-        def measure(photo):
-            rel = relative_name(photo)
-            rec, strip = measure_photo(variants, identity, library, families, photo, s.seed,
-                                       keep_images=rel in samples)
-            return rec, ({} if strip is None else {rel: strip})
-
-        done = H.fill_cache(photos, cache, measure, name_of=relative_name, shard=s.shard, desc="verify",
-                            quiet=s.quiet)
-        if s.shard:
-            return done
+        H.fill_cache(photos, cache, _measure_fn(s, samples, variants, identity, library, families),
+                     name_of=relative_name, desc="verify", factory=partial(_worker, s, samples),
+                     executor=executor, quiet=s.quiet)
     records = {relative_name(p): cache.load(relative_name(p)) for p in photos}
     not_run = {k for k, r in records.items() if r is None}
     listed = len(pairs)
