@@ -8,7 +8,6 @@ from ..parsing.settings import UNetSettings
 from ..synthesis.settings import FISNSettings, SymmetricSettings, TeleaSettings
 from .backends import register
 
-
 #: Whether FISN is the default ``synthesize`` backend. Only the evaluation decides: it may be True
 #: only when the committed decision record (``checkpoints/fisn_decision.json``, written by
 #: ``occgui eval fisn-decision``) says FISN won on the shipped weights
