@@ -163,3 +163,20 @@ def test_classical_backend_stays_the_default_for_now():
 
     assert B.resolve("synthesize", None) == ("fisn" if D.FISN_IS_DEFAULT else "symmetric")
     assert B.available("synthesize").index("fisn") > B.available("synthesize").index("symmetric") or D.FISN_IS_DEFAULT
+
+
+def test_set_backend_recomputes_only_the_synthesis(tiny_checkpoint, sample_photo):
+    p = Pipeline(PipelineConfig(device="cpu"))
+    first = p.run(sample_photo, stop_after="synthesize")
+    assert first.synthesis.backend == "symmetric"
+    before = dict(p.run_counts)
+    assert p.set_backend("synthesize", "fisn", FISNSettings(checkpoint=str(tiny_checkpoint), threads=1))
+    assert not p.set_backend("synthesize", "fisn", FISNSettings(checkpoint=str(tiny_checkpoint), threads=1))
+    second = p.run(sample_photo, stop_after="synthesize")
+    assert second.synthesis.backend == "fisn" and second.cached == ["load", "detect", "parse", "landmarks",
+                                                                    "landmark_map", "merge"]
+    assert p.run_counts["synthesize"] == before["synthesize"] + 1
+    assert p.set_backend("synthesize", None)            # back to the default: the classical backend
+    assert p.run(sample_photo, stop_after="synthesize").synthesis.backend == "symmetric"
+    with pytest.raises(OccguiError, match="unknown backend"):
+        p.set_backend("synthesize", "nonesuch")
