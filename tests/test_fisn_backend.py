@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from occgui import labels as L
+from occgui.device import cuda_driver_present
 from occgui.errors import CheckpointError, OccguiError
 from occgui.pipeline import backends as B
 from occgui.pipeline.runner import Pipeline, PipelineConfig
@@ -180,3 +181,20 @@ def test_set_backend_recomputes_only_the_synthesis(tiny_checkpoint, sample_photo
     assert p.run(sample_photo, stop_after="synthesize").synthesis.backend == "symmetric"
     with pytest.raises(OccguiError, match="unknown backend"):
         p.set_backend("synthesize", "nonesuch")
+
+
+@pytest.mark.skipif(not cuda_driver_present(), reason="no CUDA driver here")
+def test_cuda_matches_cpu(fisn_run, tiny_checkpoint):
+    from occgui.device import cuda_available
+    from occgui.pipeline import stages as S
+
+    if not cuda_available():
+        pytest.skip("no CUDA device here")
+    _, res = fisn_run
+    ctx = B.BackendContext("cuda", 256, 1024, FISNSettings(checkpoint=str(tiny_checkpoint)))
+    gpu = B.create("synthesize", "fisn", ctx)
+    s = S.synthesize(gpu, res.crop, res.landmarks, res.alpha, res.beta, res.gamma)
+    assert s.details["device"] == "cuda" and s.details["threads"] == 0
+    assert np.array_equal(s.filled, res.synthesis.filled)
+    diff = np.abs(s.image.astype(int) - res.synthesis.image.astype(int))
+    assert diff.max() <= 2, "CUDA and CPU differ beyond rounding"
