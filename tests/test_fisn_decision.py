@@ -164,3 +164,9 @@ def test_default_synthesis_follows_the_decision_record():
     assert not problems, f"{path}: " + "; ".join(problems)
     if default == "fisn":
         assert rec.wins, f"fisn is the default synthesis but {path} says it did not win"
+
+
+def test_no_classical_drop_means_no_target():
+    flat = replace(WINNING, verification=replace(WINNING.verification, classical=90.0, classical_clean=90.0))
+    d = decide(flat)
+    assert d.wins and d.drop_half_closed is None and "nothing to close" in d.notes[0]

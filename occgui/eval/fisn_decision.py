@@ -148,10 +148,14 @@ def decide(ev: Evidence, required_families: tuple[str, ...] = REQUIRED_FAMILIES)
     half, notes = None, []
     if v.classical is not None and v.classical_clean is not None:
         drop = v.classical_clean - v.classical
-        half = v.fisn >= v.classical + 0.5 * drop
-        notes.append(f"target: the classical drop is {drop:.1f} points ({v.classical_clean:.1f} -> {v.classical:.1f}); "
-                     f"FISN closes {(v.fisn - v.classical) / drop * 100 if drop else 0.0:.0f} % of it "
-                     f"({'met' if half else 'not met'}: half)")
+        if drop <= 0:
+            notes.append(f"target: the classical pipeline has no clean-to-occluded drop here ({v.classical_clean:.1f} "
+                         f"-> {v.classical:.1f}): nothing to close")
+        else:
+            half = v.fisn >= v.classical + 0.5 * drop
+            notes.append(f"target: the classical drop is {drop:.1f} points ({v.classical_clean:.1f} -> "
+                         f"{v.classical:.1f}); FISN closes {(v.fisn - v.classical) / drop * 100:.0f} % of it "
+                         f"({'met' if half else 'not met'}: half)")
     return Decision(tuple(crit), half, tuple(notes))
 
 
