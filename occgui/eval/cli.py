@@ -126,6 +126,7 @@ def cmd_scan(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from .fisn_variant import fisn_settings
     from .verify import VerifySettings, run
 
     _positive(args.limit, "--limit")
@@ -135,12 +136,13 @@ def cmd_verify(args) -> int:
     s = VerifySettings(faces=Path(args.faces), pairs=Path(args.pairs), occluders=_occluders(args, Path(args.faces), 3),
                        out=Path(args.output), limit=args.limit, folds=folds, seed=args.seed, device=args.device,
                        backends=chosen, backend_settings=settings, quiet=args.quiet,
-                       report_only=args.report_only)
+                       report_only=args.report_only, fisn=None if args.report_only else fisn_settings(args.fisn))
     return _done("verify", s.out, _run(run, s, args), t0, args.quiet)
 
 
 def cmd_deocclusion(args) -> int:
     from . import deocclusion as D
+    from .fisn_variant import fisn_settings
 
     _positive(args.per_family, "--per-family")
     chosen, settings = _backends(args)
@@ -156,7 +158,8 @@ def cmd_deocclusion(args) -> int:
     report = D.run(Path(args.faces), Path(args.occluders), families=fams, per_family=args.per_family,
                    seed=args.seed, parser=chosen.get("parse", "auto"), landmarks=chosen.get("landmarks"),
                    synthesizer=chosen.get("synthesize"), backends=rest, settings=settings,
-                   identities=args.identities, progress=progress, grid_dir=out / "grids" if args.grids else None)
+                   identities=args.identities, progress=progress, grid_dir=out / "grids" if args.grids else None,
+                   fisn=fisn_settings(args.fisn))
     if not args.quiet:
         print()
     D.save_report(report, out / "report.json")
@@ -164,7 +167,8 @@ def cmd_deocclusion(args) -> int:
     failed = {k: len(v) for k, v in report["failed"].items() if v}
     lines = ["# De-occlusion (I_out) against the occluded photo and Telea", "",
              f"parser {p['parser']}; landmarks {p['landmarks']}; synthesizer {p['synthesizer']}; seed {p['seed']}, "
-             f"{p['per_family']} per family, identities {p['identities']}; settings {p['settings'] or 'defaults'}", "",
+             f"{p['per_family']} per family, identities {p['identities']}; settings {p['settings'] or 'defaults'}"
+             + (f"; FISN {p['fisn']}" if p.get("fisn") else ""), "",
              D.format_table(report["table"]), "",
              f"photos skipped (no face after occlusion): {failed}" if failed else "no photo skipped",
              "targets met" if not report["violations"] else "targets missed: " + "; ".join(report["violations"])]
@@ -188,9 +192,31 @@ def cmd_real(args) -> int:
     return _done("real", s.out, _run(run, s, args), t0, args.quiet)
 
 
+def cmd_fisn_decision(args) -> int:
+    from . import fisn_decision as F
+
+    ev = F.evidence_from_reports(args.deocclusion, args.verify, args.texture_classical, args.texture_fisn,
+                                 verify_subset=args.verify_subset)
+    if args.output:
+        from ..synthesis.fisn_backend import checkpoint_file
+        from ..synthesis.settings import FISNSettings
+
+        ckpt = checkpoint_file(FISNSettings(checkpoint=args.checkpoint or ""))
+        sources = {k: str(Path(getattr(args, k)).resolve())
+                   for k in ("deocclusion", "verify", "texture_classical", "texture_fisn")}
+        decision = F.write_record(args.output, ev, ckpt, {**sources, "verify_subset": args.verify_subset})
+        print(decision.summary())
+        print(f"fisn-decision: wrote {args.output} (weights {ckpt.name})")
+    else:
+        print(F.decide(ev).summary())
+    return 0
+
+
 def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     """Add ``occlusion``, ``natural``, ``scan``, ``verify``, ``deocclusion`` and ``real`` to the
     ``occgui eval`` parser."""
+    from .fisn_variant import HELP as FISN_HELP
+
     sub = eval_parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
 
     o = sub.add_parser("occlusion", help="pasted occluders on face photos: landmarks, parsing, I_out, 3D, texture, "
@@ -241,6 +267,7 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     v.add_argument("--pairs", required=True, metavar="FILE", help="LFW pairs list (pairs.txt format)")
     v.add_argument("--occluders", metavar="DIR", help="occluder folder (default: <data>/occluders of the LFW layout)")
     v.add_argument("--folds", metavar="I,J,...", help="only these folds (0-based; default all)")
+    v.add_argument("--fisn", default="auto", metavar="auto|off|PATH", help=FISN_HELP)
     _common(v, limit_help="at most N pairs, taken alternately from the folds and same/different lists")
     v.set_defaults(func=cmd_verify)
 
@@ -258,6 +285,7 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     d.add_argument("--identities", metavar="LETTERS", help="first letters of the LFW identities to use instead of "
                    "the held-out Q-S (development runs: A-P)")
     d.add_argument("--grids", action="store_true", help="also write before/after PNG grids under OUT/grids/")
+    d.add_argument("--fisn", default="auto", metavar="auto|off|PATH", help=FISN_HELP)
     d.add_argument("-o", "--output", required=True, metavar="OUT", help="report folder")
     d.add_argument("--backend", action="append", metavar="STAGE=NAME", help="override a stage backend (a parsing "
                    "checkpoint: --option parse.checkpoint=PATH)")
@@ -265,3 +293,20 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
                    help="set a typed setting of a stage's backend (see `occgui backends`)")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress")
     d.set_defaults(func=cmd_deocclusion)
+
+    f = sub.add_parser("fisn-decision", help="issue 16's default-selection rule: does FISN beat the classical "
+                       "de-occlusion? (reads the reports of deocclusion, verify and occlusion runs)")
+    f.add_argument("--deocclusion", required=True, metavar="JSON", help="report.json of `occgui eval deocclusion "
+                   "--fisn ...` (classical backend as `ours`)")
+    f.add_argument("--verify", required=True, metavar="JSON", help="report.json of `occgui eval verify --fisn ...`")
+    f.add_argument("--texture-classical", required=True, metavar="JSON",
+                   help="report.json of `occgui eval occlusion` with the classical backend")
+    f.add_argument("--texture-fisn", required=True, metavar="JSON",
+                   help="report.json of `occgui eval occlusion --backend synthesize=fisn`")
+    f.add_argument("--verify-subset", choices=("all", "held-out"), default="all",
+                   help="verification pairs: all (default) or only the held-out Q-S pairs")
+    f.add_argument("--checkpoint", metavar="PATH", help="the FISN weights measured (default: the shipped "
+                   "checkpoints/fisn_generator.safetensors); its digest goes into the record")
+    f.add_argument("-o", "--output", metavar="JSON", help="write the decision record here (the shipped one: "
+                   "checkpoints/fisn_decision.json); without it only print the decision")
+    f.set_defaults(func=cmd_fisn_decision)

@@ -36,6 +36,10 @@ Protocol (deterministic given ``seed``):
      landmarks guessed under the occluder differ from M_gamma's polygons even for the true face).
    * ``l1``: mean absolute RGB difference (0-255) to the clean crop inside the paste mask; the
      family table reports the ratio of the family means, ours / Telea.
+   * ``fisn`` (with ``fisn=`` settings, ``--fisn``): the FISN synthesis (``synthesize=fisn``, issue 16)
+     measured like ``ours`` on the same cases, a third pipeline sharing the stage cache; ``ours``
+     stays the pipeline's own (default: the classical) backend. ``occgui eval fisn-decision``
+     compares the two (:mod:`occgui.eval.fisn_decision`).
    * ablation ``ours_clean_landmarks``: identity and L1 of the default backend when the
      landmarks (hence M_beta and M_gamma) come from the *clean* photo (MediaPipe's mesh, no
      occluder to refine), M_alpha unchanged: how
@@ -75,6 +79,8 @@ IOU_MARGIN = 0.15
 MIN_HIDDEN_CASES = 3
 #: Methods compared (I_out producers).
 METHODS: tuple[str, ...] = ("occluded", "telea", "ours")
+#: The optional FISN method (measured when the run is given FISN settings).
+FISN_METHOD = "fisn"
 
 
 # ----------------------------------------------------------------------------- photos
@@ -107,12 +113,13 @@ class Stages:
     I_out of a case share every stage up to M_gamma."""
 
     def __init__(self, parser: str = "auto", synthesizer: str | None = None, landmarks: str | None = None,
-                 settings: dict | None = None, backends: dict[str, str] | None = None):
+                 settings: dict | None = None, backends: dict[str, str] | None = None, fisn=None):
         """``parser``: ``"auto"`` (the product's N_alpha), a registered parse backend name, or the
         path of a parsing checkpoint (``.onnx``) for the U-Net backend. ``landmarks``: a
         landmark backend name (default: the product's), or the path of a landmark refiner
         checkpoint. ``settings``: ``{stage: typed settings}`` (``backends.parse_settings``);
-        ``backends``: ``{stage: name}`` of the other stages."""
+        ``backends``: ``{stage: name}`` of the other stages. ``fisn``: typed settings of the
+        ``fisn`` synthesis backend to measure as one more method (None: not measured)."""
         from dataclasses import replace
 
         from ..pipeline import backends as B
@@ -142,6 +149,13 @@ class Stages:
                      settings={k: v for k, v in given.items() if k != "synthesize"})
         self.telea = Pipeline(PipelineConfig(**telea))
         self.telea._cache = self.pipeline._cache          # shared: the baseline recomputes only I_out
+        self.fisn = None
+        if fisn is not None:
+            self.fisn = Pipeline(PipelineConfig(**dict(telea, backends={**chosen, "synthesize": "fisn"},
+                                                       settings={**telea["settings"], "synthesize": fisn})))
+            self.fisn._cache = self.pipeline._cache
+        self.fisn_name = self.fisn.backend_id("synthesize") if self.fisn is not None else None
+        self.methods: tuple[str, ...] = METHODS + ((FISN_METHOD,) if self.fisn is not None else ())
         self.parser_name = (self.pipeline.backend_id("parse")
                             + (f" ({Path(parser).name})" if parser.endswith(".onnx") else ""))
         self.landmarks_name = self.pipeline.backend_id("landmarks")
@@ -282,6 +296,7 @@ class CaseResult:
     metrics: dict[str, dict[str, float]]           # method -> metric -> value
     synth_ms: float
     details: dict = field(default_factory=dict)    # the default backend's provenance
+    fisn_ms: float | None = None                   # the FISN synthesis time, when measured
 
 
 def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False):
@@ -296,6 +311,11 @@ def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False
         "telea": stages.telea.run(case.source, stop_after="synthesize").synthesis.image,
         "ours": ours.synthesis.image,
     }
+    fisn_ms = None
+    if stages.fisn is not None:
+        fisn = stages.fisn.run(case.source, stop_after="synthesize")
+        outs[FISN_METHOD] = fisn.synthesis.image
+        fisn_ms = 1000.0 * fisn.seconds["synthesize"]
     box = embedder.face_box(case.clean, case.landmarks.points)
     ref = embedder.embed(case.clean, box)
     hole = L.mask_of(case.alpha, L.OCCLUDING)
@@ -319,7 +339,7 @@ def measure_case(stages: Stages, embedder, case: Case, keep_images: bool = False
         metrics["ours_clean_landmarks"] = {"identity": distance(embedder.embed(rgb, box), ref),
                                            "l1": l1_inside(rgb, case.clean, case.paste)}
     res = CaseResult(case.photo, case.family, case.placement, hidden_features(case.gamma, hole), metrics,
-                     synth_ms, _jsonable(ours.synthesis.details))
+                     synth_ms, _jsonable(ours.synthesis.details), fisn_ms)
     images = {"clean": case.clean, **outs, "gamma": case.gamma, "parsed": parsed} if keep_images else None
     return res, images
 
@@ -344,7 +364,8 @@ def summarize(results: list[CaseResult]) -> dict:
     for fam in sorted({r.family for r in results}, key=lambda f: FAMILIES.index(f) if f in FAMILIES else 99):
         rs = [r for r in results if r.family == fam]
         row: dict = {"n": len(rs)}
-        for m in METHODS:
+        methods = METHODS + ((FISN_METHOD,) if all(FISN_METHOD in r.metrics for r in rs) else ())
+        for m in methods:
             row[f"identity_{m}"] = float(np.mean([r.metrics[m]["identity"] for r in rs]))
             row[f"l1_{m}"] = float(np.mean([r.metrics[m]["l1"] for r in rs]))
             row[f"same_person_{m}"] = float(np.mean([r.metrics[m]["identity"] < 0.6 for r in rs]))
@@ -361,6 +382,9 @@ def summarize(results: list[CaseResult]) -> dict:
         abl = [r.metrics["ours_clean_landmarks"]["identity"] for r in rs if "ours_clean_landmarks" in r.metrics]
         row["identity_ours_clean_landmarks"] = float(np.mean(abl)) if abl else None
         row["synth_ms_median"] = float(np.median([r.synth_ms for r in rs]))
+        if FISN_METHOD in methods:
+            row["l1_ratio_fisn"] = row["l1_fisn"] / max(row["l1_telea"], 1e-9)
+            row["fisn_ms_median"] = float(np.median([r.fisn_ms for r in rs if r.fisn_ms is not None]))
         table[fam] = row
     return table
 
@@ -396,33 +420,46 @@ def format_table(table: dict) -> str:
                      f"**{r['identity_ours']:.3f}** | {num(r.get('identity_ours_clean_landmarks'), '.3f')} | "
                      f"{r['l1_telea']:.1f} | {r['l1_ours']:.1f} | **{r['l1_ratio']:.2f}** | "
                      f"{r['synth_ms_median']:.0f} |")
-    lines += ["", "| family | feature (cases hidden) | IoU occluded | IoU Telea | IoU ours | IoU clean photo "
-              "(reference) | whole-face IoU ours |", "|" + "---|" * 7]
+    if any("identity_fisn" in r for r in table.values()):
+        lines += ["", "FISN beside the pipeline's synthesis (`ours`):", "",
+                  "| family | n | identity ours | identity FISN | L1 ours | L1 FISN | L1 FISN/Telea | "
+                  "FISN ms (median) |", "|" + "---|" * 8]
+        for fam, r in table.items():
+            if "identity_fisn" in r:
+                lines.append(f"| {fam} | {r['n']} | {r['identity_ours']:.3f} | **{r['identity_fisn']:.3f}** | "
+                             f"{r['l1_ours']:.1f} | {r['l1_fisn']:.1f} | {r['l1_ratio_fisn']:.2f} | "
+                             f"{r['fisn_ms_median']:.0f} |")
+    fisn = any("identity_fisn" in r for r in table.values())
+    lines += ["", "| family | feature (cases hidden) | IoU occluded | IoU Telea | IoU ours | "
+              + ("IoU FISN | " if fisn else "") + "IoU clean photo (reference) | whole-face IoU ours |",
+              "|" + "---|" * (8 if fisn else 7)]
     for fam, r in table.items():
         for g in L.FEATURE_GROUPS:
             if not r[f"n_hidden_{g}"]:
                 continue
             lines.append(f"| {fam} | {g} ({r[f'n_hidden_{g}']}) | {num(r[f'iou_{g}_occluded'], '.2f')} | "
                          f"{num(r[f'iou_{g}_telea'], '.2f')} | **{num(r[f'iou_{g}_ours'], '.2f')}** | "
-                         f"{num(r.get(f'iou_{g}_clean'), '.2f')} | {num(r[f'face_iou_{g}_ours'], '.2f')} |")
+                         + (f"{num(r.get(f'iou_{g}_fisn'), '.2f')} | " if fisn else "")
+                         + f"{num(r.get(f'iou_{g}_clean'), '.2f')} | {num(r[f'face_iou_{g}_ours'], '.2f')} |")
     return "\n".join(lines)
 
 
 def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_PER_FAMILY,
         seed: int = DEFAULT_SEED, parser: str = "auto", landmarks: str | None = None, progress=None,
         grid_dir=None, identities: str | None = None, settings: dict | None = None,
-        synthesizer: str | None = None, backends: dict[str, str] | None = None) -> dict:
+        synthesizer: str | None = None, backends: dict[str, str] | None = None, fisn=None) -> dict:
     """Measure the default de-occlusion against the baselines; returns a JSON-serialisable report.
 
     ``progress(family, i, n)`` is called after each case; ``grid_dir`` (optional) receives a
     PNG per family with rows (clean, occluded, Telea, ours, M_gamma, parsed ours) of the first
-    eight cases.
+    eight cases (plus a FISN column when measured). ``fisn``: typed settings of the ``fisn``
+    synthesis backend to measure as one more method (:mod:`occgui.eval.fisn_variant`), or None.
     """
     from ..training.occlusion.occluders import load_library
     from .embedding import FaceEmbedder
 
     stages = Stages(parser=parser, synthesizer=synthesizer, landmarks=landmarks, settings=settings,
-                    backends=backends)
+                    backends=backends, fisn=fisn)
     embedder = FaceEmbedder()
     library = load_library(occluders_dir)
     results: list[CaseResult] = []
@@ -435,7 +472,8 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
             res, imgs = measure_case(stages, embedder, case, keep_images=grid_dir is not None and i < 8)
             results.append(res)
             if imgs is not None:
-                grid.append(np.hstack([imgs["clean"], imgs["occluded"], imgs["telea"], imgs["ours"],
+                extra = [imgs[FISN_METHOD]] if FISN_METHOD in imgs else []
+                grid.append(np.hstack([imgs["clean"], imgs["occluded"], imgs["telea"], imgs["ours"], *extra,
                                        L.colorize(imgs["gamma"]), L.colorize(imgs["parsed"]["ours"])]))
             if progress:
                 progress(fam, i + 1, per_family)
@@ -449,7 +487,7 @@ def run(lfw_dir, occluders_dir, *, families=FAMILIES, per_family: int = DEFAULT_
                      "parser": stages.parser_name, "landmarks": stages.landmarks_name,
                      "identities": identities or "QRS",
                      "settings": {k: non_default(v) for k, v in (settings or {}).items()},
-                     "synthesizer": stages.synthesizer_name,
+                     "synthesizer": stages.synthesizer_name, "fisn": stages.fisn_name,
                      "hidden_fraction": HIDDEN_FRACTION, "iou_margin": IOU_MARGIN},
         "table": table,
         "violations": check_floors(table),

@@ -19,6 +19,12 @@ two features under each condition:
 * ``occluded``: both photos occluded (the paper's "w/ Occ");
 * ``one occluded``: the first photo clean, the second occluded (a clean gallery, occluded probe).
 
+With FISN settings (``--fisn``, :mod:`occgui.eval.fisn_variant`) a third variant ``fisn`` runs:
+the full pipeline with ``synthesize=fisn`` (issue 16), sharing the stage cache; its feature
+``render_fisn`` is scored like the others, so the report puts FISN beside the classical ``full``,
+``raw`` and the photo crop (and ``occgui eval fisn-decision`` reads it). Without it the run's
+settings, hence its cache, are those of a run without the option.
+
 A photo whose occluded version yields no face gets the lowest score (-1) in the occluded
 conditions, so failures count as errors. Accuracy uses, for each test fold, the threshold that
 maximises accuracy on the other selected folds; 100 % - EER and nAUC are computed per fold; all
@@ -47,6 +53,8 @@ PAPER_TABLE1 = {
 }
 #: Features per photo: (input, feature) -> record key.
 FEATURES = ("render_full", "render_raw", "photo")
+#: The FISN variant's feature (present when the run measured it).
+FISN_FEATURE = "render_fisn"
 CONDITIONS = ("clean", "occluded", "one_occluded")
 SAMPLES = 6
 STRIP_TITLES = ["photo", "occluded", "M_alpha", "M_gamma", "I_out", "render full occ.", "render raw occ.",
@@ -68,6 +76,36 @@ class VerifySettings:
     backend_settings: dict = field(default_factory=dict)
     quiet: bool = False
     report_only: bool = False
+    #: typed settings of the ``fisn`` synthesis variant (``--fisn``), or None: not measured
+    fisn: object = None
+
+
+class FISNVariants:
+    """:class:`~occgui.eval.harness.Variants` plus the ``fisn`` variant: the full pipeline with
+    ``synthesize=fisn`` (settings ``fisn``), sharing the full pipeline's stage cache."""
+
+    def __init__(self, base: H.Variants, fisn):
+        from ..pipeline.runner import Pipeline, PipelineConfig
+
+        self.base = base
+        cfg = base.full.config
+        self.fisn = Pipeline(PipelineConfig(device=cfg.device, crop_size=cfg.crop_size, texture_size=cfg.texture_size,
+                                            backends={**cfg.backends, "synthesize": "fisn"},
+                                            settings={**cfg.settings, "synthesize": fisn}))
+        self.fisn._cache = base.full._cache
+
+    def run(self, source) -> dict:
+        out = self.base.run(source)
+        out["fisn"] = self.fisn.run(source)
+        return out
+
+    def backend_ids(self) -> dict[str, dict[str, str]]:
+        from ..pipeline.backends import STAGES_WITH_BACKENDS
+
+        return {**self.base.backend_ids(), "fisn": {s: self.fisn.backend_id(s) for s in STAGES_WITH_BACKENDS}}
+
+    def __getattr__(self, name):                 # device, parse, full, raw: the base's
+        return getattr(self.base, name)
 
 
 def select_pairs(pairs: list[Pair], folds: tuple[int, ...], limit: int | None) -> list[Pair]:
@@ -126,7 +164,7 @@ def measure_photo(variants, identity, library, families: tuple[str, ...], photo:
 
 def _features(identity: H.Identity, runs: dict) -> dict[str, np.ndarray]:
     out = {"photo": identity.embed_crop(runs["full"])}
-    for v in H.VARIANTS:
+    for v in (*H.VARIANTS, *(("fisn",) if "fisn" in runs else ())):
         out[f"render_{v}"], _ = identity.embed_render(runs[v])
     return out
 
@@ -153,8 +191,13 @@ def _feature(rec: dict | None, condition: str, feature: str):
 
 # ----------------------------------------------------------------------------- the run
 def _run_settings(s: VerifySettings):
-    return H.occluder_run_settings("verify", occluders=s.occluders, device=s.device, backends=s.backends,
-                                   backend_settings=s.backend_settings, seed=s.seed)
+    settings, variants, identity, library, families = H.occluder_run_settings(
+        "verify", occluders=s.occluders, device=s.device, backends=s.backends,
+        backend_settings=s.backend_settings, seed=s.seed)
+    if s.fisn is not None:          # one more variant: its backend ids enter the cache fingerprint
+        variants = FISNVariants(variants, s.fisn)
+        settings["backends"] = variants.backend_ids()
+    return settings, variants, identity, library, families
 
 
 def _measure_fn(s: VerifySettings, samples: set, variants, identity, library, families):
@@ -224,11 +267,18 @@ def run(s: VerifySettings, executor=None) -> dict:
     return report
 
 
+def features_of(records: dict[str, dict]) -> tuple[str, ...]:
+    """:data:`FEATURES`, plus :data:`FISN_FEATURE` when every measured photo has it."""
+    ok = [r for r in records.values() if r and r.get("status") == "ok"]
+    has = bool(ok) and all(FISN_FEATURE in (r["features"].get("clean") or {}) for r in ok)
+    return FEATURES + ((FISN_FEATURE,) if has else ())
+
+
 def evaluate(pairs: list[Pair], records: dict[str, dict]) -> dict:
     same = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
     results = {}
-    for feature in FEATURES:
+    for feature in features_of(records):
         for cond in CONDITIONS:
             sc = pair_scores(pairs, records, feature, cond)
             results[f"{feature}/{cond}"] = {**verification_metrics(sc, same, folds), "scores": sc.tolist()}
@@ -240,7 +290,8 @@ def evaluate(pairs: list[Pair], records: dict[str, dict]) -> dict:
 
 def _label(key: str) -> str:
     feature, cond = key.split("/")
-    f = {"render_full": "render (full)", "render_raw": "render (raw)", "photo": "photo crop (ref.)"}[feature]
+    f = {"render_full": "render (full)", "render_raw": "render (raw)", "photo": "photo crop (ref.)",
+         FISN_FEATURE: "render (full, FISN)"}[feature]
     c = {"clean": "w/o Occ", "occluded": "w/ Occ", "one_occluded": "one occluded"}[cond]
     return f"{f}, {c}"
 
@@ -328,13 +379,15 @@ def markdown(report: dict) -> str:
                    [[_label(f"{f}/clean").split(",")[0], res[f"{f}/clean"]["accuracy"]["mean"],
                      res[f"{f}/occluded"]["accuracy"]["mean"],
                      res[f"{f}/clean"]["accuracy"]["mean"] - res[f"{f}/occluded"]["accuracy"]["mean"],
-                     PAPER_TABLE1["paper, w/o Occ"][1][0] - PAPER_TABLE1["paper, w/ Occ"][1][0]] for f in FEATURES],
+                     PAPER_TABLE1["paper, w/o Occ"][1][0] - PAPER_TABLE1["paper, w/ Occ"][1][0]]
+                    for f in dict.fromkeys(k.split("/")[0] for k in res)],
                    digits=2), "",
         "## ROC", "", "![ROC](roc.png)", "",
         "Sample photos (photo | occluded | M_alpha | M_gamma | I_out | render full occluded | render raw occluded | "
         "render full clean):", "", "![samples](samples.png)", "",
         "## Settings", "",
         f"* backends (full): {', '.join(f'{k}={x}' for k, x in s['backends']['full'].items())}",
+        *([f"* FISN variant: synthesize={s['backends']['fisn']['synthesize']}"] if "fisn" in s["backends"] else []),
         f"* software: {', '.join(f'{k} {x}' for k, x in report['software'].items())}", "",
     ]
     return "\n".join(lines)

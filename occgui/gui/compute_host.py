@@ -131,9 +131,19 @@ class LocalPipelineHost:
 
     def run(self, job: int, photo: str, landmarks: np.ndarray | None,
             on_event: Callable[[StageEvent], None], cancelled: Callable[[], bool] | None = None, *,
-            alpha_edit=None, face_index: int | None = None) -> RunReply:
-        """Run the pipeline; ``on_event`` gets every StageEvent. Raises :class:`HostError`."""
+            alpha_edit=None, face_index: int | None = None, backends: dict | None = None) -> RunReply:
+        """Run the pipeline; ``on_event`` gets every StageEvent. Raises :class:`HostError`.
+
+        ``backends``: ``{stage: (name, settings)}`` to use from this run on (None as a name: the
+        default; None as settings: its defaults), e.g. the I_out view's switch between ``fisn``
+        and the classical backend; only the stages from the first changed one on are recomputed
+        (:meth:`Pipeline.set_backend`)."""
         self.device_info()
+        try:
+            for stage_name, (backend, settings) in (backends or {}).items():
+                self.pipeline.set_backend(stage_name, backend, settings)
+        except Exception as e:  # noqa: BLE001 -- an unknown backend name: one line
+            raise HostError(*classify_error(e)) from None
         if cancelled is None:
             cancelled = lambda: job <= self._cancel_through  # noqa: E731
         t0 = time.perf_counter()
@@ -205,7 +215,7 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
             elif op == "warm_up":
                 send(("device", host.warm_up()))
             elif op == "run":
-                _, job, photo, landmarks, alpha_edit, face_index = msg
+                _, job, photo, landmarks, alpha_edit, face_index, backends = msg
 
                 def on_event(ev: StageEvent, job=job) -> None:
                     payload = ev.result
@@ -217,7 +227,7 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
                     send(("event", job, dataclasses.replace(ev, result=payload)))
 
                 reply = host.run(job, photo, landmarks, on_event, lambda job=job: job <= cancel_through.value,
-                                 alpha_edit=alpha_edit, face_index=face_index)
+                                 alpha_edit=alpha_edit, face_index=face_index, backends=backends)
                 skeleton = dataclasses.replace(reply.result, **{f: None for f in _RESULT_FIELDS})
                 send(("done", job, skeleton, reply.run_counts, reply.seconds))
             elif op == "export":
@@ -307,11 +317,12 @@ class ProcessPipelineHost:
         return self._expect(self._call(("warm_up",)), "device")[1]
 
     def run(self, job: int, photo: str, landmarks: np.ndarray | None,
-            on_event: Callable[[StageEvent], None], *, alpha_edit=None, face_index: int | None = None) -> RunReply:
+            on_event: Callable[[StageEvent], None], *, alpha_edit=None, face_index: int | None = None,
+            backends: dict | None = None) -> RunReply:
         """Run in the child; stage events are replayed through ``on_event``. Raises :class:`HostError`."""
         self._ensure_configured()
         self._conn.send(("run", job, photo, None if landmarks is None else np.asarray(landmarks), alpha_edit,
-                         face_index))
+                         face_index, dict(backends or {})))
         while True:
             msg = self._recv()
             if msg[0] == "event":

@@ -4,11 +4,17 @@
 I_out on the right. "Filled" tints the re-synthesized pixels so it is clear what was invented.
 When M_alpha (as painted) has no occluder pixel, nothing was re-synthesized: the pane says so
 and points to the brush (:data:`NO_OCCLUDER_NOTE`).
+
+The backend selector switches I_out between the FISN generator and the classical de-occlusion for
+comparison (:data:`BACKEND_CHOICES`); it emits :attr:`DeoccludedView.backendRequested` and the
+session re-runs only ``synthesize`` and what reads it. Without FISN weights the selector is
+disabled and its tooltip says why (:meth:`DeoccludedView.set_fisn_available`).
 """
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtWidgets import QToolButton
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QToolButton
 
 from .image_canvas import ImageCanvas
 from .pane import Pane
@@ -18,8 +24,16 @@ NO_OCCLUDER_NOTE = ("No occluder found in M\u03b1: I_out is the photo unchanged.
                     "paint it with the Brush (B) on the photo, then Re-run (Ctrl+R).")
 
 
+#: The I_out backends the pane switches between: (``synthesize`` backend name, label).
+BACKEND_CHOICES: tuple[tuple[str, str], ...] = (("symmetric", "Classical"), ("fisn", "FISN"))
+BACKEND_TIP = ("I_out from the classical de-occlusion (mirror + fitted appearance template + Poisson blending) or "
+               "from the FISN generator (paper \u00a73.3); switching re-runs I_out and the texture only")
+
+
 class DeoccludedView(Pane):
     """Pane showing I_out; see the module docstring."""
+
+    backendRequested = Signal(str)          # the synthesize backend the user picked
 
     def __init__(self, parent=None):
         super().__init__("I_out  de-occluded", None, "", parent, header_badge=False)
@@ -35,9 +49,48 @@ class DeoccludedView(Pane):
         self.filled_button.setCheckable(True)
         self.filled_button.setToolTip("Tint the pixels that were re-synthesized")
         self.filled_button.toggled.connect(self._update)
+        self.backend_combo = QComboBox(self)
+        for name, label in BACKEND_CHOICES:
+            self.backend_combo.addItem(label, name)
+        self.backend_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.backend_combo.setToolTip(BACKEND_TIP)
+        self.backend_combo.currentIndexChanged.connect(self._on_backend_picked)
+        self._syncing = False
+        self.fisn_reason = ""
+        self.add_tool(self.backend_combo)
         self.add_tool(self.filled_button)
         self.add_tool(self.compare_button)
         self._display = None
+
+    # -- backend switch --------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The ``synthesize`` backend the selector shows."""
+        return str(self.backend_combo.currentData())
+
+    def show_backend(self, name: str) -> None:
+        """Show ``name`` in the selector without requesting a run (a backend the selector does
+        not list, e.g. one chosen on the command line, is added)."""
+        i = self.backend_combo.findData(name)
+        self._syncing = True
+        try:
+            if i < 0:
+                self.backend_combo.addItem(name, name)
+                i = self.backend_combo.count() - 1
+            self.backend_combo.setCurrentIndex(i)
+        finally:
+            self._syncing = False
+
+    def set_fisn_available(self, available: bool, reason: str = "") -> None:
+        """Enable the switch when the FISN weights are there; else disable it, with ``reason``
+        (one line: which file is missing) as its tooltip."""
+        self.fisn_reason = "" if available else reason
+        self.backend_combo.setEnabled(available)
+        self.backend_combo.setToolTip(BACKEND_TIP if available else reason)
+
+    def _on_backend_picked(self, _index: int) -> None:
+        if not self._syncing:
+            self.backendRequested.emit(self.backend)
 
     def clear(self) -> None:
         self._display = None
@@ -56,6 +109,8 @@ class DeoccludedView(Pane):
         self.set_subtitle(f"{backend}  \u00b7  {text}" if backend else text)
         self.canvas.set_note(NO_OCCLUDER_NOTE if occluder_pixels == 0 else "")
         self.canvas.set_second_image(display.photo_crop)
+        if backend:
+            self.show_backend(backend)
         self._update()
 
     def _update(self) -> None:

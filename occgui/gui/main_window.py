@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_menus()
         self._connect()
+        self._init_synthesis_switch(config)
         self._restore_layout()
         self.session.set_device(device or self.settings.device())
         if warm_up:
@@ -284,6 +285,32 @@ class MainWindow(QMainWindow):
         h.addAction(self.about_action)
         self._refresh_recent_menu()
 
+    # -- I_out backend switch (FISN vs classical) ----------------------------------------------
+    def _init_synthesis_switch(self, config: PipelineConfig | None) -> None:
+        from ..pipeline import backends as B
+
+        chosen = (config.backends.get("synthesize") if config is not None else None)
+        name = B.resolve("synthesize", chosen)
+        if name == "fisn" and config is not None and config.settings.get("synthesize") is not None:
+            self.session.synthesis_settings["fisn"] = config.settings["synthesize"]
+        self.deoccluded.show_backend(name)
+        self._update_fisn_switch()
+
+    def set_fisn_settings(self, settings) -> None:
+        """The typed settings (``FISNSettings``: which checkpoint) the I_out switch uses for FISN."""
+        self.session.synthesis_settings["fisn"] = settings
+        self._update_fisn_switch()
+
+    def _update_fisn_switch(self) -> None:
+        """Enable the I_out backend switch when the FISN checkpoint is there; else say which file is missing."""
+        from ..synthesis.fisn_backend import checkpoint_file
+
+        path = checkpoint_file(self.session.synthesis_settings.get("fisn"))
+        self.deoccluded.set_fisn_available(
+            path.is_file(), f"FISN is not available: no trained generator at {path} (it ships as "
+                            "checkpoints/fisn_generator.safetensors; `occgui train fisn` trains one). "
+                            "I_out uses the classical de-occlusion.")
+
     def _connect(self) -> None:
         s = self.session
         s.photoOpened.connect(self._on_photo_opened)
@@ -300,6 +327,7 @@ class MainWindow(QMainWindow):
         s.runFinished.connect(self._on_run_finished)
         s.message.connect(self.banner.show_message)
         s.deviceReady.connect(lambda _dev, desc, _cuda: self.status.set_device(desc))
+        self.deoccluded.backendRequested.connect(s.set_synthesis_backend)
         self.status.cancel_button.clicked.connect(s.cancel)
         self.rerun_button.clicked.connect(self.rerun)
         self.export_button.clicked.connect(self.choose_export)

@@ -66,6 +66,7 @@ class Session(QObject):
     exportFailed = Signal(str)                    # message
     deviceReady = Signal(str, str, bool)          # device, description, CUDA available
     message = Signal(str, str)                    # level (info | warning | error), one line
+    synthesisBackendChanged = Signal(str)         # the I_out backend the next runs use
 
     _runRequested = Signal(object)
     _exportRequested = Signal(object)
@@ -94,6 +95,10 @@ class Session(QObject):
         self._export_undo_index: int | None = None
         self._device_pref = (config.device if config is not None else "auto")
         self._configured: str | None = None      # device preference last sent to the worker
+        #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
+        #: typed settings each backend is switched to with (absent: its defaults)
+        self.synthesis_backend: str | None = None
+        self.synthesis_settings: dict[str, object] = {}
 
         self._thread = WorkerThread()
         self._worker = PipelineWorker(config, compute)
@@ -215,6 +220,22 @@ class Session(QObject):
         self._start_run()
         return True
 
+    def set_synthesis_backend(self, name: str) -> bool:
+        """Make I_out with backend ``name`` (e.g. ``fisn`` or the classical ``symmetric``) from now
+        on, re-running at once when a photo is open: only ``synthesize`` and what reads it are
+        recomputed (the other stages' cache keys do not involve it). False when nothing changed."""
+        if name == self.synthesis_backend:
+            return False
+        self.synthesis_backend = name
+        self.synthesisBackendChanged.emit(name)
+        if self.document.has_photo:
+            self.rerun()
+        return True
+
+    def _run_backends(self) -> dict:
+        name = self.synthesis_backend
+        return {} if name is None else {"synthesize": (name, self.synthesis_settings.get(name))}
+
     def cancel(self) -> None:
         """Cancel the run in flight (between two stages)."""
         if self._busy:
@@ -230,12 +251,12 @@ class Session(QObject):
         if self._pending_open is not None:
             path, face = self._pending_open
             self.progress.emit(f"Opening {path.name}\u2026", 0, len(STAGES))
-            self._runRequested.emit(RunJob(self._job, str(path), None, None, face))
+            self._runRequested.emit(RunJob(self._job, str(path), None, None, face, self._run_backends()))
             return
         doc.begin_run()
         self.progress.emit("Starting\u2026", 0, len(STAGES))
         self._runRequested.emit(RunJob(self._job, str(doc.photo), doc.run_landmarks(), doc.run_alpha_edit(),
-                                       doc.face_index))
+                                       doc.face_index, self._run_backends()))
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:

@@ -40,6 +40,9 @@ class RunJob:
     landmarks: np.ndarray | None = None
     alpha_edit: object = None
     face_index: int = 0
+    #: ``{stage: (backend name, typed settings or None)}`` to use from this run on (the I_out
+    #: view's backend switch); stages not named keep their backend
+    backends: dict = field(default_factory=dict)
 
     @property
     def edit_digest(self) -> str:
@@ -162,7 +165,7 @@ class PipelineWorker(QObject):
 
         try:
             reply = self.host.run(job.job, job.photo, job.landmarks, on_event, alpha_edit=job.alpha_edit,
-                                  face_index=job.face_index)
+                                  face_index=job.face_index, backends=job.backends)
         except HostError as e:
             self.runFailed.emit(job.job, e.kind, e.message)
             return

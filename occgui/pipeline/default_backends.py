@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from ..landmarks.settings import RefinerSettings
 from ..parsing.settings import UNetSettings
-from ..synthesis.settings import SymmetricSettings, TeleaSettings
+from ..synthesis.settings import FISNSettings, SymmetricSettings, TeleaSettings
 from .backends import register
+
+#: Whether FISN is the default ``synthesize`` backend. Only the evaluation decides: it may be True
+#: only when the committed decision record (``checkpoints/fisn_decision.json``, written by
+#: ``occgui eval fisn-decision``) says FISN won on the shipped weights
+#: (tests/test_fisn_decision.py::test_default_synthesis_follows_the_decision_record).
+FISN_IS_DEFAULT = False
+#: Above the classical ``symmetric`` backend (10) when FISN is the default, else below it.
+FISN_PRIORITY = 20 if FISN_IS_DEFAULT else 5
 
 
 def _lazy(module: str, cls: str):
@@ -60,6 +68,10 @@ register("merge", "none", _lazy("occgui.parsing.merge", "AlphaOnlyMerge"), prior
 register("synthesize", "symmetric", _lazy("occgui.synthesis.symmetric", "SymmetricDeocclusion"), priority=10,
          settings=SymmetricSettings,
          description="mirror + template feature synthesis guided by M_gamma, Poisson-blended")
+register("synthesize", "fisn", _lazy("occgui.synthesis.fisn_backend", "FISNDeocclusion"),
+         priority=FISN_PRIORITY, settings=FISNSettings,
+         description="the paper's FISN generator (SFT + SEAN, §3.3) drawing the hole on M_gamma's layout; needs "
+                     "checkpoints/fisn_generator.safetensors or --option synthesize.checkpoint=PATH")
 register("synthesize", "telea", _lazy("occgui.synthesis.baselines", "TeleaInpaint"), priority=1, settings=TeleaSettings,
          description="baseline: OpenCV Telea inpainting of the M_alpha occluder mask")
 register("synthesize", "none", _lazy("occgui.synthesis.baselines", "NoDeocclusion"), priority=0,

@@ -147,6 +147,23 @@ class Pipeline:
         """``name@version`` of stage ``name``'s backend, plus a digest of non-default settings."""
         return _backends.backend_id(self.backend(name), self.settings(name))
 
+    def set_backend(self, name: str, backend: str | None, settings=None) -> bool:
+        """Use ``backend`` (None: the default) with ``settings`` (None: its defaults) for stage
+        ``name`` from the next run on; True when that is a change. Nothing cached is dropped: the
+        backend id is part of every key, so the next run recomputes this stage and what follows
+        only (the GUI's I_out backend switch)."""
+        backend = None if backend is None else _backends.resolve(name, backend)
+        if self.config.backends.get(name) == backend and self.config.settings.get(name) == settings:
+            return False
+        self.config.backends = {k: v for k, v in self.config.backends.items() if k != name}
+        self.config.settings = {k: v for k, v in self.config.settings.items() if k != name}
+        if backend is not None:
+            self.config.backends[name] = backend
+        if settings is not None:
+            self.config.settings[name] = settings
+        self._backend_objs.pop(name, None)
+        return True
+
     def clear_cache(self) -> None:
         self._cache.clear()
         self._detected_landmarks = None

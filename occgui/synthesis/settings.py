@@ -66,3 +66,20 @@ class TeleaSettings:
 
     dilate_px: int = setting(2, "dilation of M_alpha's occluder mask before inpainting", "px")
     radius_px: int = setting(5, "neighbourhood radius of cv2.inpaint (INPAINT_TELEA)", "px")
+
+
+#: The shipped FISN generator (``checkpoints/``); the name lives here, torch-free, so that the
+#: registry, the GUI and the evaluation can look for it without importing the network.
+FISN_CHECKPOINT_NAME = "fisn_generator.safetensors"
+
+
+@dataclass(frozen=True)
+class FISNSettings:
+    """Settings of the FISN backend (:class:`occgui.synthesis.fisn_backend.FISNDeocclusion`)."""
+
+    checkpoint: str = setting("", "FISN generator checkpoint to load (.safetensors, `occgui train fisn`); empty: "
+                                  f"the shipped checkpoints/{FISN_CHECKPOINT_NAME}", "path")
+    threads: int = setting(0, "torch CPU threads while the generator runs; 0 = automatic: 1 thread when the "
+                              "machine is loaded (1-minute load average at least the number of cores minus one: "
+                              "oversubscribed OpenMP threads made inference 10x slower, docs/fisn.md), else up to "
+                              "4. Ignored on CUDA", "threads")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ... import labels as L
 from ...errors import CheckpointError
+from ..settings import FISN_CHECKPOINT_NAME
 from .generator import FISNConfig, FISNGenerator
 
-CHECKPOINT_NAME = "fisn_generator.safetensors"
+CHECKPOINT_NAME = FISN_CHECKPOINT_NAME
 FORMAT = "occgui.fisn_generator"
 FORMAT_VERSION = 1
 

@@ -1,7 +1,7 @@
 """A loaded FISN generator applied to one face: crop + M_alpha + M_gamma -> I_out.
 
-Not registered as a pipeline backend yet (no trained weights ship); the backend will wrap
-:meth:`FISNInpainter.synthesize`, whose inputs are those of the ``synthesize`` stage.
+The ``fisn`` backend of the ``synthesize`` stage (:mod:`occgui.synthesis.fisn_backend`) wraps
+:meth:`FISNInpainter.synthesize`, whose inputs are those of the stage.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .composite import composite, network_inputs, network_to_image
+from .composite import composite, hole_mask, image_to_network, network_inputs, network_to_image
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,11 @@ class FISNInpainter:
 
         crop_rgb = np.asarray(crop_rgb, np.uint8)[:, :, :3]
         size = self.generator.config.size
-        x = network_inputs(crop_rgb, alpha, gamma, size)
-        if not x.hole_crop.any():
-            raw = np.clip(network_to_image(x.masked, size) + 0.5, 0, 255).astype(np.uint8)
-            return FISNOutput(crop_rgb.copy(), x.hole_crop, raw)
+        hole = hole_mask(alpha)
+        if not hole.any():              # nothing hidden: the photo itself, without preparing the inputs
+            raw = np.clip(network_to_image(image_to_network(crop_rgb, size), size) + 0.5, 0, 255).astype(np.uint8)
+            return FISNOutput(crop_rgb.copy(), hole, raw)
+        x = network_inputs(crop_rgb, alpha, gamma, size, hole)
         t = lambda a: torch.from_numpy(a)[None].to(self.device)
         was_training = self.generator.training
         self.generator.eval()
