@@ -62,7 +62,7 @@ def cmd_run(args) -> int:
         landmarks, alpha_edit = corrections.landmarks, corrections.alpha_edit
         if args.face is None:
             args.face = corrections.face_index
-    chosen = parse_backend_choices(args.backend)
+    chosen = parse_backend_choices(geometry_backend_items(args.backend, args.geometry))
     config = PipelineConfig(device=args.device, face_index=args.face or 0, crop_size=args.crop_size,
                             texture_size=args.texture_size, backends=chosen,
                             settings=parse_settings(args.option, chosen))
@@ -106,6 +106,23 @@ def cmd_run(args) -> int:
     return 0
 
 
+#: ``--geometry`` choices -> geometry backends (sugar for ``--backend geometry=NAME``).
+GEOMETRY_CHOICES = {"morphable": "morphable", "mediapipe": "mediapipe-mesh"}
+
+
+def geometry_backend_items(items: list[str] | None, geometry: str | None) -> list[str]:
+    """``--backend`` items with ``--geometry`` added as ``geometry=NAME`` (both naming the geometry
+    backend is an error unless they agree)."""
+    out = list(items or [])
+    if geometry is None:
+        return out
+    name = GEOMETRY_CHOICES[geometry]
+    given = [it.split("=", 1)[1].strip() for it in out if it.split("=", 1)[0].strip() == "geometry" and "=" in it]
+    if any(g != name for g in given):
+        raise OccguiError(f"--geometry {geometry} contradicts --backend geometry={given[0]}")
+    return out + [f"geometry={name}"]
+
+
 def cmd_backends(args) -> int:
     from .pipeline.backends import describe_all
 
@@ -142,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", metavar="STAGE=NAME", help="choose a backend (see `occgui backends`)")
     r.add_argument("--option", action="append", metavar="STAGE.SETTING=VALUE",
                    help="set a typed setting of a stage's backend, e.g. synthesize.dilate_px=3 (see `occgui backends`)")
+    r.add_argument("--geometry", choices=tuple(GEOMETRY_CHOICES), default=None,
+                   help="the 3D face: 'morphable' fits the morphable model to the de-occluded face (paper §3.4-3.5; "
+                        "also writes coefficients.json), 'mediapipe' is MediaPipe's mesh (the default); "
+                        "same as --backend geometry=morphable|mediapipe-mesh")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 

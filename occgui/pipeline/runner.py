@@ -10,11 +10,14 @@ N_alpha itself never depends on the landmarks.
 Each stage result is cached under a key made of the stage name, its backend (name, version and a
 digest of its typed settings when they are not the defaults), the configuration fields the table
 names for it and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
-M_beta and what follows: the crop and M_alpha never depend on the landmarks. A painted occluder
+M_beta and what follows: the crop and M_alpha never depend on the landmarks. A backend registered
+as reading only some of its stage's inputs (``backends.register(..., reads=...)``: the MediaPipe
+mesh reads the photo, crop and landmarks but not I_out, M_alpha or M_gamma) is keyed by those
+alone and given None for the others. A painted occluder
 (``alpha_edit``, :class:`occgui.corrections.AlphaEdit`) is applied to M_alpha where ``merge``,
-``synthesize`` and ``texture`` read it (``stages.PAINTED_ALPHA_READERS``) and its digest enters
-their keys; the landmark stage keeps the parser's map, so a paint edit recomputes only ``merge``
-and what follows.
+``synthesize``, ``texture`` and a fitting ``geometry`` backend read it
+(``stages.painted_alpha_readers``) and its digest enters their keys; the landmark stage keeps the
+parser's map, so a paint edit recomputes only ``merge`` and what follows.
 
 The core imports no Qt. A GUI drives :meth:`Pipeline.run` from a worker thread: ``progress``
 receives a :class:`StageEvent` before and after every stage (with the result), and ``cancel``
@@ -34,7 +37,15 @@ from ..device import resolve_device
 from ..errors import Cancelled
 from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 from . import backends as _backends
-from .stages import PAINTED_ALPHA_READERS, STAGE_TABLE, STAGES, downstream_of, stage  # noqa: F401  (re-exported)
+from .stages import (  # noqa: F401  (re-exported)
+    PAINTED_ALPHA_READERS,
+    STAGE_TABLE,
+    STAGES,
+    downstream_of,
+    inputs_read,
+    painted_alpha_readers,
+    stage,
+)
 
 
 @dataclass
@@ -47,6 +58,10 @@ class PipelineConfig:
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name (else default)
     #: stage -> typed settings of its backend (``backends.parse_settings``; else the defaults)
     settings: dict[str, object] = field(default_factory=dict)
+    #: a fast geometry backend (e.g. ``mediapipe-mesh``) run first when the configured one (e.g. the
+    #: ``morphable`` fit) must compute: its mesh and the texture on it are reported as ``preview``
+    #: events, so a GUI shows a mesh at once; the run's result is the configured backend's
+    preview_geometry: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,9 @@ class StageEvent:
     state: str               # "started" | "finished" | "cached"
     seconds: float = 0.0
     result: Any = None
+    #: a "finished" result of the fast preview geometry (``PipelineConfig.preview_geometry``) or of
+    #: the texture on it, shown until the configured geometry's own result replaces it
+    preview: bool = False
 
 
 @dataclass
@@ -125,6 +143,7 @@ class Pipeline:
         self._backend_objs: dict[str, Any] = {}
         self._cache: dict[str, tuple[str, Any]] = {}
         self._detected_landmarks: tuple[str, Landmarks] | None = None
+        self._reads: dict[str, tuple[str, ...]] | None = None
         self.run_counts: Counter = Counter()
 
     # -- backends ---------------------------------------------------------------------------
@@ -146,6 +165,13 @@ class Pipeline:
     def backend_id(self, name: str) -> str:
         """``name@version`` of stage ``name``'s backend, plus a digest of non-default settings."""
         return _backends.backend_id(self.backend(name), self.settings(name))
+
+    def reads(self) -> dict[str, tuple[str, ...]]:
+        """``{stage: inputs its backend reads}`` for the stages whose backend reads only some of
+        them (``backends.reads_of``): only those enter the stage's cache key."""
+        if self._reads is None:
+            self._reads = _backends.reads_of(self.config.backends)
+        return self._reads
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -190,6 +216,8 @@ class Pipeline:
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "cached", 0.0, value))
             else:
+                if name == "geometry" and self._preview_name() is not None:
+                    self._preview(res, alpha_edit, keys, config, last, progress, cancel)
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "started"))
                 t0 = time.perf_counter()
@@ -208,6 +236,72 @@ class Pipeline:
         res.warnings.extend(res.landmarks.warnings if res.landmarks else ())
         return res
 
+    # -- the fast preview geometry ----------------------------------------------------------------
+    def _preview_name(self) -> str | None:
+        """The preview geometry backend's name, or None when there is none or it is the configured one."""
+        want = self.config.preview_geometry
+        if not want:
+            return None
+        name = _backends.resolve("geometry", want)
+        return None if name == _backends.resolve("geometry", self.config.backends.get("geometry")) else name
+
+    def _preview(self, res: PipelineResult, alpha_edit, keys: dict[str, str], config, last: int, progress,
+                 cancel) -> None:
+        """Compute (or take from the cache) the preview geometry and, when the run goes that far,
+        the texture on it; report both as ``preview`` events. Cache slots and ``run_counts`` use
+        the names ``geometry@preview`` and ``texture@preview``."""
+        name = self._preview_name()
+        obj = self._backend_objs.get("geometry@preview")
+        if obj is None or obj.name != name:
+            ctx = _backends.BackendContext(self.device, self.config.crop_size, self.config.texture_size,
+                                           _backends.default_settings("geometry", name))
+            obj = self._backend_objs["geometry@preview"] = _backends.create("geometry", name, ctx)
+        g_spec, t_spec = stage("geometry"), stage("texture")
+        reads = {"geometry": _backends.reads_of({"geometry": name}).get("geometry", g_spec.inputs)}
+        g_key = _digest("geometry@preview", _backends.backend_id(obj), self.config.crop_size,
+                        *(keys[d] for d in inputs_read(g_spec, reads)),
+                        *(("painted:" + alpha_edit.digest(),) if alpha_edit is not None and "parse" in reads["geometry"]
+                          else ()))
+
+        def cached_or(slot: str, key: str, compute):
+            hit = self._cache.get(slot)
+            if hit is not None and hit[0] == key:
+                return hit[1], 0.0
+            t0 = time.perf_counter()
+            value = compute()
+            self.run_counts[slot] += 1
+            self._cache[slot] = (key, value)
+            return value, time.perf_counter() - t0
+
+        def inputs(spec, read):
+            vals = [res.get(d) if d in read else None for d in spec.inputs]
+            if alpha_edit is not None:
+                vals = [self._painted_alpha(res, alpha_edit) if d == "parse" and v is not None else v
+                        for d, v in zip(spec.inputs, vals)]
+            return vals
+
+        mesh, dt = cached_or("geometry@preview", g_key,
+                             lambda: g_spec.function(obj, *inputs(g_spec, reads["geometry"])))
+        res.seconds["geometry@preview"] = dt
+        if progress:
+            progress(StageEvent("geometry", STAGES.index("geometry"), len(STAGES), "finished", dt, mesh, preview=True))
+        if STAGES.index("texture") > last or (cancel is not None and cancel()):
+            return
+        t_read = inputs_read(t_spec, self.reads())
+        t_key = _digest("texture@preview", self.backend_id("texture"), self.config.crop_size,
+                        *(g_key if d == "geometry" else keys[d] for d in t_read),
+                        *self._config_args(t_spec, config).values(),
+                        *(("painted:" + alpha_edit.digest(),) if alpha_edit is not None else ()))
+
+        def texture():
+            vals = [mesh if d == "geometry" else v for d, v in zip(t_spec.inputs, inputs(t_spec, t_read))]
+            return t_spec.function(self.backend("texture"), *vals, **self._config_args(t_spec, config))
+
+        tex, dt = cached_or("texture@preview", t_key, texture)
+        res.seconds["texture@preview"] = dt
+        if progress:
+            progress(StageEvent("texture", STAGES.index("texture"), len(STAGES), "finished", dt, tex, preview=True))
+
     def _config_args(self, spec, config: PipelineConfig | None = None) -> dict:
         return {c: getattr(config or self.config, c) for c in spec.config}
 
@@ -217,10 +311,10 @@ class Pipeline:
             from ..imageio import source_key
             return _digest(spec.name, source_key(source), *self._config_args(spec, config).values())
         parts = [spec.name, self.backend_id(spec.name), self.config.crop_size,
-                 *(keys[d] for d in spec.inputs), *self._config_args(spec, config).values()]
+                 *(keys[d] for d in inputs_read(spec, self.reads())), *self._config_args(spec, config).values()]
         if spec.name == "landmarks" and landmarks is not None:
             parts.append(np.asarray(landmarks, dtype=np.float64))
-        if spec.name in PAINTED_ALPHA_READERS and alpha_edit is not None:
+        if spec.name in painted_alpha_readers(self.reads()) and alpha_edit is not None:
             parts.append("painted:" + alpha_edit.digest())
         return _digest(*parts)
 
@@ -238,8 +332,9 @@ class Pipeline:
         if spec.protocol is None:                      # load
             self.run_counts[name] += 1
             return spec.function(source, **self._config_args(spec, config))
-        inputs = [res.get(d) for d in spec.inputs]
-        if alpha_edit is not None and name in PAINTED_ALPHA_READERS:
+        read = inputs_read(spec, self.reads())
+        inputs = [res.get(d) if d in read else None for d in spec.inputs]
+        if alpha_edit is not None and name in painted_alpha_readers(self.reads()):
             inputs = [self._painted_alpha(res, alpha_edit) if d == "parse" else v for d, v in zip(spec.inputs, inputs)]
         if name == "landmarks":
             # the detected points are kept apart from an edit, so that a corrected set of points
