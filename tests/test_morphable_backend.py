@@ -255,3 +255,28 @@ def test_iout_paint_and_landmark_edits_refit_from_the_previous_solution(morphabl
     # another photo starts cold
     other = p.run(np.ascontiguousarray(r.image.rgb[:, ::-1]))
     assert not other.mesh.fit.warm_start
+
+
+def test_the_fit_adam_takes_torch_adams_steps():
+    """occgui.morphable.fit.Adam stands in for torch.optim.Adam (whose import of torch._dynamo crashes
+    a process that has a display's LLVM loaded); same steps on a quadratic with two groups."""
+    import torch
+
+    from occgui.morphable.fit import Adam
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g)
+    h = a @ a.T + torch.eye(6)
+    x0, y0 = torch.randn(6, generator=g), torch.randn(3, generator=g)
+    runs = []
+    for make in (lambda groups: torch.optim.Adam(groups), Adam):
+        x, y = x0.clone().requires_grad_(), y0.clone().requires_grad_()
+        opt = make([{"params": [x], "lr": 0.05}, {"params": [y], "lr": 0.2}])
+        for _ in range(50):
+            opt.zero_grad(set_to_none=True)
+            loss = x @ h @ x + (y ** 2).sum() + (x[:3] * y).sum()
+            loss.backward()
+            opt.step()
+        runs.append(torch.cat([x.detach(), y.detach()]))
+    assert torch.allclose(runs[0], runs[1], atol=1e-5), runs
+    assert not torch.allclose(runs[0], torch.cat([x0, y0]), atol=1e-2)

@@ -229,6 +229,40 @@ def _vertex_areas(cam: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
 _BAND2 = torch.tensor([1.0 if b == 2 else 0.0 for b in SH_BANDS], dtype=torch.float64)
 
 
+class Adam:
+    """Adam (Kingma & Ba; torch's defaults: betas 0.9 / 0.999, eps 1e-8, bias-corrected, no weight
+    decay) over parameter groups ``[{"params": [...], "lr": ...}]``.
+
+    ``torch.optim.Adam`` is not used: its first construction imports ``torch._dynamo``, which loads
+    triton's LLVM; in a process that already has Mesa's LLVM loaded (any process with a display:
+    MediaPipe's GL context, the GUI's compute process under X) that import crashes the process
+    (SIGSEGV, measured under xvfb). These few lines compute the same steps."""
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.groups = [(list(g["params"]), float(g["lr"])) for g in groups]
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for ps, _ in self.groups for p in ps}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for ps, _ in self.groups:
+            for p in ps:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
+        for ps, lr in self.groups:
+            for p in ps:
+                if p.grad is None:
+                    continue
+                m, v = self.state[id(p)]
+                m.mul_(b1).add_(p.grad, alpha=1.0 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1.0 - b2)
+                p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-lr / c1)
+
+
 def light_prior_loss(gamma: torch.Tensor) -> torch.Tensor:
     """``||γ_band2||²`` of (3, 9) SH coefficients (see ``FitSettings.light_prior``)."""
     return (gamma[..., 4:] ** 2).sum()
@@ -356,7 +390,7 @@ class MorphableFitter:
             groups.append({"params": [expr], "lr": st.learning_rate})
         if st.fit_albedo and self.layout.num_albedo:
             groups.append({"params": [alb], "lr": st.learning_rate})
-        opt = torch.optim.Adam(groups)
+        opt = Adam(groups)
         history: list[LossTerms] = []
         wts = st.weights
 

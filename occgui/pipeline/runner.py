@@ -173,6 +173,22 @@ class Pipeline:
             self._reads = _backends.reads_of(self.config.backends)
         return self._reads
 
+    def set_backend(self, name: str, backend: str | None, settings=None, *,
+                    preview_geometry: str | None = None) -> None:
+        """Use ``backend`` (None: the default) for stage ``name`` from the next run, with
+        ``settings`` (None: its defaults), and set ``preview_geometry`` -- keeping the cache and
+        the other stages' models: cache keys name the backend, so nothing stale is reused (the
+        GUI's geometry choice)."""
+        from dataclasses import replace
+
+        st = {k: v for k, v in self.config.settings.items() if k != name}
+        if settings is not None:
+            st[name] = settings
+        self.config = replace(self.config, backends={**self.config.backends, name: _backends.resolve(name, backend)},
+                              settings=st, preview_geometry=preview_geometry)
+        self._backend_objs.pop(name, None)
+        self._reads = None
+
     def clear_cache(self) -> None:
         self._cache.clear()
         self._detected_landmarks = None
