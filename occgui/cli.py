@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
         return 2
     if corrections is not None and args.face is None:
         args.face = corrections.face_index
-    chosen = parse_backend_choices(args.backend)
+    chosen = parse_backend_choices(geometry_backend_items(args.backend, args.geometry))
     config = PipelineConfig(device=args.device, face_index=args.face or 0, crop_size=args.crop_size,
                             texture_size=args.texture_size, backends=chosen,
                             settings=parse_settings(args.option, chosen))
@@ -93,6 +93,23 @@ def cmd_run(args) -> int:
             print(f"  {p}: {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+#: ``--geometry`` choices -> geometry backends (sugar for ``--backend geometry=NAME``).
+GEOMETRY_CHOICES = {"morphable": "morphable", "mediapipe": "mediapipe-mesh"}
+
+
+def geometry_backend_items(items: list[str] | None, geometry: str | None) -> list[str]:
+    """``--backend`` items with ``--geometry`` added as ``geometry=NAME`` (both naming the geometry
+    backend is an error unless they agree)."""
+    out = list(items or [])
+    if geometry is None:
+        return out
+    name = GEOMETRY_CHOICES[geometry]
+    given = [it.split("=", 1)[1].strip() for it in out if it.split("=", 1)[0].strip() == "geometry" and "=" in it]
+    if any(g != name for g in given):
+        raise OccguiError(f"--geometry {geometry} contradicts --backend geometry={given[0]}")
+    return out + [f"geometry={name}"]
 
 
 def cmd_backends(args) -> int:
@@ -136,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_executor_arguments(r, what="photos")
     r.add_argument("--skip-existing", action="store_true",
                    help="skip photos whose output folder already holds a complete report.json (resume a batch)")
+    r.add_argument("--geometry", choices=tuple(GEOMETRY_CHOICES), default=None,
+                   help="the 3D face: 'morphable' fits the morphable model to the de-occluded face (paper §3.4-3.5; "
+                        "also writes coefficients.json), 'mediapipe' is MediaPipe's mesh (the default); "
+                        "same as --backend geometry=morphable|mediapipe-mesh")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
 

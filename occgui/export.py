@@ -19,7 +19,12 @@ Folder contents (issue point 12)::
     texture.png               the UV texture
     mesh.ply                  the mesh with per-vertex colours (sampled from the texture), millimetres
     mesh.glb                  binary glTF with the texture embedded, metres (glTF's unit)
-    report.json               backends, per-stage seconds, warnings, texture provenance, ...
+    report.json               backends, per-stage seconds, warnings, texture provenance, and for
+                              the morphable geometry its head pose and fit loss ("geometry_fit"), ...
+    coefficients.json         only when the morphable geometry ran: the fitted identity, expression,
+                              albedo, SH lighting and pose, and the model's id (coefficients_document)
+    texture_albedo.png        only when the morphable geometry ran: the UV texture de-lit by the fitted
+                              SH shading (texture.png, the lit one, stays the mesh's material)
     corrections.json          only when the run had corrections (edited landmarks, painted occluder):
                               ``occgui run --corrections`` and the GUI read it back (occgui.corrections)
 
@@ -359,8 +364,40 @@ def report_document(result, files: list[str], total_seconds: float | None = None
                  "camera": {"k_px_per_mm": cam.k, "u0": cam.u0, "v0": cam.v0}},
         "texture": {"size": int(tex.image.shape[0]), "backend": tex.backend,
                     "source_fractions": texture_fractions(tex)},
+        "geometry_fit": None if getattr(mesh, "fit", None) is None else fit_summary(mesh.fit),
         "files": files,
     }
+
+
+def fit_summary(fit) -> dict:
+    """The ``geometry_fit`` entry of ``report.json``: model, pose, loss, landmark error, timing."""
+    return {"model": fit.model, "pose": fit.pose.to_dict(),
+            "pose_note": "photo frame: R = Rz(roll) Ry(yaw) Rx(pitch), X right, Y up, Z towards the viewer; "
+                         "(tx, ty) = photo pixel of the model origin",
+            "loss": {k: float(v) for k, v in fit.loss.items()},
+            "loss_note": "Eq. 16 terms of the fit's last step, unweighted (total is the weighted sum)",
+            "landmark_error_iod": float(fit.landmark_error), "iterations": int(fit.iterations),
+            "warm_start": bool(fit.warm_start), "seconds": round(float(fit.seconds), 4)}
+
+
+def coefficients_document(mesh: FaceMesh) -> dict:
+    """``coefficients.json``: the fitted coefficient vector y of the morphable model (paper §3.4)."""
+    fit = mesh.fit
+    p = np.asarray(fit.crop_pose, np.float64)
+    return {"format": "occgui-morphable-coefficients-1", "model": fit.model,
+            "identity": np.asarray(fit.identity).tolist(), "expression": np.asarray(fit.expression).tolist(),
+            "albedo": np.asarray(fit.albedo).tolist(), "sh_gamma_rgb": np.asarray(fit.gamma).tolist(),
+            "pose": fit.pose.to_dict(),
+            "crop_pose": {"pitch_rad": p[0], "yaw_rad": p[1], "roll_rad": p[2], "scale_px_per_mm": p[3],
+                          "tx_px": p[4], "ty_px": p[5]},
+            "notes": {"identity": "normalised: shape = mean + sum_k identity[k] * id_basis[k] (basis scaled by its "
+                                  "standard deviation, mm)",
+                      "expression": "blendshape weights of the model's expression basis",
+                      "sh_gamma_rgb": "3 x 9 second-order SH coefficients per colour channel (Eq. 11), camera frame",
+                      "pose": "photo frame (see report.json geometry_fit.pose_note)",
+                      "crop_pose": "the fit's own frame (the face crop of report.json crop.photo_to_crop); "
+                                   "R = Rz(roll) Ry(yaw) Rx(pitch), u = f (RX)_x + tx, v = -f (RX)_y + ty"},
+            "loss": {k: float(v) for k, v in fit.loss.items()}}
 
 
 def folder_files(result, total_seconds: float | None = None) -> dict[str, bytes]:
@@ -378,6 +415,11 @@ def folder_files(result, total_seconds: float | None = None) -> dict[str, bytes]
         corrections = result_corrections(result)
         if corrections is not None:
             files[FILE_NAME] = corrections_json(corrections).encode("utf-8")
+        if getattr(result.mesh, "fit", None) is not None:
+            doc = coefficients_document(result.mesh)
+            files["coefficients.json"] = (json.dumps(_jsonable(doc), indent=2) + "\n").encode()
+        if getattr(result.texture, "albedo", None) is not None:
+            files["texture_albedo.png"] = encode_png(np.asarray(result.texture.albedo))
         files.update(mesh_job.result())
     names = sorted(files) + ["report.json"]
     report = report_document(result, names, total_seconds)

@@ -133,6 +133,48 @@ class Camera:
 
 
 @dataclass(frozen=True)
+class HeadPose:
+    """The head pose of a morphable-model fit in the *photo's* frame (paper Eq. 10).
+
+    Angles in degrees of ``R = R_z(roll) R_y(yaw) R_x(pitch)`` (X right, Y up, Z towards the
+    viewer: a positive yaw turns the face towards the image's right, a positive pitch lifts the
+    chin, a positive roll turns it counter-clockwise on screen); ``tx, ty``: photo pixels where the
+    model's origin projects; ``scale``: photo pixels per millimetre (scaled orthographic camera)."""
+
+    pitch: float
+    yaw: float
+    roll: float
+    tx: float
+    ty: float
+    scale: float
+
+    def to_dict(self) -> dict:
+        return {"pitch_deg": self.pitch, "yaw_deg": self.yaw, "roll_deg": self.roll,
+                "tx_px": self.tx, "ty_px": self.ty, "scale_px_per_mm": self.scale}
+
+
+@dataclass(frozen=True)
+class MorphableFit:
+    """What a morphable-model geometry backend fitted (paper §3.4-3.5): the coefficient vector y,
+    the pose, the lighting and the fit's loss, for reports, ``coefficients.json``, de-lighting the
+    texture and warm-starting a re-fit."""
+
+    model: str                  # the model's id (``MorphableModel.name``)
+    identity: np.ndarray        # (K_id,) normalised identity coefficients (alpha tilde)
+    expression: np.ndarray      # (K_exp,) expression coefficients (beta tilde)
+    albedo: np.ndarray          # (K_alb,) albedo coefficients (empty without an albedo basis)
+    gamma: np.ndarray           # (3, 9) SH lighting per colour channel (Eq. 11)
+    pose: HeadPose              # in the photo's frame
+    crop_pose: np.ndarray       # (6,) the fit's pose: pitch, yaw, roll (rad), f (crop px/mm), tx, ty (crop px)
+    loss: dict                  # last step's Eq. 16 terms: total, landmark, photometric, regularisation, identity
+    shading: np.ndarray         # (N, 3) float32, the fitted SH irradiance at every mesh vertex (de-lighting)
+    landmark_error: float       # mean 2D distance fitted-model vs. given landmarks, in inter-ocular distances
+    iterations: int             # optimiser steps this fit took
+    warm_start: bool            # started from the previous solution (a re-fit after an edit)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class FaceMesh:
     """Stage ``geometry``: a triangle mesh of the face in the photo's camera frame (millimetres)."""
 
@@ -142,14 +184,16 @@ class FaceMesh:
     camera: Camera
     landmark_vertices: np.ndarray | None = None  # (68,) vertex ids whose projections are the 68 landmarks
     backend: str = ""
+    fit: MorphableFit | None = None  # the fitted coefficients when a morphable model made the mesh
 
 
 @dataclass(frozen=True)
 class Texture:
     """Stage ``texture``: a UV texture map and where each texel came from."""
 
-    image: np.ndarray           # TxTx3 uint8
+    image: np.ndarray           # TxTx3 uint8 (lit: the photo's shading, for display)
     source: np.ndarray          # TxT uint8: 0 outside chart, 1 observed, 2 mirrored, 3 synthesized, 4 filled
     backend: str
+    albedo: np.ndarray | None = None  # TxTx3 uint8, de-lit by the fitted SH shading (morphable meshes only)
 
     SOURCE_NAMES = ("outside", "observed", "mirrored", "synthesized", "filled")

@@ -38,7 +38,13 @@ def _edit(result, *, add_at=(60, 60), erase_all=False, radius=12):
 
 
 def test_painted_alpha_readers_are_merge_synthesize_texture():
-    assert PAINTED_ALPHA_READERS == ("merge", "synthesize", "texture")
+    from occgui.pipeline.backends import reads_of
+    from occgui.pipeline.stages import painted_alpha_readers
+
+    # the geometry stage may read M_alpha (the morphable fit does); the default MediaPipe mesh does not
+    assert PAINTED_ALPHA_READERS == ("merge", "synthesize", "geometry", "texture")
+    assert painted_alpha_readers(reads_of()) == ("merge", "synthesize", "texture")
+    assert painted_alpha_readers(reads_of({"geometry": "morphable"})) == PAINTED_ALPHA_READERS
 
 
 def test_brush_and_eraser_masks():

@@ -41,6 +41,15 @@ class _Geom:
         return FaceMesh(vertices=v, faces=np.array([[0, 8, 16]]), uv=np.zeros((68, 2)), camera=Camera(1.0, 0.0, 0.0))
 
 
+class _FitGeom(_Geom):
+    """A geometry backend that reads I_out and the maps (as the morphable fit does)."""
+    name = "test-fit"
+
+    def build(self, image, crop, landmarks, *, synthesis=None, alpha=None, gamma=None):
+        self.seen = (synthesis, alpha, gamma)
+        return super().build(image, crop, landmarks)
+
+
 class _Tex:
     name, version = "test", "1"
 
@@ -54,7 +63,8 @@ class _Tex:
 
 backends.register("parse", "test", lambda ctx: _Parse())
 backends.register("synthesize", "test", lambda ctx: _Synth())
-backends.register("geometry", "test", lambda ctx: _Geom())
+backends.register("geometry", "test", lambda ctx: _Geom(), reads=("load", "detect", "landmarks"))
+backends.register("geometry", "test-fit", lambda ctx: _FitGeom())
 backends.register("texture", "test", lambda ctx: _Tex(ctx.texture_size))
 TEST_BACKENDS = {"parse": "test", "synthesize": "test", "geometry": "test", "texture": "test"}
 
@@ -93,6 +103,59 @@ def test_rerun_with_corrected_landmarks_recomputes_only_downstream(pipeline, sam
 
     r4 = pipeline.run(sample_photo)                      # back to detected: no new detection
     assert pipeline.run_counts["landmarks"] == 1 and not r4.landmarks.edited
+
+
+def test_geometry_backends_are_keyed_by_the_inputs_they_read(sample_photo):
+    """A geometry backend that reads I_out and the maps gets them (M_alpha as painted) and is re-run
+    when they change; one registered as reading the landmarks only is given none and kept."""
+    from occgui.corrections import AlphaEdit
+
+    fit = Pipeline(PipelineConfig(device="cpu", backends={**TEST_BACKENDS, "geometry": "test-fit"}))
+    plain = Pipeline(PipelineConfig(device="cpu", backends=dict(TEST_BACKENDS)))
+    r = fit.run(sample_photo)
+    syn, alpha, gamma = fit.backend("geometry").seen
+    assert syn is r.synthesis and alpha is r.alpha and gamma is r.gamma
+    plain.run(sample_photo)
+    edit = AlphaEdit.blank(r.image, r.crop)
+    edit.added[20:60, 20:60] = True
+    r2 = fit.run(sample_photo, alpha_edit=edit)
+    plain.run(sample_photo, alpha_edit=edit)
+    assert fit.run_counts["geometry"] == 2 and plain.run_counts["geometry"] == 1
+    assert fit.backend("geometry").seen[1] is r2.alpha_painted and r2.alpha_painted is not r2.alpha
+    assert fit.run_counts["parse"] == 1 and fit.run_counts["synthesize"] == 2
+
+
+def test_preview_geometry_is_reported_first_and_replaced_by_the_configured_one(sample_photo):
+    """The GUI's fast path: with ``preview_geometry`` the fast mesh and its texture arrive as
+    ``preview`` events before the configured (slow) geometry runs; the result is the configured one's."""
+    p = Pipeline(PipelineConfig(device="cpu", backends={**TEST_BACKENDS, "geometry": "test-fit"},
+                                preview_geometry="test"))
+    events = []
+    r = p.run(sample_photo, progress=events.append)
+    seq = [(e.stage, e.state, e.preview) for e in events if e.stage in ("geometry", "texture")]
+    assert seq == [("geometry", "finished", True), ("texture", "finished", True), ("geometry", "started", False),
+                   ("geometry", "finished", False), ("texture", "started", False), ("texture", "finished", False)]
+    preview_mesh = events[[e.preview for e in events].index(True)].result
+    assert preview_mesh is not r.mesh and np.allclose(preview_mesh.vertices, r.mesh.vertices)   # same maths, two runs
+    assert p.run_counts["geometry@preview"] == 1 and p.run_counts["texture@preview"] == 1
+    assert r.backends["geometry"] == "test-fit@1"
+    events.clear()
+    p.run(sample_photo, progress=events.append)                # all cached: no preview needed
+    assert not any(e.preview for e in events) and p.run_counts["geometry@preview"] == 1
+    pts = r.landmarks_in_photo().copy()
+    pts[45] += (6.0, -4.0)
+    p.run(sample_photo, landmarks=pts, progress=events.append)  # an edit: the preview first again
+    assert p.run_counts["geometry@preview"] == 2 and p.run_counts["geometry"] == 2
+    # the preview is skipped when it is the configured backend itself, and stops with the run
+    same = Pipeline(PipelineConfig(device="cpu", backends=dict(TEST_BACKENDS), preview_geometry="test"))
+    events.clear()
+    same.run(sample_photo, progress=events.append)
+    assert not any(e.preview for e in events)
+    events.clear()
+    p2 = Pipeline(PipelineConfig(device="cpu", backends={**TEST_BACKENDS, "geometry": "test-fit"},
+                                 preview_geometry="test"))
+    p2.run(sample_photo, stop_after="geometry", progress=events.append)
+    assert [e.stage for e in events if e.preview] == ["geometry"]
 
 
 def test_progress_events_and_cancel(pipeline, sample_photo):

@@ -156,7 +156,9 @@ class MediaPipeMeshGeometry:
     def __init__(self, ctx=None):
         self._ctx = ctx
 
-    def build(self, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks) -> FaceMesh:
+    def build(self, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks, **_unread) -> FaceMesh:
+        """The mesh of the landmark stage's dense points; I_out and the parsing maps (registered as
+        not read, so passed as None) are ignored."""
         if landmarks.mesh is None:
             raise OccguiError(f"the geometry backend {self.name!r} needs the dense MediaPipe mesh, but the "
                               f"landmark backend {landmarks.backend!r} gives none")

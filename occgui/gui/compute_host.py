@@ -119,6 +119,14 @@ class LocalPipelineHost:
                 raise HostError(*classify_error(e)) from None
         return _device_info(self.pipeline)
 
+    def set_geometry(self, backend: str, preview: str | None = None) -> None:
+        """Geometry ``backend`` from the next run, the fast ``preview`` backend's mesh shown first
+        (``PipelineConfig.preview_geometry``); the cache and the other models are kept."""
+        self.config = dataclasses.replace(self.config, backends={**self.config.backends, "geometry": backend},
+                                          preview_geometry=preview)
+        if self.pipeline is not None:
+            self.pipeline.set_backend("geometry", backend, preview_geometry=preview)
+
     def warm_up(self) -> DeviceInfo:
         """Create every stage's backend (loads the models) ahead of the first run."""
         info = self.device_info()
@@ -214,6 +222,9 @@ def _child_main(conn, cancel_through, config: PipelineConfig) -> None:
                 send(("device", host.configure(msg[1])))
             elif op == "warm_up":
                 send(("device", host.warm_up()))
+            elif op == "set_geometry":
+                host.set_geometry(msg[1], msg[2])
+                send(("ok",))
             elif op == "run":
                 _, job, photo, landmarks, alpha_edit, face_index, backends = msg
 
@@ -315,6 +326,13 @@ class ProcessPipelineHost:
     def warm_up(self) -> DeviceInfo:
         self._ensure_configured()
         return self._expect(self._call(("warm_up",)), "device")[1]
+
+    def set_geometry(self, backend: str, preview: str | None = None) -> None:
+        """As :meth:`LocalPipelineHost.set_geometry`; a (re)started child gets it with its config."""
+        self.config = dataclasses.replace(self.config, backends={**self.config.backends, "geometry": backend},
+                                          preview_geometry=preview)
+        if self._proc is not None and self._proc.is_alive():
+            self._expect(self._call(("set_geometry", backend, preview)), "ok")
 
     def run(self, job: int, photo: str, landmarks: np.ndarray | None,
             on_event: Callable[[StageEvent], None], *, alpha_edit=None, face_index: int | None = None,

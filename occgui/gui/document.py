@@ -20,13 +20,22 @@ import numpy as np
 
 from .. import labels as L
 from ..corrections import AlphaEdit, edit_digest
-from ..pipeline.runner import PAINTED_ALPHA_READERS, STAGES, PipelineResult, downstream_of
+from ..pipeline.backends import reads_of
+from ..pipeline.runner import STAGES, PipelineResult, downstream_of, painted_alpha_readers
+
+
+def paint_dependent(reads: dict | None = None) -> tuple[str, ...]:
+    """Stages whose results depend on the painted occluder, given what the chosen backends read
+    (``backends.reads_of``): its readers and what follows them."""
+    readers = painted_alpha_readers(reads)
+    return tuple(s for s in STAGES if s in readers or any(s in downstream_of(r, reads) for r in readers))
+
 
 #: Stages whose results depend on the landmarks (recomputed after an edit).
 LANDMARK_DEPENDENT: tuple[str, ...] = downstream_of("landmarks")
-#: Stages whose results depend on the painted occluder (merge and what follows reads it).
-PAINT_DEPENDENT: tuple[str, ...] = tuple(s for s in STAGES if s in PAINTED_ALPHA_READERS
-                                         or any(s in downstream_of(r) for r in PAINTED_ALPHA_READERS))
+#: Stages whose results depend on the painted occluder with the default backends (merge and what
+#: follows reads it; the default geometry, MediaPipe's mesh, does not).
+PAINT_DEPENDENT: tuple[str, ...] = paint_dependent(reads_of())
 
 #: Display states of a stage.
 PENDING, RUNNING, DONE, CACHED, FAILED, CANCELLED = "pending", "running", "done", "cached", "failed", "cancelled"

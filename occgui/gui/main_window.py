@@ -48,6 +48,7 @@ from ..pipeline.stages import STAGE_TABLE
 from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, Synthesis, Texture
 from . import document as D
 from .deoccluded_view import DeoccludedView
+from .geometry_choice import install as install_geometry_choice
 from .landmark_editor import LandmarkEditor
 from .maps_panel import MAPS, STAGE_TO_KIND, MapsPanel
 from .mesh_view import MeshView
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self._init_synthesis_switch(config)
+        self.geometry_choice = install_geometry_choice(self)
         self._restore_layout()
         self.session.set_device(device or self.settings.device())
         if warm_up:

@@ -71,6 +71,7 @@ class Session(QObject):
     _runRequested = Signal(object)
     _exportRequested = Signal(object)
     _configureRequested = Signal(str)
+    _geometryRequested = Signal(object)
     _warmUpRequested = Signal()
 
     def __init__(self, config: PipelineConfig | None = None, parent=None, compute: str | None = None):
@@ -106,6 +107,7 @@ class Session(QObject):
         self._runRequested.connect(self._worker.run)
         self._exportRequested.connect(self._worker.export)
         self._configureRequested.connect(self._worker.configure)
+        self._geometryRequested.connect(self._worker.set_geometry)
         self._warmUpRequested.connect(self._worker.warm_up)
         self._worker.stageUpdated.connect(self._on_stage_update)
         self._worker.runFinished.connect(self._on_run_finished)
@@ -137,6 +139,11 @@ class Session(QObject):
         self._device_pref = preference
         if self._configured is not None:
             self._ensure_configured()
+
+    def set_geometry(self, backend: str, preview: str | None = None) -> None:
+        """Use geometry ``backend`` from the next run, the ``preview`` backend's mesh shown first
+        (queued to the worker in order with the runs; see ``geometry_choice``)."""
+        self._geometryRequested.emit((backend, preview))
 
     def _ensure_configured(self) -> None:
         if self._configured != self._device_pref:

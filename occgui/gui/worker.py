@@ -132,6 +132,14 @@ class PipelineWorker(QObject):
             return
         self.deviceReady.emit(info.device, info.description, info.cuda_available)
 
+    @Slot(object)
+    def set_geometry(self, choice) -> None:
+        """``choice``: (geometry backend, preview backend or None), applied from the next run."""
+        try:
+            self.host.set_geometry(*choice)
+        except HostError as e:
+            self.deviceFailed.emit(e.message)
+
     @Slot()
     def warm_up(self) -> None:
         """Create the pipeline and its backends (models) ahead of the first run."""

@@ -41,7 +41,7 @@ from ..errors import OccguiError
 from .camera import Pose
 from .coefficients import CoefficientLayout, Coefficients
 from .init import initialise_from_landmarks
-from .lighting import ambient_gamma, irradiance_basis
+from .lighting import SH_BANDS, ambient_gamma, irradiance_basis
 from .losses import (
     REFERENCE_SIZE,
     FaceIdentityFeatures,
@@ -55,7 +55,7 @@ from .losses import (
     total_loss,
 )
 from .model import NUM_LANDMARKS, MorphableModel
-from .render import coarse_topology, interpolate, rasterize, vertex_visibility
+from .render import coarse_topology, interpolate, rasterize, vertex_normals, vertex_visibility
 from .torch_model import TorchMorphableModel
 
 
@@ -74,6 +74,12 @@ class FitSettings:
     pose_learning_rate: float = 0.005  # rad, and log-scale
     translation_learning_rate: float = 0.3  # reference pixels
     light_learning_rate: float = 0.02
+    #: Prior on the second SH band (not in the paper): ``light_prior * ||γ_band2||²`` is added to
+    #: Eq. 16, and a ridge of the same size to the initial least squares. Natural light has little
+    #: energy there, and with the crude region albedo of a model without an albedo basis (ICT) the
+    #: band-2 terms otherwise absorb what the albedo cannot explain -- irradiance swinging from
+    #: below 0 to 1.8 over one face, which makes the de-lit texture useless.
+    light_prior: float = 0.05
     weights: LossWeights = LossWeights()
     device: str = "cpu"
 
@@ -125,6 +131,37 @@ class FitResult:
     def camera_vertices(self) -> np.ndarray:
         """(N, 3) mm, rotated into the camera frame (X right, Y up, Z to the viewer)."""
         return self.vertices @ self.coefficients.pose.rotation().T
+
+    def photo_pose(self, crop_to_photo: np.ndarray) -> tuple[float, float, float, float, float, float]:
+        """The pose in the photo's frame: (pitch, yaw, roll) in degrees of the rotation composed
+        with the crop's in-plane rotation, the model origin's photo pixel (tx, ty) and the scale
+        (photo pixels per mm); ``crop_to_photo`` as in :meth:`face_mesh`."""
+        from .init import angles_from_rotation
+
+        a = np.asarray(crop_to_photo, np.float64)
+        s = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+        flip = np.diag([1.0, -1.0])
+        rz = np.eye(3)
+        rz[:2, :2] = flip @ (a[:, :2] / s) @ flip
+        p = self.coefficients.pose
+        pitch, yaw, roll = (float(np.degrees(x)) for x in angles_from_rotation(rz @ p.rotation()))
+        tx, ty = a @ np.array([p.tx, p.ty, 1.0])
+        return pitch, yaw, roll, float(tx), float(ty), s * p.scale
+
+    def vertex_shading(self, model: MorphableModel) -> np.ndarray:
+        """(N, 3) float32: the fitted SH irradiance (Eq. 11 without the albedo) at every vertex of
+        the full model, normals in the fit's camera frame -- what a texture is divided by to de-light it."""
+        cam = torch.as_tensor(self.camera_vertices, dtype=torch.float64)
+        normals = vertex_normals(cam, torch.as_tensor(model.triangles, dtype=torch.int64))
+        irr = irradiance_basis(normals) @ torch.as_tensor(self.coefficients.gamma, dtype=torch.float64).T
+        return irr.float().numpy()
+
+    def landmark_error(self, landmarks: np.ndarray) -> float:
+        """Mean distance between the fitted model's 68 landmarks and ``landmarks`` (crop pixels),
+        in inter-ocular distances (outer eye corners, points 36 and 45)."""
+        lm = np.asarray(landmarks, np.float64)
+        iod = float(np.linalg.norm(lm[36] - lm[45]))
+        return float(np.linalg.norm(self.landmarks2d - lm, axis=1).mean() / max(iod, 1e-9))
 
     def face_mesh(self, model: MorphableModel, crop_to_photo: np.ndarray, backend: str = "morphable"):
         """The fit as a :class:`occgui.results.FaceMesh`: vertices in the photo's camera frame
@@ -189,8 +226,50 @@ def _vertex_areas(cam: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
     return out
 
 
+_BAND2 = torch.tensor([1.0 if b == 2 else 0.0 for b in SH_BANDS], dtype=torch.float64)
+
+
+class Adam:
+    """Adam (Kingma & Ba; torch's defaults: betas 0.9 / 0.999, eps 1e-8, bias-corrected, no weight
+    decay) over parameter groups ``[{"params": [...], "lr": ...}]``.
+
+    ``torch.optim.Adam`` is not used: its first construction imports ``torch._dynamo``, which loads
+    triton's LLVM; in a process that already has Mesa's LLVM loaded (any process with a display:
+    MediaPipe's GL context, the GUI's compute process under X) that import crashes the process
+    (SIGSEGV, measured under xvfb). These few lines compute the same steps."""
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.groups = [(list(g["params"]), float(g["lr"])) for g in groups]
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for ps, _ in self.groups for p in ps}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for ps, _ in self.groups:
+            for p in ps:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
+        for ps, lr in self.groups:
+            for p in ps:
+                if p.grad is None:
+                    continue
+                m, v = self.state[id(p)]
+                m.mul_(b1).add_(p.grad, alpha=1.0 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1.0 - b2)
+                p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-lr / c1)
+
+
+def light_prior_loss(gamma: torch.Tensor) -> torch.Tensor:
+    """``||γ_band2||²`` of (3, 9) SH coefficients (see ``FitSettings.light_prior``)."""
+    return (gamma[..., 4:] ** 2).sum()
+
+
 def solve_lighting(colours: torch.Tensor, albedo: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor,
-                   ridge: float = 1e-3) -> torch.Tensor:
+                   ridge: float = 1e-3, band2_ridge: float = 0.0) -> torch.Tensor:
     """Weighted linear least squares of γ (3, 9) in ``colour ≈ albedo ⊙ Φ(n) γ`` (Eq. 11), with a
     small ridge towards a white ambient light."""
     phi = irradiance_basis(normals).double()                       # (N, 9)
@@ -199,7 +278,7 @@ def solve_lighting(colours: torch.Tensor, albedo: torch.Tensor, normals: torch.T
     out = []
     for c in range(3):
         a = phi * albedo[:, c:c + 1].double()
-        h = (a * w[:, None]).T @ a + ridge * w.sum() * torch.eye(9, dtype=torch.float64)
+        h = (a * w[:, None]).T @ a + w.sum() * torch.diag(ridge + band2_ridge * _BAND2)
         g = (a * w[:, None]).T @ colours[:, c].double() + ridge * w.sum() * prior
         out.append(torch.linalg.solve(h, g))
     return torch.stack(out).to(colours.dtype)
@@ -230,8 +309,13 @@ class MorphableFitter:
         return self._identity
 
     # ------------------------------------------------------------------ main entry
-    def fit(self, target: FitTarget, initial: Coefficients | np.ndarray | None = None) -> FitResult:
+    def fit(self, target: FitTarget, initial: Coefficients | np.ndarray | None = None, *,
+            iterations: int | None = None, image_iterations: int | None = None) -> FitResult:
+        """Fit ``target`` from ``initial`` (else the landmarks); ``iterations`` / ``image_iterations``
+        override the settings' step counts for this call (a warm-started re-fit needs fewer)."""
         st = self.settings
+        n_vertex = st.iterations if iterations is None else int(iterations)
+        n_image = st.image_iterations if image_iterations is None else int(image_iterations)
         t0 = time.perf_counter()
         dev = st.device
         size = target.size
@@ -296,7 +380,7 @@ class MorphableFitter:
             if light_init:
                 w = area_w * _sample(att_ref, scr[:, :2], REFERENCE_SIZE, "nearest")[:, 0]
                 gamma.copy_(solve_lighting(_sample(img_ref, scr[:, :2], REFERENCE_SIZE),
-                                           self.tm.albedo(alb), self.tm.normals(cam), w))
+                                           self.tm.albedo(alb), self.tm.normals(cam), w, band2_ridge=st.light_prior))
 
         groups = [{"params": [ident], "lr": st.learning_rate},
                   {"params": [angles, log_f], "lr": st.pose_learning_rate},
@@ -306,13 +390,13 @@ class MorphableFitter:
             groups.append({"params": [expr], "lr": st.learning_rate})
         if st.fit_albedo and self.layout.num_albedo:
             groups.append({"params": [alb], "lr": st.learning_rate})
-        opt = torch.optim.Adam(groups)
+        opt = Adam(groups)
         history: list[LossTerms] = []
         wts = st.weights
 
         # ---- vertex stage
         t1 = time.perf_counter()
-        for it in range(st.iterations):
+        for it in range(n_vertex):
             if it and it % st.visibility_every == 0:
                 with torch.no_grad():
                     _v, scr, cam = geometry()
@@ -326,14 +410,14 @@ class MorphableFitter:
                 p_i = _sample(att_ref, scr[:, :2], REFERENCE_SIZE, "nearest")[:, 0] * area_w
             l_pix = photometric_loss(observed, colours, p_i, p_i > 0)
             l_reg = regularisation_loss(ident, expr, alb, wts)
-            loss = total_loss(l_lmk, l_pix, l_reg, 0.0, wts)
+            loss = total_loss(l_lmk, l_pix, l_reg, 0.0, wts) + st.light_prior * light_prior_loss(gamma)
             loss.backward()
             opt.step()
             history.append(_terms(loss, l_lmk, l_pix, l_reg, 0.0))
         t2 = time.perf_counter()
 
         # ---- image stage
-        if st.image_iterations > 0:
+        if n_image > 0:
             rs = st.render_size
             k = rs / REFERENCE_SIZE
             img_r = _resize(img, rs)
@@ -345,7 +429,7 @@ class MorphableFitter:
                 with torch.no_grad():
                     emb_out = ident_net.embed(img_r, affine)
             face_attr = face.float()[:, None]
-            for _ in range(st.image_iterations):
+            for _ in range(n_image):
                 opt.zero_grad(set_to_none=True)
                 _v, scr, cam = geometry()
                 l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref)
@@ -363,7 +447,7 @@ class MorphableFitter:
                     cov = ras.mask[0, ..., None].float()
                     composite = (cov * rendered + (1 - cov) * target_px).permute(2, 0, 1)[None]
                     l_ff = identity_loss(ident_net.embed(composite, affine), emb_out)[0]
-                loss = total_loss(l_lmk, l_pix, l_reg, l_ff, wts)
+                loss = total_loss(l_lmk, l_pix, l_reg, l_ff, wts) + st.light_prior * light_prior_loss(gamma)
                 loss.backward()
                 opt.step()
                 history.append(_terms(loss, l_lmk, l_pix, l_reg, l_ff))

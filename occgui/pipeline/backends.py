@@ -39,6 +39,7 @@ class _Entry:
     available: Callable[[], bool]
     description: str
     settings: type
+    reads: tuple[str, ...] | None = None     # the stage inputs the backend reads (None: all)
 
 
 _REGISTRY: dict[str, dict[str, _Entry]] = {s: {} for s in STAGES_WITH_BACKENDS}
@@ -47,11 +48,22 @@ _DEFAULTS_LOADED = False
 
 def register(stage: str, name: str, factory: Callable[[BackendContext], Any], *, priority: int = 0,
              available: Callable[[], bool] = lambda: True, description: str = "",
-             settings: type = NoSettings) -> None:
-    """Register ``factory`` as backend ``name`` of ``stage`` with its settings class."""
+             settings: type = NoSettings, reads: tuple[str, ...] | None = None) -> None:
+    """Register ``factory`` as backend ``name`` of ``stage`` with its settings class.
+
+    ``reads``: the stage's inputs (``StageSpec.inputs``) the backend actually reads, when not all
+    of them -- the others do not enter its cache key and the stage function passes them as None
+    (e.g. the MediaPipe mesh ignores I_out, so de-occlusion never recomputes it)."""
     if stage not in _REGISTRY:
         raise ValueError(f"unknown stage {stage!r}")
-    _REGISTRY[stage][name] = _Entry(name, factory, priority, available, description, settings)
+    if reads is not None:
+        from .stages import stage as _spec
+
+        unknown = set(reads) - set(_spec(stage).inputs)
+        if unknown:
+            raise ValueError(f"backend {stage}={name} reads {sorted(unknown)}, not inputs of the stage")
+        reads = tuple(reads)
+    _REGISTRY[stage][name] = _Entry(name, factory, priority, available, description, settings, reads)
 
 
 def _ensure_defaults() -> None:
@@ -91,6 +103,17 @@ def resolve(stage: str, name: str | None) -> str:
 def settings_class(stage: str, name: str | None) -> type:
     """The settings class of backend ``name`` (the default when None) of ``stage``."""
     return _entry(stage, name).settings
+
+
+def reads_of(chosen: dict[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """``{stage: inputs read}`` of the backends ``chosen`` (``{stage: name}``, the defaults for the
+    stages not named) that read only some of their stage's inputs (``stages.inputs_read``)."""
+    out = {}
+    for stage in STAGES_WITH_BACKENDS:
+        entry = _entry(stage, (chosen or {}).get(stage)) if available(stage) or (chosen or {}).get(stage) else None
+        if entry is not None and entry.reads is not None:
+            out[stage] = entry.reads
+    return out
 
 
 def default_settings(stage: str, name: str | None):
@@ -166,5 +189,5 @@ def describe_all() -> dict[str, list[dict]]:
 
 
 __all__ = ["BackendContext", "STAGES_WITH_BACKENDS", "available", "backend_id", "create", "default_settings",
-           "describe_all", "non_default", "parse_backend_choices", "parse_settings", "register", "resolve",
-           "settings_class"]
+           "describe_all", "non_default", "parse_backend_choices", "parse_settings", "reads_of", "register",
+           "resolve", "settings_class"]

@@ -3,6 +3,7 @@ only when it is created, so listing backends stays cheap (the settings classes l
 ``settings.py`` modules of their packages)."""
 from __future__ import annotations
 
+from ..geometry.settings import MorphableSettings
 from ..landmarks.settings import RefinerSettings
 from ..parsing.settings import UNetSettings
 from ..synthesis.settings import FISNSettings, SymmetricSettings, TeleaSettings
@@ -76,7 +77,18 @@ register("synthesize", "telea", _lazy("occgui.synthesis.baselines", "TeleaInpain
          description="baseline: OpenCV Telea inpainting of the M_alpha occluder mask")
 register("synthesize", "none", _lazy("occgui.synthesis.baselines", "NoDeocclusion"), priority=0,
          description="ablation: I_out = the photo (no de-occlusion)")
+def _torch3d_installed() -> bool:
+    """torch and pytorch3d can be imported (checked without importing them)."""
+    from importlib.util import find_spec
+
+    return find_spec("torch") is not None and find_spec("pytorch3d") is not None
+
+
 register("geometry", "mediapipe-mesh", _lazy("occgui.geometry.mesh_builder", "MediaPipeMeshGeometry"),
-         priority=10, description="MediaPipe face mesh topology, subdivided, project UV layout")
+         priority=10, reads=("load", "detect", "landmarks"),
+         description="MediaPipe face mesh topology, subdivided, project UV layout")
+register("geometry", "morphable", _lazy("occgui.geometry.morphable_mesh", "MorphableGeometry"), priority=5,
+         available=_torch3d_installed, settings=MorphableSettings,
+         description="3D morphable model (reduced ICT-FaceKit) fitted to I_out: Eq. 10-16, pytorch3d (paper §3.4-3.5)")
 register("texture", "uv-sampler", _lazy("occgui.texture.uv_sampler", "UVTextureBuilder"), priority=10,
          description="UV texture sampled from I_out with visibility and symmetric completion")

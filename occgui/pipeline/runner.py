@@ -10,11 +10,14 @@ N_alpha itself never depends on the landmarks.
 Each stage result is cached under a key made of the stage name, its backend (name, version and a
 digest of its typed settings when they are not the defaults), the configuration fields the table
 names for it and the keys of the inputs it used. Supplying corrected landmarks therefore recomputes only
-M_beta and what follows: the crop and M_alpha never depend on the landmarks. A painted occluder
+M_beta and what follows: the crop and M_alpha never depend on the landmarks. A backend registered
+as reading only some of its stage's inputs (``backends.register(..., reads=...)``: the MediaPipe
+mesh reads the photo, crop and landmarks but not I_out, M_alpha or M_gamma) is keyed by those
+alone and given None for the others. A painted occluder
 (``alpha_edit``, :class:`occgui.corrections.AlphaEdit`) is applied to M_alpha where ``merge``,
-``synthesize`` and ``texture`` read it (``stages.PAINTED_ALPHA_READERS``) and its digest enters
-their keys; the landmark stage keeps the parser's map, so a paint edit recomputes only ``merge``
-and what follows.
+``synthesize``, ``texture`` and a fitting ``geometry`` backend read it
+(``stages.painted_alpha_readers``) and its digest enters their keys; the landmark stage keeps the
+parser's map, so a paint edit recomputes only ``merge`` and what follows.
 
 The core imports no Qt. A GUI drives :meth:`Pipeline.run` from a worker thread: ``progress``
 receives a :class:`StageEvent` before and after every stage (with the result), and ``cancel``
@@ -34,7 +37,18 @@ from ..device import resolve_device
 from ..errors import Cancelled
 from ..results import FaceCrop, FaceMesh, Landmarks, LoadedImage, ParsingMap, Synthesis, Texture
 from . import backends as _backends
-from .stages import PAINTED_ALPHA_READERS, STAGE_TABLE, STAGES, downstream_of, stage  # noqa: F401  (re-exported)
+from .stages import (  # noqa: F401  (re-exported)
+    PAINTED_ALPHA_READERS,
+    STAGE_TABLE,
+    STAGES,
+    downstream_of,
+    inputs_read,
+    painted_alpha_readers,
+    stage,
+)
+
+#: ``Pipeline.set_backend``: leave the preview geometry as it is.
+_KEEP = object()
 
 
 @dataclass
@@ -47,6 +61,10 @@ class PipelineConfig:
     backends: dict[str, str] = field(default_factory=dict)  # stage -> backend name (else default)
     #: stage -> typed settings of its backend (``backends.parse_settings``; else the defaults)
     settings: dict[str, object] = field(default_factory=dict)
+    #: a fast geometry backend (e.g. ``mediapipe-mesh``) run first when the configured one (e.g. the
+    #: ``morphable`` fit) must compute: its mesh and the texture on it are reported as ``preview``
+    #: events, so a GUI shows a mesh at once; the run's result is the configured backend's
+    preview_geometry: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,9 @@ class StageEvent:
     state: str               # "started" | "finished" | "cached"
     seconds: float = 0.0
     result: Any = None
+    #: a "finished" result of the fast preview geometry (``PipelineConfig.preview_geometry``) or of
+    #: the texture on it, shown until the configured geometry's own result replaces it
+    preview: bool = False
 
 
 @dataclass
@@ -125,6 +146,7 @@ class Pipeline:
         self._backend_objs: dict[str, Any] = {}
         self._cache: dict[str, tuple[str, Any]] = {}
         self._detected_landmarks: tuple[str, Landmarks] | None = None
+        self._reads: dict[str, tuple[str, ...]] | None = None
         self.run_counts: Counter = Counter()
 
     # -- backends ---------------------------------------------------------------------------
@@ -147,21 +169,35 @@ class Pipeline:
         """``name@version`` of stage ``name``'s backend, plus a digest of non-default settings."""
         return _backends.backend_id(self.backend(name), self.settings(name))
 
-    def set_backend(self, name: str, backend: str | None, settings=None) -> bool:
+    def reads(self) -> dict[str, tuple[str, ...]]:
+        """``{stage: inputs its backend reads}`` for the stages whose backend reads only some of
+        them (``backends.reads_of``): only those enter the stage's cache key."""
+        if self._reads is None:
+            self._reads = _backends.reads_of(self.config.backends)
+        return self._reads
+
+    def set_backend(self, name: str, backend: str | None, settings=None, *,
+                    preview_geometry: str | None | object = _KEEP) -> bool:
         """Use ``backend`` (None: the default) with ``settings`` (None: its defaults) for stage
-        ``name`` from the next run on; True when that is a change. Nothing cached is dropped: the
-        backend id is part of every key, so the next run recomputes this stage and what follows
-        only (the GUI's I_out backend switch)."""
+        ``name`` from the next run on, and set ``preview_geometry`` when given; True when that is a
+        change. Nothing cached is dropped: the backend id is part of every key, so the next run
+        recomputes this stage and what follows only (the GUI's I_out and geometry switches)."""
+        from dataclasses import replace
+
         backend = None if backend is None else _backends.resolve(name, backend)
-        if self.config.backends.get(name) == backend and self.config.settings.get(name) == settings:
+        preview = self.config.preview_geometry if preview_geometry is _KEEP else preview_geometry
+        if (self.config.backends.get(name) == backend and self.config.settings.get(name) == settings
+                and preview == self.config.preview_geometry):
             return False
-        self.config.backends = {k: v for k, v in self.config.backends.items() if k != name}
-        self.config.settings = {k: v for k, v in self.config.settings.items() if k != name}
+        chosen = {k: v for k, v in self.config.backends.items() if k != name}
         if backend is not None:
-            self.config.backends[name] = backend
+            chosen[name] = backend
+        st = {k: v for k, v in self.config.settings.items() if k != name}
         if settings is not None:
-            self.config.settings[name] = settings
+            st[name] = settings
+        self.config = replace(self.config, backends=chosen, settings=st, preview_geometry=preview)
         self._backend_objs.pop(name, None)
+        self._reads = None
         return True
 
     def clear_cache(self) -> None:
@@ -207,6 +243,8 @@ class Pipeline:
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "cached", 0.0, value))
             else:
+                if name == "geometry" and self._preview_name() is not None:
+                    self._preview(res, alpha_edit, keys, config, last, progress, cancel)
                 if progress:
                     progress(StageEvent(name, i, len(STAGES), "started"))
                 t0 = time.perf_counter()
@@ -225,6 +263,72 @@ class Pipeline:
         res.warnings.extend(res.landmarks.warnings if res.landmarks else ())
         return res
 
+    # -- the fast preview geometry ----------------------------------------------------------------
+    def _preview_name(self) -> str | None:
+        """The preview geometry backend's name, or None when there is none or it is the configured one."""
+        want = self.config.preview_geometry
+        if not want:
+            return None
+        name = _backends.resolve("geometry", want)
+        return None if name == _backends.resolve("geometry", self.config.backends.get("geometry")) else name
+
+    def _preview(self, res: PipelineResult, alpha_edit, keys: dict[str, str], config, last: int, progress,
+                 cancel) -> None:
+        """Compute (or take from the cache) the preview geometry and, when the run goes that far,
+        the texture on it; report both as ``preview`` events. Cache slots and ``run_counts`` use
+        the names ``geometry@preview`` and ``texture@preview``."""
+        name = self._preview_name()
+        obj = self._backend_objs.get("geometry@preview")
+        if obj is None or obj.name != name:
+            ctx = _backends.BackendContext(self.device, self.config.crop_size, self.config.texture_size,
+                                           _backends.default_settings("geometry", name))
+            obj = self._backend_objs["geometry@preview"] = _backends.create("geometry", name, ctx)
+        g_spec, t_spec = stage("geometry"), stage("texture")
+        reads = {"geometry": _backends.reads_of({"geometry": name}).get("geometry", g_spec.inputs)}
+        g_key = _digest("geometry@preview", _backends.backend_id(obj), self.config.crop_size,
+                        *(keys[d] for d in inputs_read(g_spec, reads)),
+                        *(("painted:" + alpha_edit.digest(),) if alpha_edit is not None and "parse" in reads["geometry"]
+                          else ()))
+
+        def cached_or(slot: str, key: str, compute):
+            hit = self._cache.get(slot)
+            if hit is not None and hit[0] == key:
+                return hit[1], 0.0
+            t0 = time.perf_counter()
+            value = compute()
+            self.run_counts[slot] += 1
+            self._cache[slot] = (key, value)
+            return value, time.perf_counter() - t0
+
+        def inputs(spec, read):
+            vals = [res.get(d) if d in read else None for d in spec.inputs]
+            if alpha_edit is not None:
+                vals = [self._painted_alpha(res, alpha_edit) if d == "parse" and v is not None else v
+                        for d, v in zip(spec.inputs, vals)]
+            return vals
+
+        mesh, dt = cached_or("geometry@preview", g_key,
+                             lambda: g_spec.function(obj, *inputs(g_spec, reads["geometry"])))
+        res.seconds["geometry@preview"] = dt
+        if progress:
+            progress(StageEvent("geometry", STAGES.index("geometry"), len(STAGES), "finished", dt, mesh, preview=True))
+        if STAGES.index("texture") > last or (cancel is not None and cancel()):
+            return
+        t_read = inputs_read(t_spec, self.reads())
+        t_key = _digest("texture@preview", self.backend_id("texture"), self.config.crop_size,
+                        *(g_key if d == "geometry" else keys[d] for d in t_read),
+                        *self._config_args(t_spec, config).values(),
+                        *(("painted:" + alpha_edit.digest(),) if alpha_edit is not None else ()))
+
+        def texture():
+            vals = [mesh if d == "geometry" else v for d, v in zip(t_spec.inputs, inputs(t_spec, t_read))]
+            return t_spec.function(self.backend("texture"), *vals, **self._config_args(t_spec, config))
+
+        tex, dt = cached_or("texture@preview", t_key, texture)
+        res.seconds["texture@preview"] = dt
+        if progress:
+            progress(StageEvent("texture", STAGES.index("texture"), len(STAGES), "finished", dt, tex, preview=True))
+
     def _config_args(self, spec, config: PipelineConfig | None = None) -> dict:
         return {c: getattr(config or self.config, c) for c in spec.config}
 
@@ -234,10 +338,10 @@ class Pipeline:
             from ..imageio import source_key
             return _digest(spec.name, source_key(source), *self._config_args(spec, config).values())
         parts = [spec.name, self.backend_id(spec.name), self.config.crop_size,
-                 *(keys[d] for d in spec.inputs), *self._config_args(spec, config).values()]
+                 *(keys[d] for d in inputs_read(spec, self.reads())), *self._config_args(spec, config).values()]
         if spec.name == "landmarks" and landmarks is not None:
             parts.append(np.asarray(landmarks, dtype=np.float64))
-        if spec.name in PAINTED_ALPHA_READERS and alpha_edit is not None:
+        if spec.name in painted_alpha_readers(self.reads()) and alpha_edit is not None:
             parts.append("painted:" + alpha_edit.digest())
         return _digest(*parts)
 
@@ -255,8 +359,9 @@ class Pipeline:
         if spec.protocol is None:                      # load
             self.run_counts[name] += 1
             return spec.function(source, **self._config_args(spec, config))
-        inputs = [res.get(d) for d in spec.inputs]
-        if alpha_edit is not None and name in PAINTED_ALPHA_READERS:
+        read = inputs_read(spec, self.reads())
+        inputs = [res.get(d) if d in read else None for d in spec.inputs]
+        if alpha_edit is not None and name in painted_alpha_readers(self.reads()):
             inputs = [self._painted_alpha(res, alpha_edit) if d == "parse" else v for d, v in zip(spec.inputs, inputs)]
         if name == "landmarks":
             # the detected points are kept apart from an edit, so that a corrected set of points

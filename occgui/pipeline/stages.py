@@ -68,10 +68,16 @@ class SynthesisBackend(Protocol):
 
 
 class GeometryBackend(Protocol):
+    """The face mesh from the photo, its crop and landmarks; a fitting backend (the morphable
+    model of §3.4-3.5) also reads I_out (``synthesis``), M_alpha as painted (``alpha``: occluder
+    pixels excluded from Eq. 13) and M_gamma (``gamma``: Eq. 13's attention). A backend that reads
+    only some of them says so when it is registered (``backends.register(..., reads=...)``), so
+    its cached mesh survives changes to the others."""
     name: str
     version: str
 
-    def build(self, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks) -> FaceMesh: ...
+    def build(self, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks, *, synthesis: Synthesis | None = None,
+              alpha: ParsingMap | None = None, gamma: ParsingMap | None = None) -> FaceMesh: ...
 
 
 class TextureBackend(Protocol):
@@ -145,8 +151,14 @@ def synthesize(backend: SynthesisBackend, crop: FaceCrop, landmarks: Landmarks, 
     return backend.synthesize(crop.image, landmarks, alpha.labels, beta.labels, gamma.labels)
 
 
-def geometry(backend: GeometryBackend, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks) -> FaceMesh:
-    return backend.build(image, crop, landmarks)
+def geometry(backend: GeometryBackend, image: LoadedImage, crop: FaceCrop, landmarks: Landmarks,
+             synthesis: Synthesis | None = None, alpha: ParsingMap | None = None,
+             gamma: ParsingMap | None = None) -> FaceMesh:
+    """The face mesh; ``synthesis`` (I_out), ``alpha`` (M_alpha as painted) and ``gamma`` (M_gamma)
+    are passed (as keywords) only to a backend that reads them: one registered with
+    ``reads=("load", "detect", "landmarks")`` keeps the three-argument ``build``."""
+    extra = {k: v for k, v in (("synthesis", synthesis), ("alpha", alpha), ("gamma", gamma)) if v is not None}
+    return backend.build(image, crop, landmarks, **extra)
 
 
 def texture(backend: TextureBackend, image: LoadedImage, crop: FaceCrop, alpha: ParsingMap, synthesis: Synthesis,
@@ -190,8 +202,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
               MergeBackend, merge),
     StageSpec("synthesize", ("detect", "landmarks", "parse", "landmark_map", "merge"), "synthesis", Synthesis,
               "De-occluding (I_out)", "I_out", SynthesisBackend, synthesize),
-    StageSpec("geometry", ("load", "detect", "landmarks"), "mesh", FaceMesh, "Geometry", "Geometry", GeometryBackend,
-              geometry),
+    StageSpec("geometry", ("load", "detect", "landmarks", "synthesize", "parse", "merge"), "mesh", FaceMesh,
+              "Geometry", "Geometry", GeometryBackend, geometry),
     StageSpec("texture", ("load", "detect", "parse", "synthesize", "geometry"), "texture", Texture, "Texture",
               "Texture", TextureBackend, texture, ("texture_size",)),
 )
@@ -200,11 +212,27 @@ STAGES: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE)
 #: The stages that have backends (every stage but ``load``).
 STAGES_WITH_BACKENDS: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE if s.protocol is not None)
 _BY_NAME = {s.name: s for s in STAGE_TABLE}
-#: The stages that read M_alpha *as the user painted it* (``occgui.corrections.AlphaEdit``): every
-#: reader of ``parse`` but the landmark stage, which keeps the parser's own map, so that painting
-#: the occluder recomputes only ``merge`` and what follows.
+#: The stages that may read M_alpha *as the user painted it* (``occgui.corrections.AlphaEdit``):
+#: every reader of ``parse`` but the landmark stage, which keeps the parser's own map, so that
+#: painting the occluder recomputes only ``merge`` and what follows. Whether a stage's backend
+#: reads it at all is :func:`painted_alpha_readers` of the backends' reads.
 PAINTED_ALPHA_READERS: tuple[str, ...] = tuple(s.name for s in STAGE_TABLE if "parse" in s.inputs
                                                and s.name != "landmarks")
+
+#: ``{stage: inputs its backend reads}``: a subset of the stage's ``inputs`` per stage (a stage not
+#: named reads all of them); see ``backends.reads_of``.
+Reads = dict
+
+
+def inputs_read(spec: StageSpec, reads: Reads | None = None) -> tuple[str, ...]:
+    """The inputs of ``spec`` its backend reads (all of them unless ``reads`` says otherwise)."""
+    given = (reads or {}).get(spec.name)
+    return spec.inputs if given is None else tuple(d for d in spec.inputs if d in given)
+
+
+def painted_alpha_readers(reads: Reads | None = None) -> tuple[str, ...]:
+    """The stages that read M_alpha as painted, given what their backends read."""
+    return tuple(s for s in PAINTED_ALPHA_READERS if "parse" in inputs_read(stage(s), reads))
 
 
 def stage(name: str) -> StageSpec:
@@ -221,11 +249,12 @@ def stage_of_field(field_name: str) -> StageSpec:
     return next(s for s in STAGE_TABLE if s.field == field_name)
 
 
-def downstream_of(name: str) -> tuple[str, ...]:
-    """The stages whose results depend, directly or not, on ``name`` (itself excluded)."""
+def downstream_of(name: str, reads: Reads | None = None) -> tuple[str, ...]:
+    """The stages whose results depend, directly or not, on ``name`` (itself excluded); with
+    ``reads`` (``backends.reads_of``), only through the inputs the chosen backends read."""
     out: list[str] = []
     for s in STAGE_TABLE:
-        deps = set(s.inputs)
+        deps = set(inputs_read(s, reads))
         if name in deps or deps & set(out):
             out.append(s.name)
     return tuple(out)

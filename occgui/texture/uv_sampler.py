@@ -23,6 +23,12 @@ For every texel of the ``ctx.texture_size`` square texture (row 0 = v 1, OBJ/glT
    4 *filled* -- everything else inside the chart: a smooth push-pull fill of its surroundings.
    Borders between classes are feathered, and colours are extended beyond the chart's edges
    (push-pull) so that texture filtering never pulls in black at the seams.
+5. De-lit albedo (meshes of the ``morphable`` geometry, which carry their fitted SH lighting): the
+   finished texture divided by the per-texel irradiance of the fit (:func:`delit`), kept beside the
+   lit one (``Texture.albedo``); the lit one stays the display texture.
+
+Any mesh works whose UV chart is mirror-symmetric (u -> 1 - u for the mirrored surface point): the
+project's layout for the MediaPipe mesh, and the ICT-FaceKit model's own UVs.
 """
 from __future__ import annotations
 
@@ -47,6 +53,9 @@ MIRROR_GAIN_SIGMA = 0.03        # low-frequency scale of the mirror colour gain 
 SEAM_FADE = 0.012               # width of the fade from observed texels into a completion (fraction of the side)
 SEAM_RADIUS = 0.003             # half-width of the final blur across class borders (fraction of the side)
 OUTSIDE, OBSERVED, MIRRORED, SYNTHESIZED, FILLED = range(5)
+MIN_SHADING = 0.1               # de-lighting never divides by a smaller irradiance (unit: white ambient = 1) ...
+MIN_SHADING_RATIO = 0.6         # ... nor by less than this fraction of the chart's median irradiance (SH fits
+                                # of a crude albedo can go negative on grazing normals: chin, nostrils)
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,32 @@ class UVTextureBuilder:
         colour = push_pull(colour, ((src >= OBSERVED) & (src <= SYNTHESIZED)).astype(np.float32))
         radius = max(1, round(SEAM_RADIUS * t))
         colour = feather_seams(colour, src, r.inside, radius=radius, sigma=max(0.5, radius / 2))
-        return Texture(image=np.clip(colour + 0.5, 0, 255).astype(np.uint8), source=src, backend=self.name)
+        albedo = delit(colour, mesh, r)
+        return Texture(image=np.clip(colour + 0.5, 0, 255).astype(np.uint8), source=src, backend=self.name,
+                       albedo=None if albedo is None else np.clip(albedo + 0.5, 0, 255).astype(np.uint8))
+
+
+def delit(colour: np.ndarray, mesh: FaceMesh, r: UVRaster) -> np.ndarray | None:
+    """The lit texture ``colour`` (TxTx3 float, 0-255) divided by the fitted SH shading of a
+    morphable mesh (``FaceMesh.fit.shading``, per vertex, interpolated to the texels and extended
+    smoothly beyond the chart): the albedo, in the same 0-255 units. None for a mesh without a fit.
+    Completed texels are divided by the shading of where they are, so the albedo has no light
+    from either side; shading below :data:`MIN_SHADING` and :data:`MIN_SHADING_RATIO` times the
+    median (grazing or unlit normals, where a second-order SH fit can even go negative) is clamped."""
+    fit = getattr(mesh, "fit", None)
+    shading = None if fit is None else getattr(fit, "shading", None)
+    if shading is None:
+        return None
+    shading = np.asarray(shading, np.float32)
+    if shading.shape != (len(mesh.vertices), 3):
+        raise ValueError(f"the fit's shading has shape {shading.shape}, the mesh {len(mesh.vertices)} vertices")
+    t = r.size
+    field = np.zeros((t, t, 3), np.float32)
+    field[r.rows, r.cols] = np.asarray(r.interp @ shading, np.float32)
+    field = push_pull(field, r.inside.astype(np.float32))
+    floor = max(MIN_SHADING, MIN_SHADING_RATIO * float(np.median(field[r.inside].mean(axis=1)))) if r.inside.any() \
+        else MIN_SHADING
+    return colour / np.maximum(field, floor)
 
 
 def visible_texels(image: LoadedImage, crop: FaceCrop, mesh: FaceMesh, vxy: np.ndarray, r: UVRaster,

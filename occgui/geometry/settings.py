@@ -1,0 +1,31 @@
+"""Typed settings of the ``geometry`` backends (torch-free: ``occgui backends`` and the CLI read
+them without loading any model). ``--option geometry.FIELD=VALUE`` sets one field."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import setting
+
+
+@dataclass(frozen=True)
+class MorphableSettings:
+    """Settings of the morphable-model fit (:class:`occgui.geometry.morphable_mesh.MorphableGeometry`,
+    :class:`occgui.morphable.fit.FitSettings`)."""
+
+    model: str = setting("", "morphable model: an occgui .npz, a BFM .mat (Deep3DFaceRecon's layout) or an "
+                             "ICT-FaceKit folder; empty = the reduced ICT-FaceKit model shipped in resources/morphable")
+    iterations: int = setting(60, "vertex-stage Adam steps of a first fit (Eq. 16 without Eq. 15, Eq. 13 per "
+                                  "vertex)", "steps")
+    image_iterations: int = setting(2, "image-stage Adam steps (Eq. 13 on a pytorch3d render, Eq. 15); 0 skips "
+                                       "the stage and the identity network", "steps")
+    warm_start: bool = setting(True, "a re-fit of the same photo and crop (after a landmark edit or a painted "
+                                     "occluder) starts from the previous solution")
+    refit_iterations: int = setting(25, "vertex-stage steps of a warm-started re-fit", "steps")
+    refit_image_iterations: int = setting(1, "image-stage steps of a warm-started re-fit", "steps")
+    use_identity: bool = setting(True, "Eq. 15 (dlib face-embedding identity term) in the image stage")
+    render_size: int = setting(112, "side of the image-stage render", "px")
+    visibility_size: int = setting(96, "side of the z-buffer passes that decide vertex visibility", "px")
+    coarse_cell_mm: float = setting(5.0, "grid of the coarse working mesh the CPU fit renders (pytorch3d's CPU "
+                                         "rasterizer is naive); 0 = the model's own triangles", "mm")
+    cuda_full_topology: bool = setting(True, "on CUDA, render the model's own triangles whatever coarse_cell_mm")
+    device: str = setting("", "device of the fit: cpu, cuda, or empty = the pipeline's device")
