@@ -287,3 +287,30 @@ def test_huge_array_input_is_box_reduced(astro):
     expected = cv2.warpAffine(astro, m, (512, 512), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_REPLICATE)
     assert np.abs(img.rgb.astype(int) - expected).max() <= 1
+
+
+def test_pipeline_on_a_huge_jpeg_gives_landmarks_in_original_photo_pixels(tmp_path):
+    """The sample face scaled by ``a`` into a 12000x9000 JPEG (decoded at 1/4, worked on at 2048 px):
+    its landmarks, in photo pixels, are the sample's landmarks scaled by ``a`` and moved by ``t``;
+    the photo->crop transform of the report maps them onto the crop's landmarks."""
+    from occgui.corrections import photo_to_crop
+    from occgui.pipeline.runner import Pipeline, PipelineConfig
+    from occgui.resources import sample_photo
+
+    bench = _strip_writers()
+    size = (12000, 9000)
+    p = tmp_path / "huge_face.jpg"
+    bench.write_jpeg_strips(p, *size, bench.face_rows(*size, face_fraction=0.5))
+    pipe = Pipeline(PipelineConfig(device="cpu"))
+    ref = pipe.run(sample_photo()).landmarks_in_photo()
+    res = pipe.run(p)
+    assert res.image.photo_size == size and res.image.scale == 2048 / 12000
+    got = res.landmarks_in_photo()
+    a = 0.5 * size[1] / 512
+    expected = a * ref + [(size[0] - a * 512) / 2, (size[1] - a * 512) / 2]
+    iod = float(np.linalg.norm(expected[36] - expected[45]))
+    err = np.linalg.norm(got - expected, axis=1) / iod
+    print(f"landmark error vs the scaled sample: median {np.median(err):.4f}, max {err.max():.4f} IOD")
+    assert np.median(err) < 0.02 and err.max() < 0.06, (np.median(err), err.max())
+    m = photo_to_crop(res.image, res.crop)
+    assert np.allclose(got @ m[:, :2].T + m[:, 2], res.landmarks.points, atol=1e-6)
