@@ -6,17 +6,20 @@ reported and bounded).
 Opens the main window (a real ``MainWindow`` with its compute process, as ``occgui`` starts it),
 runs the bundled sample photo, then ``--runs`` more times: ``nudge`` moves the chin landmark by
 a few pixels (alternately down and back) and presses Re-run -- M_beta, M_gamma, I_out, the mesh
-and the texture are recomputed and every view is redrawn; ``reopen`` opens the photo again
-(File > Open). After each run it samples the RSS of the GUI process and of the compute process
+and the texture are recomputed and every view is redrawn; ``reopen`` opens the two bundled sample
+photos in turn (File > Open), so every stage is recomputed and the document replaced each run.
+After each run it samples the RSS of the GUI process and of the compute process
 (``/proc/PID/status``). Growth per run is the least-squares slope over the runs after
 ``--warmup`` (allocator pools, font and GL caches and the models' first-call buffers settle in
 the first runs); total growth is the last sample minus the first after the warm-up. Exit status 1
 when either process grows faster than ``--bound-mb`` per run.
 
-Why 2 MB per run: one run's results are about 6 MB (the 1024-px texture alone is 3 MB, plus the
-crop, the maps, I_out and the mesh); a run that leaked its results would grow by that much or
-more. At 2 MB per run, a long editing session of 200 re-runs stays within 0.4 GB of growth per
-process, leaving both processes (0.3-0.5 GB each at rest) well inside the 2.5 GB memory bound.
+Why 2 MB per run: one run's results are 6.3 MB on the sample (pickled: the 1024-px texture and
+its provenance map 4.2 MB, the working image 0.8 MB, the mesh 0.6 MB, crop, maps and I_out the
+rest; a re-run after a nudge recomputes 5.2 MB of them); a run that leaked its results, or the
+views' copies of them, would grow by that much or more. At 2 MB per run, a long editing session
+of 200 re-runs stays within 0.4 GB of growth per process, leaving both processes (0.4-0.5 GB
+each at rest) well inside the 2.5 GB memory bound.
 """
 from __future__ import annotations
 
@@ -107,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mode", choices=("nudge", "reopen"), default="nudge")
     ap.add_argument("--bound-mb", type=float, default=2.0, help="largest accepted growth per run, MB")
     ap.add_argument("--photo", type=Path, help="photo to run (default: the bundled sample)")
+    ap.add_argument("--photo2", type=Path, help="the other photo of --mode reopen (default: the masked sample)")
     a = ap.parse_args(argv)
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         print("needs a display: run under xvfb-run -a", file=sys.stderr)
@@ -128,6 +132,7 @@ def main(argv=None) -> int:
     from occgui.gui.main_window import MainWindow
 
     photo = a.photo or sample_photo()
+    photo2 = a.photo2 or ROOT / "resources" / "samples" / "astronaut_mask.png"
     win = MainWindow()
     win.session.auto_rerun = False
     win.show()
@@ -139,7 +144,8 @@ def main(argv=None) -> int:
         return 1
     settle(app)
     gui_pid, cpid = os.getpid(), compute_pid(win)
-    print(f"{a.mode}: {a.runs} runs of {photo.name}; GUI pid {gui_pid}, compute pid {cpid}; "
+    names = photo.name + (f" and {photo2.name}" if a.mode == "reopen" else "")
+    print(f"{a.mode}: {a.runs} runs of {names}; GUI pid {gui_pid}, compute pid {cpid}; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"run   0: GUI {rss_mb(gui_pid):7.1f} MB  compute {rss_mb(cpid) if cpid else float('nan'):7.1f} MB  "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -152,8 +158,8 @@ def main(argv=None) -> int:
             s.move_landmark(8, pts[8] + (0.0, (0.03 if i % 2 else -0.03) * iod))
             start = win.rerun
         else:
-            def start():
-                return win.open_photo(photo)
+            def start(p=(photo2 if i % 2 else photo)):
+                return win.open_photo(p)
         t = time.perf_counter()
         kind, outcome = wait_run(app, s, start)
         secs.append(time.perf_counter() - t)
@@ -171,6 +177,7 @@ def main(argv=None) -> int:
             print(f"run {i:3d}: GUI {gui[-1]:7.1f} MB  compute {comp[-1]:7.1f} MB  ({secs[-1]:.2f} s)")
     win.session.undo_stack.setClean()
     win.close()
+    win.deleteLater()
     settle(app)
 
     w = a.warmup
@@ -192,4 +199,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization: PySide6 may abort while collecting Qt objects at exit
+    # ("bool_dealloc: deallocating True or False"), after the measurement is complete.
+    os._exit(rc)
