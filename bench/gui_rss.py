@@ -87,12 +87,10 @@ def wait_run(app, session, start) -> tuple[str, object]:
 
 
 def settle(app, ms: int = 150) -> None:
-    """Let queued paints and deferred deletions happen before sampling."""
-    from PySide6.QtCore import QCoreApplication, QEvent
+    """Let queued paints and timers run before sampling."""
     from PySide6.QtTest import QTest
 
     QTest.qWait(ms)
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     app.processEvents()
 
 
