@@ -363,7 +363,7 @@ class ProcessPipelineHost:
     @property
     def alive(self) -> bool:
         proc = self._proc
-        return proc is not None and proc.is_alive()
+        return proc is not None and proc.is_alive() and not self.restart_needed
 
     @property
     def generation(self) -> int:
@@ -371,7 +371,7 @@ class ProcessPipelineHost:
         return self._generation
 
     def _ensure_process(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._proc.is_alive() and not self.restart_needed:
             return
         self._reap()
         self._received.clear()
@@ -405,11 +405,11 @@ class ProcessPipelineHost:
             traceback.print_exc(file=sys.stderr)
 
     def _reap(self) -> None:
-        """Forget a dead process (joined, pipe closed)."""
+        """Forget a dead (or killed) process (joined, pipe closed)."""
         proc, conn = self._proc, self._conn
         self._proc, self._conn = None, None
         if proc is not None:
-            proc.join(timeout=1.0)
+            proc.join(timeout=2.0)
         if conn is not None:
             try:
                 conn.close()
@@ -418,16 +418,16 @@ class ProcessPipelineHost:
 
     def _died(self) -> HostError:
         """The process is gone: the error the current call raises (cancelled, when we killed it)."""
+        if self._killed_for_cancel:              # killed on purpose: reaped when the next one starts
+            self._killed_for_cancel = False
+            self.restart_needed = True
+            return HostError("cancelled", "Run cancelled.")
         proc = self._proc
         code = None
         if proc is not None:
             proc.join(timeout=1.0)
             code = proc.exitcode
         self._reap()
-        if self._killed_for_cancel:
-            self._killed_for_cancel = False
-            self.restart_needed = True
-            return HostError("cancelled", "Run cancelled.")
         return HostError("crashed", f"The compute process stopped unexpectedly ({exit_reason(code)}); "
                                     "it restarts by itself.")
 
@@ -470,7 +470,7 @@ class ProcessPipelineHost:
 
     def _kill_if_still_running(self, job: int) -> None:
         with self._lock:
-            proc = self._proc
+            proc, conn = self._proc, self._conn
             if self._running_job != job or proc is None:
                 return
             self._expected_exit.add(self._generation)
@@ -479,6 +479,10 @@ class ProcessPipelineHost:
             proc.kill()
         except (OSError, AttributeError, ValueError):
             pass
+        # SIGKILL cannot be caught: the run is over. Do not wait for the process to finish exiting
+        # (freeing a few GB of a niced process can take long on a busy machine): end the pipe now,
+        # which wakes the thread waiting in recv() with an end-of-file.
+        _shut_down(conn)
 
     def configure(self, device: str) -> DeviceInfo:
         self.config = dataclasses.replace(self.config, device=device)
@@ -598,7 +602,25 @@ class ProcessPipelineHost:
     def pid(self) -> int | None:
         """The compute process's id (None when none is running)."""
         proc = self._proc
-        return proc.pid if proc is not None and proc.is_alive() else None
+        return proc.pid if proc is not None and proc.is_alive() and not self.restart_needed else None
+
+
+def _shut_down(conn) -> None:
+    """Shut the socket under a ``multiprocessing`` connection down, so that a thread blocked in its
+    ``recv`` returns with end-of-file at once (closing the descriptor would not wake it)."""
+    import socket
+
+    try:
+        fd = conn.fileno()
+        sock = socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM)      # a duplicate descriptor
+    except (OSError, AttributeError, ValueError):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def restore_export_folder(outdir, stem: str) -> None:
