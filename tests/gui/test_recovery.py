@@ -137,6 +137,7 @@ def test_kill_9_during_a_run_says_so_restarts_and_the_next_run_works(qtbot, slow
 @pytest.mark.parametrize("stage", ["load", "parse", "geometry"])
 def test_cancel_returns_within_half_a_second_in_a_blocking_stage(qtbot, slow_window, sample, monkeypatch, stage):
     from occgui.pipeline.runner import STAGES
+    from occgui.pipeline.stages import stage as stage_spec
 
     window, mark = slow_window(stage)
     s = window.session
@@ -161,7 +162,7 @@ def test_cancel_returns_within_half_a_second_in_a_blocking_stage(qtbot, slow_win
         kind, outcome = wait_run_end(qtbot, window, lambda: window.open_photo(sample))
         assert kind == "finished", outcome
         return
-    assert f"during {__import__('occgui.pipeline.stages', fromlist=['stage']).stage(stage).title}" in _status(window)
+    assert f"during {stage_spec(stage).title}" in _status(window)
     assert f"{len(before)} computed \u00b7 0 reused" in _status(window)
     assert s.document.states[stage] == "cancelled"
     assert "cancelled after" in window.stage_strip.tooltip_text(stage)
