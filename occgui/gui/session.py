@@ -355,7 +355,8 @@ class Session(QObject):
         """The compute process stopped without being asked to: say so; the worker restarts it."""
         self._restarting = reason
         if not self._busy:            # a run in flight fails and says so itself
-            self.progress.emit(f"The compute process stopped ({reason}); restarting it\u2026", -1, len(STAGES))
+            then = "" if "not restarted" in reason else "; restarting it\u2026"
+            self.progress.emit(f"The compute process stopped ({reason}){then}", -1, len(STAGES))
         self.computeStopped.emit(reason)
 
     def _on_compute_restarted(self, reason: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -106,6 +107,10 @@ class RunOutcome:
 #: A compute process stopped by a cancel is replaced this much later: a new interpreter's start-up
 #: would otherwise compete for the CPU with the GUI thread showing the cancel.
 RESTART_DELAY_MS = 400
+#: A compute process that stops unexpectedly more than MAX_RESTARTS times within RESTART_WINDOW_S is
+#: not restarted at once again (it would only die again, e.g. out of memory while loading models).
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
 
 
 class PipelineWorker(QObject):
@@ -128,6 +133,7 @@ class PipelineWorker(QObject):
         self._lock = threading.Lock()
         self._cancel_through = 0
         self.current_run = 0              # the job whose run is in the host right now (0: none)
+        self._stops: list[float] = []     # when the compute process stopped unexpectedly (monotonic s)
         self._restartRequested.connect(self.restart)
 
     # -- called from the GUI thread ------------------------------------------------------------
@@ -146,7 +152,14 @@ class PipelineWorker(QObject):
         self.host.abort()
 
     def _host_stopped(self, reason: str) -> None:
-        """The compute process stopped unexpectedly (called from the host's watcher thread)."""
+        """The compute process stopped unexpectedly (called from the host's watcher thread). It is
+        restarted at once, unless it keeps stopping (then the next run or export starts one)."""
+        now = time.monotonic()
+        self._stops = [t for t in self._stops if now - t < RESTART_WINDOW_S] + [now]
+        if len(self._stops) > MAX_RESTARTS:
+            self.computeStopped.emit(f"{reason}; it stopped {len(self._stops)} times in a minute, so it is "
+                                     "not restarted before the next run")
+            return
         self.computeStopped.emit(reason)
         self._restartRequested.emit(reason)        # queued: runs in the worker thread
 

@@ -220,3 +220,17 @@ def test_kill_9_during_an_export_leaves_nothing_half_written(qtbot, slow_window,
     assert kind == "ok", folder
     assert check_export_folder(Path(folder), expected_landmarks=window.session.document.landmarks) == []
     assert np.allclose(window.session.document.landmarks, window.session.document.detected)
+
+
+def test_a_compute_process_that_keeps_dying_is_not_restarted_in_a_loop(gui_app):
+    from occgui.gui.worker import MAX_RESTARTS, PipelineWorker
+
+    worker = PipelineWorker(compute="thread")
+    stopped, restarts = [], []
+    worker.computeStopped.connect(stopped.append)
+    worker._restartRequested.disconnect(worker.restart)
+    worker._restartRequested.connect(restarts.append)
+    for _ in range(MAX_RESTARTS + 2):
+        worker._host_stopped("killed by SIGKILL (9)")
+    assert len(restarts) == MAX_RESTARTS, "each of the first stops starts a new process"
+    assert len(stopped) == MAX_RESTARTS + 2 and "not restarted" in stopped[-1]
