@@ -130,8 +130,10 @@ def run_seed(pipeline: Pipeline, photo: str, source_key_then: str, landmarks, al
 
     Only valid for results computed from exactly these inputs (the caller's duty: the GUI passes
     the results that are not stale for them); nothing is seeded when the photo file changed since
-    (``source_key_then``). Uses the runner's key function, so a seeded result is a cache hit iff
-    the pipeline would have computed it with the same key.
+    (``source_key_then``), and a result whose ``backend`` is not the stage's backend now (the
+    backend was switched), or computed from such a result, is not seeded. Uses the runner's key
+    function, so a seeded result is a cache hit iff the pipeline would have computed it with the
+    same key.
     """
     from ..imageio import source_key
     from ..pipeline.runner import _digest
@@ -145,10 +147,16 @@ def run_seed(pipeline: Pipeline, photo: str, source_key_then: str, landmarks, al
         alpha_edit = None
     keys: dict[str, str] = {}
     seeded = []
+    refused: set[str] = set()
     for spec in STAGE_TABLE:
         keys[spec.name] = pipeline._key(spec, keys, photo, landmarks, alpha_edit, config)
         value = values.get(spec.name)
         if value is None:
+            continue
+        made_by = getattr(value, "backend", None)
+        if (refused & set(spec.inputs)) or (spec.protocol is not None and isinstance(made_by, str)
+                                            and made_by.split("+")[0] != pipeline.backend(spec.name).name):
+            refused.add(spec.name)            # made by another backend, or from a result that was
             continue
         pipeline._cache[spec.name] = (keys[spec.name], value)
         seeded.append(spec.name)
