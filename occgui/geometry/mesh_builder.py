@@ -20,10 +20,11 @@ Steps (issue point 9):
    dense vertex that projects nearest to the detected landmark (a landmark is a convex combination
    of mesh points, so this is within about a dense edge of it). After a correction
    (``Landmarks.edited``) the mesh is deformed in the image plane
-   (:class:`~occgui.geometry.deform.ScreenedBiharmonicDeformer`): the vertices of the corrected
-   landmarks move so that they reproject exactly onto the corrected points, those of the
-   unchanged landmarks stay, and the motion spreads smoothly and decays with distance; depth is
-   unchanged.
+   (:func:`~occgui.geometry.deform.bounded_landmark_displacement`, a cotangent biharmonic field of
+   the rest mesh): the vertices of the corrected landmarks move so that they reproject exactly onto
+   the corrected points, those of the unchanged landmarks stay, and the motion spreads smoothly,
+   decays over about 10 mm and stops 60 mm away; a correction too large to follow without folding
+   the surface is followed as far as it can be. Depth is unchanged.
 """
 from __future__ import annotations
 
@@ -33,14 +34,13 @@ import numpy as np
 
 from ..errors import OccguiError
 from ..results import Camera, FaceCrop, FaceMesh, Landmarks, LoadedImage
-from .deform import ScreenedBiharmonicDeformer
+from .deform import bounded_landmark_displacement, cached_cotan_deformer
 from .topology import NUM_MESH_VERTICES, DenseTopology, face_topology, subdivided_topology
 from .uv_layout import load_uv_layout
 
 SUBDIVISION_LEVELS = 2        # 898 -> 14368 triangles, 468 -> 7257 vertices
 PHONG_ALPHA = 0.5             # Phong tessellation shape factor (0 = flat midpoints; 0.5 bends least here)
 EYE_DISTANCE_MM = 63.0        # 3D distance between the eye centres, sets the scale
-DEFORM_DECAY_HOPS = 8.0       # reach of a landmark correction, in dense edge hops (~1.5-2.5 mm each)
 LANDMARK_CANDIDATES = 48      # dense vertices (nearest in UV) a landmark may be attached to
 MOVED_PX = 0.01               # a corrected landmark differs from the detected one by more (crop px)
 
@@ -140,18 +140,11 @@ def landmark_vertex_ids(vertices_xy: np.ndarray, landmarks_xy: np.ndarray,
     return ids
 
 
-@lru_cache(maxsize=8)
-def landmark_deformer(handles: tuple[int, ...], levels: int = SUBDIVISION_LEVELS) -> ScreenedBiharmonicDeformer:
-    """The deformer of the dense mesh with these handle vertices (factorised once per handle set)."""
-    dense = subdivided_topology(levels)
-    return ScreenedBiharmonicDeformer(dense.faces, dense.num_vertices, np.array(handles), decay_hops=DEFORM_DECAY_HOPS)
-
-
 class MediaPipeMeshGeometry:
     """Stage ``geometry`` backend (see the module docstring)."""
 
     name = "mediapipe-mesh"
-    version = f"1+sub{SUBDIVISION_LEVELS}"
+    version = f"2+sub{SUBDIVISION_LEVELS}"        # 2: bounded cotangent deformation of corrected landmarks
 
     def __init__(self, ctx=None):
         self._ctx = ctx
@@ -179,6 +172,8 @@ class MediaPipeMeshGeometry:
             if moved.any():
                 target = crop_to_mm(image, crop, camera, points)
                 handle_d = np.where(moved[:, None], target - vertices[ids, :2], 0.0)
-                vertices[:, :2] += landmark_deformer(tuple(int(i) for i in ids)).displacement(handle_d)
+                deformer = cached_cotan_deformer(vertices, dense.faces, ids)
+                vertices[:, :2] += bounded_landmark_displacement(deformer, vertices[:, :2], dense.faces, handle_d,
+                                                                 rest=vertices).displacement
         return FaceMesh(vertices=vertices, faces=np.array(dense.faces), uv=np.array(dense.uv), camera=camera,
                         landmark_vertices=np.array(ids), backend=self.name)

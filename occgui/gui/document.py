@@ -13,6 +13,7 @@ Coordinates: landmarks are kept in *photo* pixels (as in ``landmarks.json`` and
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from .. import labels as L
 from ..corrections import AlphaEdit, edit_digest
 from ..pipeline.backends import reads_of
-from ..pipeline.runner import STAGES, PipelineResult, downstream_of, painted_alpha_readers
+from ..pipeline.runner import STAGE_TABLE, STAGES, PipelineResult, downstream_of, painted_alpha_readers
 
 
 def paint_dependent(reads: dict | None = None) -> tuple[str, ...]:
@@ -64,6 +65,9 @@ class FaceDocument:
       ``computed_edit[stage]``: the digest of the paint a paint-dependent result used.
     * ``face_index``: the face of a group photo the results are for.
     * ``states[stage]``: pending / running / done / cached / failed / cancelled.
+    * ``seconds[stage]``: how long the computation of the result shown took (kept when a later
+      run reuses that very result; None when unknown); ``elapsed[stage]``: how long the stage ran
+      before it was cancelled or failed.
     """
 
     def __init__(self) -> None:
@@ -73,7 +77,10 @@ class FaceDocument:
         self.computed_edit: dict[str, str] = {}
         self.results: dict[str, Any] = {}
         self.states: dict[str, str] = {s: PENDING for s in STAGES}
-        self.seconds: dict[str, float] = {}
+        self.seconds: dict[str, float | None] = {}
+        self.elapsed: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.source_key: str | None = None        # the photo file's key when it was loaded
         self.landmarks: np.ndarray | None = None
         self.detected: np.ndarray | None = None
         self.computed_with: dict[str, np.ndarray] = {}
@@ -107,8 +114,10 @@ class FaceDocument:
         return float(self.image.scale) if self.image is not None else 1.0
 
     # -- stage results -----------------------------------------------------------------------
-    def mark_running(self, stage: str) -> None:
+    def mark_running(self, stage: str, now: float | None = None) -> None:
         self.states[stage] = RUNNING
+        self.started_at[stage] = time.perf_counter() if now is None else now
+        self.elapsed.pop(stage, None)
 
     def set_result(self, stage: str, value, *, cached: bool, seconds: float,
                    used_landmarks: np.ndarray | None, used_edit: str = "") -> bool:
@@ -118,7 +127,16 @@ class FaceDocument:
         changed = self.results.get(stage) is not value
         self.results[stage] = value
         self.states[stage] = CACHED if cached else DONE
-        self.seconds[stage] = seconds
+        if not cached:
+            self.seconds[stage] = seconds
+        elif changed:
+            self.seconds[stage] = None         # reused from a run whose timing this window did not see
+        self.started_at.pop(stage, None)
+        self.elapsed.pop(stage, None)
+        if stage == "load" and self.photo is not None and changed:
+            from ..imageio import source_key
+
+            self.source_key = source_key(self.photo)
         if stage == "landmarks":
             detected_crop = value.detected_points if value.detected_points is not None else value.points
             self.detected = landmarks_to_photo(self.image, self.crop, detected_crop)
@@ -135,12 +153,19 @@ class FaceDocument:
         self.last_result = result
         self.run_counts = dict(run_counts)
 
-    def end_run(self, state: str) -> None:
-        """A run stopped early (``failed`` or ``cancelled``): stages still running or pending get
-        that state, those already shown keep theirs."""
+    def end_run(self, state: str, now: float | None = None) -> str | None:
+        """A run stopped early (``failed`` or ``cancelled``): the stage that was running gets that
+        state (and how long it ran, :attr:`elapsed`), those already shown keep theirs. Returns
+        the stage that was running, if any."""
+        now = time.perf_counter() if now is None else now
+        running = None
         for s in STAGES:
-            if self.states[s] in (RUNNING, PENDING):
-                self.states[s] = state if self.states[s] == RUNNING else PENDING
+            if self.states[s] == RUNNING:
+                running = s
+                self.states[s] = state
+                if s in self.started_at:
+                    self.elapsed[s] = max(0.0, now - self.started_at.pop(s))
+        return running
 
     def begin_run(self) -> None:
         """A new run starts: stages without a result are pending again."""
@@ -227,3 +252,39 @@ class FaceDocument:
     def complete(self) -> bool:
         """Every stage has a result and none is stale (export writes exactly what is shown)."""
         return all(s in self.results for s in STAGES) and not self.is_stale
+
+    def current_results(self) -> dict[str, Any]:
+        """The results shown that were computed from the landmarks and paint on screen (what a run
+        with them would compute again): every result but the stale ones, and the landmark stage's
+        only when it holds the points on screen."""
+        stale = self.stale_stages()
+        out = {s: v for s, v in self.results.items() if s not in stale}
+        if "landmarks" in out and not same_points(self.computed_with.get("landmarks"), self.landmarks):
+            del out["landmarks"]
+        return out
+
+    def export_result(self, device: str = "cpu") -> PipelineResult | None:
+        """The results on screen as one ``PipelineResult`` for the exporter, or None when they are
+        not complete and current (:attr:`complete`). It is the last run's own result when the
+        window shows exactly that; otherwise it is put together from the stage results shown,
+        with their timings, the paint they used and the warnings a run would report."""
+        if not self.complete:
+            return None
+        last = self.last_result
+        if last is not None and all(last.get(s) is self.results[s] for s in STAGES) \
+                and edit_digest(last.alpha_edit) == edit_digest(self.run_alpha_edit()):
+            return last
+        from ..results import ParsingMap
+
+        r = self.results
+        edit = self.run_alpha_edit()
+        res = PipelineResult(device=device, alpha_edit=edit)
+        for spec in STAGE_TABLE:
+            setattr(res, spec.field, r[spec.name])
+        if edit is not None:
+            res.alpha_painted = ParsingMap(edit.apply(res.alpha.labels), "alpha", res.alpha.backend + "+painted")
+        res.seconds = {s: (0.0 if self.states.get(s) == CACHED else float(self.seconds.get(s) or 0.0)) for s in STAGES}
+        res.cached = [s for s in STAGES if self.states.get(s) == CACHED]
+        res.backends = dict(last.backends) if last is not None else {}
+        res.warnings = list(res.image.notes) + list(res.landmarks.warnings)
+        return res

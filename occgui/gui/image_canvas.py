@@ -127,7 +127,7 @@ class ImageCanvas(QWidget):
             p.setPen(QColor(theme.TEXT_DIM))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
             return
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         r = self.image_rect()
         p.drawImage(r, self._image)
         if self._compare and self._second is not None:

@@ -328,6 +328,7 @@ class MainWindow(QMainWindow):
         s.busyChanged.connect(self._on_busy)
         s.runFinished.connect(self._on_run_finished)
         s.message.connect(self.banner.show_message)
+        s.succeeded.connect(lambda _what: self.banner.clear_problem())
         s.deviceReady.connect(lambda _dev, desc, _cuda: self.status.set_device(desc))
         self.deoccluded.backendRequested.connect(s.set_synthesis_backend)
         self.status.cancel_button.clicked.connect(s.cancel)
@@ -627,9 +628,10 @@ class MainWindow(QMainWindow):
     def _on_stage_state(self, stage: str) -> None:
         doc = self.session.document
         state = doc.states[stage]
+        seconds = doc.elapsed.get(stage) if state in (D.CANCELLED, D.FAILED) else doc.seconds.get(stage)
         if stage in doc.stale_stages() and state in (D.DONE, D.CACHED):
             state = "stale"
-        self.stage_strip.set_state(stage, state, doc.seconds.get(stage))
+        self.stage_strip.set_state(stage, state, seconds)
 
     def _on_staleness(self, stale: frozenset) -> None:
         for kind, (stage, *_rest) in MAPS.items():

@@ -1,7 +1,8 @@
 """One non-modal message line at the top of the window (errors, warnings, notes).
 
 A new message replaces the current one -- there is never a stack of dialogs. Errors and
-warnings stay until closed or replaced; notes fade after a few seconds.
+warnings stay until closed, replaced, or a later action succeeds (:meth:`MessageBanner.clear_problem`);
+notes fade after a few seconds.
 """
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ class MessageBanner(QFrame):
             self._timer.start(INFO_TIMEOUT_MS)
         else:
             self._timer.stop()
+
+    def clear_problem(self) -> None:
+        """A later action succeeded: an error or warning shown is no longer true, hide it."""
+        if not self.isHidden() and self.level in ("error", "warning"):
+            self._timer.stop()
+            self.hide()
 
     @property
     def message(self) -> str:

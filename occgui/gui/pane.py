@@ -71,7 +71,7 @@ class StaleBadge(QWidget):
         if not self._on:
             return
         p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(theme.STALE))
         r = QRectF(self.rect())

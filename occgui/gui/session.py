@@ -67,6 +67,9 @@ class Session(QObject):
     deviceReady = Signal(str, str, bool)          # device, description, CUDA available
     message = Signal(str, str)                    # level (info | warning | error), one line
     synthesisBackendChanged = Signal(str)         # the I_out backend the next runs use
+    succeeded = Signal(str)                       # an action succeeded (run, export, save, load): older errors are void
+    computeStopped = Signal(str)                  # the compute process stopped unexpectedly (why)
+    computeRestarted = Signal(str)                # ... and a new one is ready
 
     _runRequested = Signal(object)
     _exportRequested = Signal(object)
@@ -100,6 +103,11 @@ class Session(QObject):
         #: typed settings each backend is switched to with (absent: its defaults)
         self.synthesis_backend: str | None = None
         self.synthesis_settings: dict[str, object] = {}
+        self._results_pref: str | None = None    # device preference the results shown were computed with
+        self._ended_job = 0                      # a run the session ended itself (a cancel before it started)
+        self._run_stats: dict[str, list[str]] = {"computed": [], "reused": []}
+        self._run_stage: str | None = None       # the stage of the current run that started last
+        self._restarting: str | None = None      # why the compute process is being restarted
 
         self._thread = WorkerThread()
         self._worker = PipelineWorker(config, compute)
@@ -116,6 +124,8 @@ class Session(QObject):
         self._worker.exportFailed.connect(self._on_export_failed)
         self._worker.deviceReady.connect(self._on_device_ready)
         self._worker.deviceFailed.connect(lambda msg: self.message.emit("error", msg))
+        self._worker.computeStopped.connect(self._on_compute_stopped)
+        self._worker.computeRestarted.connect(self._on_compute_restarted)
         self._thread.start()
         self._stopped = False
         app = QCoreApplication.instance()
@@ -244,15 +254,28 @@ class Session(QObject):
         return {} if name is None else {"synthesize": (name, self.synthesis_settings.get(name))}
 
     def cancel(self) -> None:
-        """Cancel the run in flight (between two stages)."""
-        if self._busy:
-            self._worker.request_cancel(self._job)
-            self._pending_export = None
-            self.progress.emit("Cancelling\u2026", -1, len(STAGES))
+        """Cancel the run in flight: between two stages, or by stopping the compute process when a
+        stage does not come back within its grace period (a new process is started at once)."""
+        if not self._busy:
+            return
+        job = self._job
+        self._worker.request_cancel(job)
+        self._pending_export = None
+        if self._worker.current_run != job:        # not started yet (queued): it never will be
+            self._on_run_failed(job, "cancelled", "Run cancelled.")
+            self._ended_job = job
+            return
+        self.progress.emit("Cancelling\u2026", -1, len(STAGES))
+
+    def _stats_text(self) -> str:
+        c, r = len(self._run_stats["computed"]), len(self._run_stats["reused"])
+        return f"{c} computed \u00b7 {r} reused"
 
     def _start_run(self) -> None:
         self._ensure_configured()
         self._job = next(self._ids)
+        self._run_stats = {"computed": [], "reused": []}
+        self._run_stage = None
         self._set_busy(True)
         doc = self.document
         if self._pending_open is not None:
@@ -262,8 +285,11 @@ class Session(QObject):
             return
         doc.begin_run()
         self.progress.emit("Starting\u2026", 0, len(STAGES))
+        kept = None
+        if doc.source_key is not None and self._results_pref == self._device_pref:
+            kept = (doc.source_key, doc.current_results())
         self._runRequested.emit(RunJob(self._job, str(doc.photo), doc.run_landmarks(), doc.run_alpha_edit(),
-                                       doc.face_index, self._run_backends()))
+                                       doc.face_index, self._run_backends(), kept))
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
@@ -271,10 +297,15 @@ class Session(QObject):
             self.busyChanged.emit(busy)
 
     def _on_stage_update(self, up: StageUpdate) -> None:
-        if up.job != self._job:
+        if up.job != self._job or up.job == self._ended_job:
             return
         doc = self.document
         title = stage_spec(up.stage).title
+        if up.state == "started":
+            self._run_stage = up.stage
+        else:
+            self._run_stats["reused" if up.state == "cached" else "computed"].append(up.stage)
+            self._results_pref = self._configured
         if self._pending_open is not None:
             if up.state == "started" or up.stage != "load":
                 self.progress.emit(f"{title}\u2026", up.index, up.total)
@@ -300,16 +331,16 @@ class Session(QObject):
             self.stalenessChanged.emit(doc.stale_stages())
 
     def _on_run_finished(self, outcome: RunOutcome) -> None:
-        if outcome.job != self._job:
+        if outcome.job != self._job or outcome.job == self._ended_job:
             return
         self.last_outcome = outcome
         self._finished_job = outcome.job
         self.document.finish_run(outcome.result, outcome.run_counts)
         self._set_busy(False)
-        n = len(outcome.recomputed)
-        self.progress.emit(f"Done in {outcome.seconds:.2f} s ({n} stage{'s' if n != 1 else ''} computed)",
-                           len(STAGES), len(STAGES))
+        self.progress.emit(f"Done in {outcome.seconds:.2f} s \u00b7 {len(outcome.computed)} computed \u00b7 "
+                           f"{len(outcome.reused)} reused", len(STAGES), len(STAGES))
         self.stalenessChanged.emit(self.document.stale_stages())
+        self.succeeded.emit("run")
         self.runFinished.emit(outcome)
         for w in outcome.result.warnings:
             self.message.emit("info", w)
@@ -318,21 +349,23 @@ class Session(QObject):
             self.export_to(folder)
 
     def _on_run_failed(self, job: int, kind: str, message: str) -> None:
-        if job != self._job:
+        if job != self._job or job == self._ended_job:
             return
+        stage = self._run_stage
+        where = f" during {stage_spec(stage).title}" if stage else ""
+        done = len(self._run_stats["computed"]) + len(self._run_stats["reused"])
         if self._pending_open is not None:         # the new photo never loaded: keep the current one
             path = self._pending_open[0]
             self._pending_open = None
             if kind != "cancelled" and path.name not in message:
                 message = f"{path.name}: {message}" + (" \u2014 the current photo is kept"
                                                        if self.document.has_photo else "")
-            self.document.end_run(D.CANCELLED)
-            for s in STAGES:
-                self.stageStateChanged.emit(s)
             self._set_busy(False)
-            self.progress.emit("Cancelled" if kind == "cancelled" else f"Could not open {path.name}", 0, len(STAGES))
+            self.progress.emit(f"Cancelled{where}: {path.name} was not opened" if kind == "cancelled"
+                               else f"Could not open {path.name}", done, len(STAGES))
             self.runFailed.emit(kind, message)
-            self.message.emit("info" if kind == "cancelled" else "error", message)
+            if kind != "cancelled":                # a cancel is said by the status line alone
+                self.message.emit("error", message)
             self.photoRejected.emit(str(path), message)
             return
         self.document.end_run(D.CANCELLED if kind == "cancelled" else D.FAILED)
@@ -340,9 +373,26 @@ class Session(QObject):
             self.stageStateChanged.emit(s)
         self._set_busy(False)
         self._pending_export = None
-        self.progress.emit("Cancelled" if kind == "cancelled" else "Failed", 0, len(STAGES))
+        self.progress.emit(f"{'Cancelled' if kind == 'cancelled' else 'Failed'}{where} \u00b7 {self._stats_text()}",
+                           done, len(STAGES))
         self.runFailed.emit(kind, message)
-        self.message.emit("info" if kind == "cancelled" else "error", message)
+        if kind != "cancelled":                    # a cancel is said by the status line alone (no relayout)
+            self.message.emit("error", message)
+
+    def _on_compute_stopped(self, reason: str) -> None:
+        """The compute process stopped without being asked to: say so; the worker restarts it."""
+        self._restarting = reason
+        if not self._busy:            # a run in flight fails and says so itself
+            then = "" if "not restarted" in reason else "; restarting it\u2026"
+            self.progress.emit(f"The compute process stopped ({reason}){then}", -1, len(STAGES))
+        self.computeStopped.emit(reason)
+
+    def _on_compute_restarted(self, reason: str) -> None:
+        self._restarting = None
+        if not self._busy:
+            kept = " \u00b7 the results on screen are kept" if self.document.results else ""
+            self.progress.emit(f"Compute process restarted (the last one stopped: {reason}){kept}", -1, len(STAGES))
+        self.computeRestarted.emit(reason)
 
     def _on_device_ready(self, device: str, description: str, cuda: bool) -> None:
         self.device, self.device_description, self.cuda_available = device, description, cuda
@@ -569,25 +619,31 @@ class Session(QObject):
             self.message.emit("warning", "Nothing to export: open a photo first.")
             return False
         folder = str(folder)
-        if self._busy or doc.is_stale or self._finished_job is None:
+        result = None if self._busy else doc.export_result(self.device or "cpu")
+        if result is None:                   # a run in flight, or results out of date or missing
             self._pending_export = folder
             if not self._busy:
                 self.rerun()
             self.message.emit("info", "Exporting when the run finishes\u2026")
             return True
+        own = result is doc.last_result and self.last_outcome is not None
         self._export_job += 1
         self._export_undo_index = self.undo_stack.index()
         self.progress.emit("Exporting\u2026", len(STAGES), len(STAGES))
-        self._exportRequested.emit(ExportJob(self._export_job, self._finished_job, folder, doc.photo.stem))
+        self._exportRequested.emit(ExportJob(self._export_job, self._finished_job if own else None, folder,
+                                             doc.photo.stem, result, self.last_outcome.seconds if own else None))
         return True
 
     def _on_export_finished(self, job: int, folder: str) -> None:
         if self.document.has_corrections and self._export_undo_index == self.undo_stack.index():
             self.undo_stack.setClean()          # the export folder holds corrections.json
         self.progress.emit(f"Exported to {folder}", len(STAGES), len(STAGES))
+        self.succeeded.emit("export")
         self.message.emit("info", f"Exported to {folder}")
         self.exportFinished.emit(folder)
 
     def _on_export_failed(self, job: int, message: str) -> None:
+        self.progress.emit(message if message.startswith("Export failed") else f"Export failed: {message}",
+                           len(STAGES), len(STAGES))
         self.message.emit("error", message)
         self.exportFailed.emit(message)

@@ -2,7 +2,9 @@
 
 pending (grey) -> running (blue) -> done (green) / cached (teal, reused from an earlier run);
 failed (red), cancelled (grey), and *stale* (amber) for results computed from other landmarks
-than those on screen. Tooltips give the stage's time.
+than those on screen. Tooltips give the stage's time as the state means it: a computed stage
+"computed in 12 ms", a reused one "reused" (with the time its computation took, when known --
+never "computed in 0 ms"), a cancelled or failed one how long it ran before it stopped.
 
 The strip paints itself in one widget of fixed height: a state change is a repaint only, never
 a relayout of the window (which would cost the GUI thread tens of milliseconds while the worker
@@ -21,6 +23,15 @@ from . import theme
 STATE_TEXT = {"pending": "not run yet", "running": "running\u2026", "done": "computed", "cached": "reused (cached)",
               "failed": "failed", "cancelled": "cancelled", "stale": "out of date: re-run to update"}
 _PAD_X, _GAP, _ARROW = 10, 4, 12
+
+
+def format_seconds(sec: float) -> str:
+    """``0.4 ms``, ``12 ms``, ``1.25 s``: never a computation of "0 ms"."""
+    if sec < 0.001:
+        return f"{sec * 1000:.2f} ms"
+    if sec < 1.0:
+        return f"{sec * 1000:.0f} ms"
+    return f"{sec:.2f} s"
 
 
 class StageStrip(QWidget):
@@ -54,13 +65,19 @@ class StageStrip(QWidget):
         state = self.states[stage]
         tip = f"{stage_spec(stage).title}: {STATE_TEXT.get(state, state)}"
         sec = self.seconds.get(stage)
-        if sec is not None and state == "done":
-            tip += f" in {sec * 1000:.0f} ms"
+        if sec is None:
+            return tip
+        if state == "done":
+            tip += f" in {format_seconds(sec)}"
+        elif state == "cached":
+            tip += f"; its computation took {format_seconds(sec)}"
+        elif state in ("cancelled", "failed"):
+            tip += f" after {format_seconds(sec)}"
         return tip
 
     def paintEvent(self, event) -> None:  # noqa: N802 -- Qt's name
         p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setFont(self._font)
         for i, s in enumerate(STAGES):
             r = self._rects[s]

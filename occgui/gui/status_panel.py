@@ -19,7 +19,7 @@ class RunStatus:
         self.progress.setFormat("%v / %m stages")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.setToolTip("Cancel the run (takes effect between two stages) \u2014 Esc")
+        self.cancel_button.setToolTip("Cancel the run (within half a second, in any stage) \u2014 Esc")
         self.device_label = QLabel("Device: \u2026")
         self.device_label.setFixedSize(240, 22)
         self.device_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

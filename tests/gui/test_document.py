@@ -4,6 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from occgui.gui.document import LANDMARK_DEPENDENT, FaceDocument
 from occgui.pipeline.runner import STAGES, downstream_of
@@ -100,3 +101,56 @@ def test_paint_makes_exactly_merge_onwards_stale_and_undo_clears_it():
     assert not doc.is_stale
     doc.set_alpha_edit(blank)                       # an empty edit is no edit
     assert doc.alpha_edit is None and doc.stale_stages() == frozenset(PAINT_DEPENDENT)
+
+
+def test_current_results_leave_out_the_stale_ones_and_other_landmarks():
+    doc = _doc_with_results()
+    assert set(doc.current_results()) == set(STAGES)
+    doc.move_landmark(5, (1.0, 2.0))
+    cur = doc.current_results()
+    assert set(cur) == set(STAGES) - set(LANDMARK_DEPENDENT) - {"landmarks"}
+    doc.move_landmark(5, doc.detected[5])                # back to the points the results used
+    assert set(doc.current_results()) == set(STAGES)
+
+
+def test_timings_after_reuse_cancel_and_failure():
+    doc = _doc_with_results()
+    value = doc.results["parse"]
+    doc.set_result("parse", value, cached=True, seconds=0.0, used_landmarks=None)
+    assert doc.states["parse"] == "cached" and doc.seconds["parse"] == 0.1, "a reused result keeps its compute time"
+    doc.set_result("merge", object(), cached=True, seconds=0.0, used_landmarks=None)
+    assert doc.seconds["merge"] is None, "a reused result whose computation was not seen has no time"
+    doc.mark_running("geometry", now=10.0)
+    assert doc.end_run("cancelled", now=12.5) == "geometry"
+    assert doc.states["geometry"] == "cancelled" and doc.elapsed["geometry"] == 2.5
+    doc.mark_running("texture", now=1.0)
+    doc.end_run("failed", now=1.25)
+    assert doc.states["texture"] == "failed" and doc.elapsed["texture"] == 0.25
+
+
+@pytest.fixture(scope="module")
+def ran_result(sample_photo):
+    from occgui.pipeline.runner import Pipeline
+
+    return Pipeline().run(str(sample_photo))
+
+
+def test_export_result_is_the_last_run_or_the_results_on_screen(ran_result):
+    from occgui.gui.document import FaceDocument
+
+    result = ran_result
+    doc = FaceDocument()
+    doc.open(result.image.source)
+    assert doc.export_result() is None, "nothing to export before a run"
+    from occgui.pipeline.runner import STAGE_TABLE
+
+    for spec in STAGE_TABLE:
+        doc.set_result(spec.name, getattr(result, spec.field), cached=False, seconds=0.01, used_landmarks=None)
+    built = doc.export_result("cpu")
+    assert built is not None and built is not result
+    assert all(built.get(s) is result.get(s) for s in STAGES)
+    assert built.warnings == list(result.warnings) and built.cached == []
+    doc.finish_run(result, {})
+    assert doc.export_result("cpu") is result, "the last run's own result when the window shows exactly it"
+    doc.move_landmark(8, doc.landmarks[8] + (0.0, 5.0))
+    assert doc.export_result("cpu") is None, "out-of-date results are not exported as they are"
