@@ -126,6 +126,12 @@ class MainWindow(QMainWindow):
         for sp in (self.top_split, self.bottom_split):
             sp.setChildrenCollapsible(False)
             sp.setHandleWidth(6)
+        # The two rows share their columns: each column's narrowest width is that of its wider
+        # pane, so a restored or resized layout is clamped the same way in both rows.
+        for a, b in ((self.photo_pane, self.maps), (self.mesh_view, self.deoccluded)):
+            w = max(a.minimumSizeHint().width(), b.minimumSizeHint().width(), a.minimumWidth(), b.minimumWidth())
+            a.setMinimumWidth(w)
+            b.setMinimumWidth(w)
         self.top_split.splitterMoved.connect(lambda *_: self._sync_columns(self.top_split, self.bottom_split))
         self.bottom_split.splitterMoved.connect(lambda *_: self._sync_columns(self.bottom_split, self.top_split))
         self.main_split = QSplitter(Qt.Orientation.Vertical)
