@@ -76,11 +76,12 @@ class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
     """Default ``landmarks`` backend: MediaPipe's mesh, then the learned occlusion-aware refiner
     (``refiner.py``) moves the points M_alpha's occluder hides. Without M_alpha, or when the
     occluder covers less than 1 % of the face, the result is MediaPipe's; only points the occluder
-    covers move, by a bounded amount, and stay on the face (``refine_guard.py``)."""
+    covers move, by a bounded amount, and stay on the face; and the refined points are kept only when
+    they look at least as much like a face as MediaPipe's (``refine_guard.py``)."""
 
     name = "mediapipe-refined"
     #: Bumped with the rules of ``refine_guard`` (they change the output: cached results must not be reused).
-    GUARD_VERSION = "guard1"
+    GUARD_VERSION = "guard2"
 
     def __init__(self, ctx=None, *, checkpoint: str | None = None):
         """``checkpoint`` (else ``ctx.settings.checkpoint``, a :class:`~.settings.RefinerSettings`;
@@ -94,7 +95,7 @@ class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
 
     def detect(self, crop_rgb: np.ndarray, alpha: np.ndarray | None = None) -> Landmarks:
         from .. import labels as L
-        from .refine_guard import bound_refinement, should_refine
+        from .refine_guard import accept_refinement, bound_refinement, should_refine
         from .refiner import refine
 
         lm = super().detect(crop_rgb)
@@ -105,4 +106,6 @@ class RefinedMeshLandmarks(MediaPipeMeshLandmarks):
             return Landmarks(points=lm.points, mesh=lm.mesh, backend=self.name, detected_points=lm.points.copy())
         mesh = bound_refinement(lm.mesh, refine(self._weights, lm.mesh, occluder), occluder)
         pts = mesh_to_ibug68(mesh)
+        if not accept_refinement(lm.points, pts):   # less face-like than MediaPipe's: MediaPipe's points stand
+            return Landmarks(points=lm.points, mesh=lm.mesh, backend=self.name, detected_points=lm.points.copy())
         return Landmarks(points=pts, mesh=mesh, backend=self.name, detected_points=pts.copy())
