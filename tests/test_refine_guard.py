@@ -92,8 +92,9 @@ def test_refined_points_stand_only_when_at_least_as_face_like():
 
 
 def test_default_backend_falls_back_to_mediapipe_when_refined_points_look_less_like_a_face(sample_photo, monkeypatch):
-    """The shipped backend with a real occluder: if the refiner's output is less face-like than
-    MediaPipe's, MediaPipe's points stand (rule 4); if it is not, the refined points are used."""
+    """The backend with ``plausibility_gate`` and a real occluder: if the refiner's output is less face-like
+    than MediaPipe's, MediaPipe's points stand (rule 4); if it is not, the refined points are used. Without
+    the setting (the default) the refined points are used either way."""
     from occgui.landmarks import refiner as R
     from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks, RefinedMeshLandmarks
     from occgui.landmarks.refiner import checkpoint_exists
@@ -106,7 +107,7 @@ def test_default_backend_falls_back_to_mediapipe_when_refined_points_look_less_l
     alpha = np.zeros(crop.shape[:2], np.uint8)
     lower = int(plain.points[33, 1])
     alpha[lower:, :] = 11                                             # an occluder over the lower face
-    backend = RefinedMeshLandmarks()
+    backend = RefinedMeshLandmarks(plausibility_gate=True)
 
     def scatter(weights, mesh, occluder):                             # a refiner that throws hidden points about
         out = np.asarray(mesh, np.float64).copy()
@@ -115,6 +116,7 @@ def test_default_backend_falls_back_to_mediapipe_when_refined_points_look_less_l
 
     monkeypatch.setattr(R, "refine", scatter)
     assert np.array_equal(backend.detect(crop, alpha).points, plain.points)
+    assert not np.array_equal(RefinedMeshLandmarks().detect(crop, alpha).points, plain.points)
 
     def nudge(weights, mesh, occluder):                               # a refiner that moves them by one pixel
         out = np.asarray(mesh, np.float64).copy()
