@@ -88,3 +88,9 @@ def test_eval_real_on_a_small_labelled_sample(tmp_path, lfw_dir):
     assert (tmp_path / "report.md").read_text().startswith("# Real occlusions")
     assert rep["software"]["numpy"] and rep["software"]["onnxruntime"]
     assert sum(g["photos"] for g in rep["by_identity_group"].values()) == 3
+    # the clean photos are only photos judged clean by eye (resources/clean_check), and the report says so
+    from occgui.training.occlusion.clean_check import judged_clean
+
+    assert {c["photo"] for c in rep["clean_records"]} <= judged_clean()
+    assert rep["settings"]["clean_check"]["judged_occluded"] > 0
+    assert "judged clean" in (tmp_path / "report.md").read_text()

@@ -138,13 +138,21 @@ def test_tiny_run_with_real_cutouts(tmp_path, lfw_dir, occluders_dir):
     run = tmp_path / "run"
     args = p.parse_args(common + ["-o", str(run), "--steps", "6", "--real-labels", "bundled",
                                   "--init", str(init / unet_parser.CHECKPOINT_NAME), "--real-photo-weight", "0.5",
-                                  "--real-cutout-weight", "0.5"])
+                                  "--real-cutout-weight", "0.5", "--real-val", "20", "--real-val-every", "4",
+                                  "--real-photo-warp", "1"])
     assert train.run(args) == 0
     header = unet_parser.load_checkpoint(run / unet_parser.CHECKPOINT_NAME)[1]
     real = header["meta"]["real_occlusions"]
-    assert real["split"] == "dev" and real["cutouts"] > 50 and len(real["photos"]) > 100
+    assert real["split"] == "dev" and real["cutouts"] > 50 and len(real["photos"]) > 90
+    # dev-val: held out of the training photos, scored at step 4 and at the end, snapshots kept
+    val = set(real["dev_val"]["photos"])
+    assert len(val) == 20 and not val & set(real["photos"])
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "done" and log[-1]["step"] == 6
+    scored = [r for r in log if r.get("event") == "dev_val"]
+    assert [r["step"] for r in scored] == [4, 6] and all(0 <= r["pooled_iou"] <= 1 for r in scored)
+    assert (run / "snapshots" / "step_00004.onnx").is_file() and (run / "best_devval.onnx").is_file()
+    assert real["best_dev_val"]["step"] in (4, 6)
     # the mixed stream: every sample real (a dev photo or a pasted real cut-out), with occluder pixels
     from occgui.training.occlusion.occluders import load_library
     from occgui.training.parsing.dataset import build_clean_set
@@ -158,3 +166,59 @@ def test_tiny_run_with_real_cutouts(tmp_path, lfw_dir, occluders_dir):
     assert x.shape == (4, 64, 64, 3) and all((yy == L.OCCLUDER).any() for yy in y)
     x2, y2 = s.batch(0, 4)
     assert np.array_equal(x, x2) and np.array_equal(y, y2)             # batch t depends only on (seed, t)
+
+
+class _Item:
+    def __init__(self, stem, type_):
+        self.stem, self.type = stem, type_
+
+
+def test_dev_val_is_seeded_stratified_and_disjoint():
+    items = [_Item(f"h{i:02d}", "hand") for i in range(20)] + [_Item(f"t{i:02d}", "hat") for i in range(50)] + \
+        [_Item(f"m{i:02d}", "microphone") for i in range(10)] + [_Item("o0", "other_person")]
+    val = RC.dev_val_stems(items, 20, seed=3)
+    assert len(val) == len(set(val)) == 20 and val == sorted(val)
+    types = {it.stem: it.type for it in items}
+    count = {t: sum(types[s] == t for s in val) for t in ("hand", "hat", "microphone", "other_person")}
+    assert count["hat"] in (12, 13) and count["hand"] == 5 and count["microphone"] in (2, 3)
+    assert RC.dev_val_stems(list(reversed(items)), 20, seed=3) == val      # order of the input does not matter
+    assert RC.dev_val_stems(items, 20, seed=4) != val
+    assert RC.dev_val_stems(items, 0) == []
+    with pytest.raises(Exception, match="leaves none"):
+        RC.dev_val_stems(items, len(items))
+
+
+def test_occluder_scores_pool_pixels_and_count_found_photos():
+    g1 = np.zeros((10, 10), bool)
+    g1[:5] = True                                   # 50 px
+    p1 = np.zeros_like(g1)
+    p1[:4] = True                                   # 40 px inside: IoU 0.8
+    g2 = np.zeros_like(g1)
+    g2[:, :2] = True                                # 20 px, missed
+    p2 = np.zeros_like(g1)
+    p2[9, 9] = True
+    empty = np.zeros_like(g1)
+    sc = RC.occluder_scores([p1, p2, empty], [g1, g2, empty])
+    assert sc["photos"] == 2 and sc["found"] == 0.5
+    assert sc["pooled_iou"] == pytest.approx(40 / 71) and sc["precision"] == pytest.approx(40 / 41)
+    assert sc["recall"] == pytest.approx(40 / 70)
+
+
+def test_warp_photo_brings_background_in_and_keeps_labels_aligned():
+    from occgui.training.parsing.real_mix import warp_photo
+
+    rgb = np.full((64, 64, 3), 128, np.uint8)
+    lab = np.full((64, 64), L.SKIN, np.uint8)
+    lab[20:40, 20:40] = L.OCCLUDER
+    rgb[20:40, 20:40] = 255
+    seen_bg = False
+    for seed in range(6):
+        r, y = warp_photo(np.random.default_rng(seed), rgb, lab, 1.0)
+        assert r.shape == rgb.shape and y.shape == lab.shape and set(np.unique(y)) <= {L.BACKGROUND, L.SKIN, L.OCCLUDER}
+        bright = r[..., 0] > 200
+        occ = y == L.OCCLUDER
+        assert (bright & occ).sum() >= 0.9 * occ.sum()          # the image and its labels move together
+        seen_bg |= bool((y == L.BACKGROUND).any())
+    assert seen_bg
+    r0, y0 = warp_photo(np.random.default_rng(0), rgb, lab, 0.0)
+    assert np.array_equal(y0, lab) and np.array_equal(r0, rgb)

@@ -73,3 +73,58 @@ def test_default_backend_keeps_mediapipe_points_under_stray_pixels(sample_photo)
     ref = RefinedMeshLandmarks().detect(crop, alpha).points
     plain = MediaPipeMeshLandmarks().detect(crop).points
     assert np.array_equal(ref, plain)
+
+
+def test_refined_points_stand_only_when_at_least_as_face_like():
+    from occgui.landmarks.correspondence import mesh_to_ibug68
+
+    mesh = _mesh()
+    before = mesh_to_ibug68(mesh)
+    assert G.accept_refinement(before, before)                       # no change: kept
+    worse = before.copy()
+    worse[48:68] += [0.0, 40.0]                                       # the mouth dragged down to the neck
+    assert not G.accept_refinement(before, worse)
+    # a distorted MediaPipe shape that the refiner pulls back towards a face is kept
+    bent = before.copy()
+    bent[0:17] += np.linspace(0, 25, 17)[:, None] * [1.0, 0.0]
+    assert G.accept_refinement(bent, before)
+    assert G.accept_refinement(before, worse, slack=10.0)             # the slack admits anything
+
+
+def test_default_backend_falls_back_to_mediapipe_when_refined_points_look_less_like_a_face(sample_photo, monkeypatch):
+    """The backend with ``plausibility_gate`` and a real occluder: if the refiner's output is less face-like
+    than MediaPipe's, MediaPipe's points stand (rule 4); if it is not, the refined points are used. Without
+    the setting (the default) the refined points are used either way."""
+    from occgui.landmarks import refiner as R
+    from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks, RefinedMeshLandmarks
+    from occgui.landmarks.refiner import checkpoint_exists
+    from occgui.pipeline.runner import Pipeline, PipelineConfig
+
+    if not checkpoint_exists():
+        pytest.skip("needs the landmark refiner checkpoint")
+    crop = Pipeline(PipelineConfig(device="cpu")).run(sample_photo, stop_after="detect").crop.image
+    plain = MediaPipeMeshLandmarks().detect(crop)
+    alpha = np.zeros(crop.shape[:2], np.uint8)
+    lower = int(plain.points[33, 1])
+    alpha[lower:, :] = 11                                             # an occluder over the lower face
+    backend = RefinedMeshLandmarks(plausibility_gate=True)
+
+    def scatter(weights, mesh, occluder):                             # a refiner that throws hidden points about
+        out = np.asarray(mesh, np.float64).copy()
+        out[:, :2] += np.random.default_rng(0).normal(scale=15.0, size=(len(out), 2))
+        return out
+
+    monkeypatch.setattr(R, "refine", scatter)
+    assert np.array_equal(backend.detect(crop, alpha).points, plain.points)
+    assert not np.array_equal(RefinedMeshLandmarks().detect(crop, alpha).points, plain.points)
+
+    def nudge(weights, mesh, occluder):                               # a refiner that moves them by one pixel
+        out = np.asarray(mesh, np.float64).copy()
+        out[:, 1] += 1.0
+        return out
+
+    monkeypatch.setattr(R, "refine", nudge)
+    got = backend.detect(crop, alpha).points
+    assert not np.array_equal(got, plain.points)
+    above = list(range(17, 27)) + list(range(36, 48))                  # brows and eyes, far above the occluder
+    assert np.array_equal(got[above], plain.points[above])            # points the occluder does not hide never move

@@ -328,7 +328,10 @@ def run(s: OcclusionSettings, executor=None) -> dict:
     """Run (or resume) the benchmark and write the report into ``s.out``; returns the report.
     With ``s.report_only`` the report is written from the cached results of an earlier run.
     ``executor`` (:mod:`occgui.batch.executor`, default this process) runs the photos."""
-    photos = spread_selection(find_photos(s.faces), s.limit)
+    from ..training.occlusion.clean_check import judged_occluded
+
+    occluded = judged_occluded()  # photos judged by eye to show a real occluder (resources/clean_check)
+    photos = spread_selection([p for p in find_photos(s.faces) if relative_name(p) not in occluded], s.limit)
     if not photos:
         raise OccguiError(f"no photos found under {s.faces}")
     folder = Path(s.out) / "cache" / "occlusion"

@@ -259,9 +259,23 @@ def measure_clean(variants, photo: Path) -> dict:
 
 
 def clean_photos(faces: Path, listed: set, n: int) -> list[Path]:
-    """``n`` photos of held-out identities (Q-S) that are not listed as occluded, spread over people."""
-    cands = [p for p in find_photos(faces) if identity_group(p) == HELD_OUT_GROUP and p not in listed]
+    """``n`` photos of held-out identities (Q-S), spread over people, among those that are not listed as
+    occluded and were checked by eye and judged clean (``resources/clean_check``; the photos judged to show
+    a real cap, glasses, hand, microphone... are left out, see :func:`clean_check_counts`)."""
+    from ..training.occlusion.clean_check import judged_clean
+
+    ok = judged_clean()
+    cands = [p for p in find_photos(faces) if identity_group(p) == HELD_OUT_GROUP and p not in listed
+             and relative_name(p) in ok]
     return spread_selection(cands, n)
+
+
+def clean_check_counts() -> dict[str, int]:
+    """How many Q-S photos the by-eye check holds, and how many of them it judged occluded (left out)."""
+    from ..training.occlusion.clean_check import clean_check
+
+    v = clean_check()
+    return {"checked": len(v), "judged_occluded": sum(not x.clean for x in v.values())}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -342,6 +356,7 @@ def run(s: RealSettings, executor=None) -> dict:
     report = summarize(records, clean_records)
     report["settings"] = {**settings, "faces": str(s.faces), "labels": str(s.labels or "bundled"), "split": s.split,
                           "limit": s.limit, "cases": len(labels), "labelled_missing": missing, "clean": len(cleans),
+                          "clean_check": clean_check_counts(),
                           "device": device, "missing_from_cache": [st for st, r in loaded if r is None]}
     report["software"] = R.software_versions()
     report["created"] = R.timestamp()
@@ -552,8 +567,14 @@ def markdown(report: dict) -> str:
     c = report["clean"]
     lines += ["## False occluder area on clean held-out photos (identities Q-S)", "",
               f"{c['photos']} photos ({c['failed']} failed): pooled {R.fmt(c['false_area_pooled'], 4)} of the face "
-              f"region, mean {d(c['false_area'], 4)}; {c['photos_over_1pct']} photos above 1 %.", "",
-              "## Targets (test split)", "",
+              f"region, mean {d(c['false_area'], 4)}; {c['photos_over_1pct']} photos above 1 %.", ""]
+    cc = s.get("clean_check")
+    if cc:
+        lines += [f"The photos are chosen only among Q-S photos checked by eye and judged clean "
+                  f"(`resources/clean_check`): of the {cc['checked']} photos checked, {cc['judged_occluded']} show a "
+                  "real occluder over the face (caps, glasses, hands, microphones...) and are left out. Thin glasses "
+                  "and face paint count as clean.", ""]
+    lines += ["## Targets (test split)", "",
               R.md_table(["target", "measured", "met"],
                          [[t["target"], R.fmt(t["value"]), "yes" if t["met"] else "**no**"]
                           for t in report["targets"]]), "",

@@ -11,6 +11,9 @@ the face. Three rules bound what it may do:
    dilated by :data:`HIDDEN_MARGIN_IOD`, covers it.
 3. **Bounded moves**: a moved point travels at most :data:`MAX_SHIFT_IOD` inter-ocular distances
    and stays inside the face region grown by :data:`FACE_GROWTH` about its centre.
+4. **Only when it looks more like a face** (:func:`accept_refinement`): the refined 68 points are kept
+   only when their shape residual against the mean face (``plausibility.shape_residual``) is not above
+   MediaPipe's by more than :data:`RESIDUAL_SLACK`; otherwise MediaPipe's points stand.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ MIN_FACE_FRACTION = 0.01
 HIDDEN_MARGIN_IOD = 0.08
 MAX_SHIFT_IOD = 0.6
 FACE_GROWTH = 1.15
+#: How much more than MediaPipe's shape residual (mean-face eye distances) the refined points may have.
+RESIDUAL_SLACK = 0.0
 #: MediaPipe mesh vertices at the eye centres' neighbourhood (iris centres 468 and 473).
 _IRIS = (468, 473)
 
@@ -113,3 +118,11 @@ def bound_refinement(before: np.ndarray, after: np.ndarray, occluder: np.ndarray
                 break
         out[i, :2] = p
     return out
+
+
+def accept_refinement(before68: np.ndarray, after68: np.ndarray, slack: float = RESIDUAL_SLACK) -> bool:
+    """Rule 4: keep the refined 68 points only if they are at least as plausible a face as MediaPipe's
+    (shape residual against the mean face no higher, up to ``slack``)."""
+    from .plausibility import shape_residual
+
+    return shape_residual(after68) <= shape_residual(before68) + slack

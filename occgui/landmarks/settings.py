@@ -12,3 +12,6 @@ class RefinerSettings:
 
     checkpoint: str = setting("", "landmark refiner checkpoint to load (.onnx); empty: the shipped "
                                   "checkpoints/landmark_refiner.onnx", "path")
+    plausibility_gate: bool = setting(False, "keep the refined points only when they look at least as much like "
+                                             "a face (shape residual) as MediaPipe's, else MediaPipe's (rule 4 of "
+                                             "refine_guard; off by default, see checkpoints/parsing_unet.md)")

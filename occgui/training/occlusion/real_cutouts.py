@@ -157,6 +157,48 @@ def real_crops_for_training(labels_dir, faces_dir, cache_dir=None, size: int = C
     return crops
 
 
+def dev_val_stems(items, n: int, seed: int = 0) -> list[str]:
+    """A seeded, type-stratified part of the dev photos held out of training as **dev-val** (to choose the
+    step and stop on; the test split stays untouched). ``items`` have ``stem`` and ``type`` (labels or
+    :class:`RealCrop`); each type gets ``n`` times its share of the photos (largest remainders first,
+    ties by type name), and within a type the photos are a seeded permutation of the stems in order."""
+    items = sorted(items, key=lambda it: it.stem)
+    n = int(n)
+    if n <= 0 or not items:
+        return []
+    if n >= len(items):
+        raise OccguiError(f"dev-val of {n} photos leaves none of the {len(items)} dev photos to train on")
+    types = sorted({it.type for it in items})
+    counts = {t: sum(it.type == t for it in items) for t in types}
+    quota = {t: n * counts[t] / len(items) for t in types}
+    take = {t: int(math.floor(quota[t])) for t in types}
+    for t in sorted(types, key=lambda t: (-(quota[t] - take[t]), t))[: n - sum(take.values())]:
+        take[t] += 1
+    rng = np.random.default_rng([int(seed), 1307])
+    out = []
+    for t in types:
+        stems = [it.stem for it in items if it.type == t]
+        out += [stems[i] for i in sorted(rng.permutation(len(stems))[: take[t]])]
+    return sorted(out)
+
+
+def occluder_scores(pred_occ, gt_masks) -> dict[str, float]:
+    """Pooled occluder IoU / precision / recall and the share of photos found (IoU >= 0.3) of predicted
+    occluder masks against labelled ones (photos with an empty label count as found when nothing is
+    predicted), as ``occgui eval real`` defines them, on the parser's crops."""
+    tp = fp = fn = 0
+    found = []
+    for p, g in zip(pred_occ, gt_masks):
+        p, g = np.asarray(p, bool), np.asarray(g, bool)
+        a, b, c = int((p & g).sum()), int((p & ~g).sum()), int((~p & g).sum())
+        tp, fp, fn = tp + a, fp + b, fn + c
+        if g.any():
+            found.append(a / max(a + b + c, 1) >= 0.3)
+    return {"pooled_iou": tp / max(tp + fp + fn, 1), "precision": tp / max(tp + fp, 1),
+            "recall": tp / max(tp + fn, 1), "found": float(np.mean(found)) if found else 0.0,
+            "photos": len(found)}
+
+
 # ----------------------------------------------------------------------------- cut-outs
 def cutout_alpha(mask: np.ndarray, feather: float = 0.0) -> np.ndarray:
     """uint8 alpha of a boolean mask: exactly the mask (0/255) when ``feather`` is 0, else the mask

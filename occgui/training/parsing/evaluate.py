@@ -26,6 +26,10 @@ Face-class mIoU, two definitions (both on the clean crops, pooled):
 
 Occluder choice and placement for photo ``k`` come from ``default_rng([seed, k])``, so the set is
 identical for every model and every run.
+
+``exclude`` (the card's corrected protocol: ``--clean-check``, the photos judged by eye to show a real
+occluder, ``occgui.training.occlusion.clean_check``) leaves photos of the seeded draw out after it is
+made: every other photo keeps its ``k`` and therefore exactly the occluders of the uncorrected protocol.
 """
 from __future__ import annotations
 
@@ -68,12 +72,16 @@ def make_eval_inputs(clean: CleanSet, library, k: int, i: int, seed: int, hand_l
 
 def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: CleanSet, library, *,
                     n: int | None = 300, seed: int = DEFAULT_SEED, batch_size: int = 16,
-                    progress: bool = False, hand_library=None) -> dict:
+                    progress: bool = False, hand_library=None, exclude=None) -> dict:
     """Run the protocol of this module; ``parse_batch`` maps ``(N,S,S,3)`` uint8 crops to ``(N,S,S)`` ids.
+    ``exclude``: photo names (``clean.names``) left out of the seeded draw (see the module docstring).
 
     Returns a JSON-serialisable dict of metrics (see the module docstring).
     """
-    idx = select_photos(len(clean), n, seed)
+    drawn = select_photos(len(clean), n, seed)
+    pos = {int(i): k for k, i in enumerate(drawn)}
+    skip = set(exclude or ())
+    idx = np.array([i for i in drawn if clean.names[int(i)] not in skip], dtype=np.int64)
     acc_clean = IoUAccumulator(L.NUM_CLASSES)
     keys = ("trained", "heldout") + (("hand",) if hand_library is not None and len(hand_library) else ())
     acc_occ = {k: IoUAccumulator(L.NUM_CLASSES) for k in keys}
@@ -85,7 +93,6 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
     if progress:
         from tqdm import tqdm
         it = tqdm(chunks, desc="evaluate", unit="batch")
-    pos = {int(i): k for k, i in enumerate(idx)}
     for chunk in it:
         items = [make_eval_inputs(clean, library, pos[int(i)], int(i), seed, hand_library) for i in chunk]
         imgs = np.stack([it_["clean"][0] for it_ in items] + [it_[key][0] for key in keys for it_ in items])
@@ -107,7 +114,7 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
     groups = group_iou_from_confusion(acc_clean.cm, L.FEATURE_GROUPS)
     nan = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
     out = {
-        "photos": int(len(idx)), "seed": int(seed),
+        "photos": int(len(idx)), "seed": int(seed), "photos_excluded": int(len(drawn) - len(idx)),
         "occluder_iou_trained": nan(occ_iou["trained"].pooled),
         "occluder_iou_heldout": nan(occ_iou["heldout"].pooled),
         "clean_face_miou": nan(acc_clean.miou(FACE_CLASSES)),
@@ -134,7 +141,7 @@ def evaluate_parser(parse_batch: Callable[[np.ndarray], np.ndarray], clean: Clea
 
 
 def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "cpu", n: int | None = 300,
-                        seed: int = DEFAULT_SEED, progress: bool = False, hand_library=None) -> dict:
+                        seed: int = DEFAULT_SEED, progress: bool = False, hand_library=None, exclude=None) -> dict:
     """:func:`evaluate_parser` with the U-Net stored in ``checkpoint``."""
     from types import SimpleNamespace
 
@@ -142,7 +149,7 @@ def evaluate_checkpoint(checkpoint, clean: CleanSet, library, *, device: str = "
 
     parser = UNetParser(SimpleNamespace(device=device), checkpoint=checkpoint)
     out = evaluate_parser(parser.parse_batch, clean, library, n=n, seed=seed, progress=progress,
-                          hand_library=hand_library)
+                          hand_library=hand_library, exclude=exclude)
     out["checkpoint_version"] = checkpoint_digest(parser.checkpoint)
     return out
 
@@ -174,6 +181,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--flip", action="store_true", help="mirror test-time augmentation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--clean-check", action="store_true",
+                   help="leave out the photos judged by eye to show a real occluder (resources/clean_check; "
+                        "the corrected guard-rail protocol)")
     p.add_argument("-o", "--output", help="write the metrics as JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -181,10 +191,16 @@ def main(argv=None) -> int:
     lfw, occ_dir = resolve_data_dirs(args.data)
     clean = build_clean_set(lfw, args.cache, "test", progress=False)
     parser = UNetParser(SimpleNamespace(device="cpu"), checkpoint=args.checkpoint, flip=args.flip)
+    exclude = None
+    if args.clean_check:
+        from ..occlusion.clean_check import judged_occluded
+
+        exclude = judged_occluded()
     t0 = time.time()
     out = evaluate_parser(parser.parse_batch, clean, load_library(occ_dir), n=args.photos, seed=args.seed,
                           progress=sys.stderr.isatty(),
-                          hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED))
+                          hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED), exclude=exclude)
+    out["clean_check"] = bool(args.clean_check)
     out.update(checkpoint_version=checkpoint_digest(parser.checkpoint), input_size=parser.input_size, flip=parser.flip,
                procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
     text = json.dumps(out, indent=2)

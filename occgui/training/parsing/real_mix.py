@@ -33,24 +33,43 @@ def pseudo_labels(predicted: np.ndarray, occluder_mask: np.ndarray) -> np.ndarra
     return lab
 
 
+def warp_photo(rng: np.random.Generator, rgb: np.ndarray, lab: np.ndarray, strength: float):
+    """Extra similarity jitter of a real photo and its target (scale up to +-0.2, rotation up to +-15
+    degrees, shift up to 0.08 of the crop, each times ``strength``), so the few dev photos are seen in
+    more framings than the common augmentation gives; label pixels brought in from outside are background."""
+    import cv2
+
+    s = rgb.shape[0]
+    k = float(strength)
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-15, 15) * k, float(np.exp(rng.uniform(-0.2, 0.2) * k)))
+    m[:, 2] += rng.uniform(-0.08, 0.08, size=2) * k * s
+    rgb = cv2.warpAffine(rgb, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    lab = cv2.warpAffine(lab, m, (s, s), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=int(L.BACKGROUND))
+    return rgb, lab
+
+
 class RealMixSampler(OcclusionSampler):
     """:class:`OcclusionSampler` with real photos and real cut-outs mixed in (see the module docstring)."""
 
     def __init__(self, clean, library, *, seed: int, input_size: int, real_photos: list[RealCrop],
                  real_targets: np.ndarray, cutouts: list[RealCutout], p_photo: float = 0.2,
-                 p_cutout: float = 0.35, **kw):
+                 p_cutout: float = 0.35, photo_warp: float = 0.0, **kw):
         super().__init__(clean, library, seed=seed, input_size=input_size, **kw)
         if len(real_photos) != len(real_targets):
             raise ValueError("one target per real photo")
         self.real_photos, self.real_targets, self.cutouts = list(real_photos), np.asarray(real_targets), list(cutouts)
         self.p_photo = float(p_photo) if self.real_photos else 0.0
         self.p_cutout = float(p_cutout) if self.cutouts else 0.0
+        self.photo_warp = float(photo_warp)
 
     def sample(self, rng: np.random.Generator, i: int):
         u = rng.random()
         if u < self.p_photo:
             j = int(rng.integers(len(self.real_photos)))
             rgb, lab = self.real_photos[j].crop.copy(), self.real_targets[j].copy()
+            if self.photo_warp > 0:
+                rgb, lab = warp_photo(rng, rgb, lab, self.photo_warp)
         elif u < self.p_photo + self.p_cutout:
             crop, lab0, lmk = self.clean.crops[i], self.clean.labels[i], self.clean.lmk68[i]
             rgb, mask, _ = paste_real_cutout(rng, np.asarray(crop), lmk, choose_cutout(rng, self.cutouts))

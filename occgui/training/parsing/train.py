@@ -90,6 +90,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real-cutout-weight", type=float, default=0.35,
                         help="share of training samples with a real cut-out pasted on a clean face "
                              "(default %(default)s)")
+    parser.add_argument("--real-val", type=int, default=0, metavar="N",
+                        help="hold N dev photos (seeded, stratified by type: real_cutouts.dev_val_stems) out of "
+                             "training as dev-val: every --real-val-every steps the EMA network is scored on them and "
+                             "saved to RUN/snapshots/, the best pooled IoU also as RUN/best_devval.onnx (default 0)")
+    parser.add_argument("--real-val-seed", type=int, default=0, help="seed of the dev-val choice")
+    parser.add_argument("--real-val-every", type=int, default=100, metavar="STEPS",
+                        help="steps between dev-val scores and snapshots (default %(default)s)")
+    parser.add_argument("--real-photo-warp", type=float, default=0.0,
+                        help="extra geometric jitter of the dev photos themselves (0..1: scale up to +-0.2, "
+                             "rotation up to +-15 degrees, shift up to 0.08 of the crop, times this) against "
+                             "memorising them (default 0: none)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
     parser.add_argument("--eval-every", type=float, default=15.0,
                         help="minutes between quick held-out checks (0: never)")
@@ -113,7 +124,7 @@ EVAL_HANDS = 32
 
 HYPER = ("seed", "batch_size", "lr", "warmup", "input_size", "widths", "limit", "steps", "minutes", "augment", "init",
          "procedural_hands", "soft_labels", "photos", "real_labels", "real_faces", "real_photo_weight",
-         "real_cutout_weight")
+         "real_cutout_weight", "real_val", "real_val_seed", "real_val_every", "real_photo_warp")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
@@ -316,12 +327,12 @@ def run(args) -> int:
         train_lib = train_lib.merged(procedural_hand_library(args.procedural_hands, seed=TRAIN_HAND_SEED))
     # at the crop's own size the class fractions are one-hot: label ids are the same targets, 16x smaller
     soft = args.soft_labels and args.input_size != CROP_SIZE
-    real_info = None
+    real_info, val_crops = None, []
     if getattr(args, "real_labels", None):
         if init_model is None and state is None:
             raise OccguiError("--real-labels needs --init: the face classes of the real photos are the initial "
                               "parser's pseudo-labels")
-        sampler, real_info = _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progress)
+        sampler, real_info, val_crops = _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progress)
     else:
         sampler = OcclusionSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
                                    soft=soft)
@@ -369,6 +380,33 @@ def run(args) -> int:
         def parse(crops):
             return predict_logits(ema, crops, args.input_size, device).argmax(1).cpu().numpy().astype(np.uint8)
         return evaluate_parser(parse, test_clean, library, n=n, progress=progress and n > 64, hand_library=eval_hands)
+
+    best_val = None
+
+    def dev_val():
+        """Score the EMA network on the dev-val photos, save it as a snapshot (and as the best so far)."""
+        nonlocal best_val
+        from ..occlusion.real_cutouts import occluder_scores
+
+        ema.eval()
+        with torch.no_grad():
+            pred = np.concatenate([predict_logits(ema, np.stack([c.crop for c in val_crops[k:k + 8]]),
+                                                  args.input_size, device).argmax(1).cpu().numpy()
+                                   for k in range(0, len(val_crops), 8)])
+        sc = occluder_scores([p == L.OCCLUDER for p in pred], [c.mask for c in val_crops])
+        snap = run_dir / "snapshots" / f"step_{step:05d}.onnx"
+        snap.parent.mkdir(exist_ok=True)
+        export_parser(ema, snap, input_size=args.input_size,
+                      meta={"steps": step, "snapshot": True, "dev_val": {k: round(v, 4) for k, v in sc.items()}})
+        rec = {"event": "dev_val", "step": step, "elapsed": round(elapsed, 1),
+               **{k: round(float(v), 4) for k, v in sc.items()}, "snapshot": snap.name}
+        if best_val is None or sc["pooled_iou"] > best_val["pooled_iou"]:
+            best_val = rec
+            import shutil
+
+            shutil.copyfile(snap, run_dir / "best_devval.onnx")
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
 
     bar = None
     if progress:
@@ -418,6 +456,8 @@ def run(args) -> int:
                                   "loss": round(float(np.mean(losses[-20:])), 4),
                                   "ce": round(float(ce.detach()), 4), "lr": opt.param_groups[0]["lr"]}) + "\n")
             log.flush()
+        if val_crops and step % max(1, int(args.real_val_every)) == 0:
+            dev_val()
         if time.time() - t_ckpt > args.checkpoint_every * 60:
             save()
             t_ckpt = time.time()
@@ -434,6 +474,8 @@ def run(args) -> int:
     if bar is not None:
         bar.close()
     save(final=True)
+    if val_crops and step % max(1, int(args.real_val_every)):
+        dev_val()
     ema.eval()
     meta = {"steps": step, "train_seconds": round(elapsed, 1), "seed": args.seed, "batch_size": args.batch_size,
             "lr": args.lr, "warmup": args.warmup, "soft_labels": bool(sampler.soft), "input_size": args.input_size,
@@ -447,6 +489,8 @@ def run(args) -> int:
         meta["fine_tuned_from"] = _init_record(args.init)
     if real_info is not None:
         meta["real_occlusions"] = real_info
+        if best_val is not None:
+            real_info["best_dev_val"] = best_val
     if getattr(args, "photos", None):
         meta["train_photo_sample"] = args.photos
     export_parser(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
@@ -472,12 +516,15 @@ def _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progres
     import torch
 
     from ...parsing.unet_parser import predict_logits
-    from ..occlusion.real_cutouts import make_cutouts, real_crops_for_training
+    from ..occlusion.real_cutouts import dev_val_stems, make_cutouts, real_crops_for_training
     from .real_mix import RealMixSampler, pseudo_labels
 
     folder = None if args.real_labels in ("bundled", "default") else args.real_labels
     faces = Path(args.real_faces) if args.real_faces else lfw
     crops = real_crops_for_training(folder, faces, cache_dir=args.cache, progress=progress)
+    val_stems = set(dev_val_stems(crops, getattr(args, "real_val", 0) or 0, getattr(args, "real_val_seed", 0)))
+    val_crops = [c for c in crops if c.stem in val_stems]
+    crops = [c for c in crops if c.stem not in val_stems]
     if init_model is None:  # resumed run: the initial parser is the one recorded in the state's config
         from ...parsing.unet_parser import load_checkpoint
 
@@ -491,10 +538,13 @@ def _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progres
     cutouts = make_cutouts(crops)
     sampler = RealMixSampler(clean, train_lib, seed=args.seed, input_size=args.input_size, augment=args.augment,
                              soft=soft, real_photos=crops, real_targets=targets, cutouts=cutouts,
-                             p_photo=args.real_photo_weight, p_cutout=args.real_cutout_weight)
+                             p_photo=args.real_photo_weight, p_cutout=args.real_cutout_weight,
+                             photo_warp=getattr(args, "real_photo_warp", 0.0) or 0.0)
     info = {"labels": str(args.real_labels), "split": "dev", "photos": sorted(c.stem for c in crops),
-            "cutouts": len(cutouts), "photo_weight": args.real_photo_weight, "cutout_weight": args.real_cutout_weight}
-    return sampler, info
+            "cutouts": len(cutouts), "photo_weight": args.real_photo_weight, "cutout_weight": args.real_cutout_weight,
+            "photo_warp": getattr(args, "real_photo_warp", 0.0) or 0.0,
+            "dev_val": {"photos": sorted(val_stems), "seed": getattr(args, "real_val_seed", 0)}}
+    return sampler, info, val_crops
 
 
 def _init_record(path) -> dict:
