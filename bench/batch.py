@@ -18,7 +18,9 @@ round 511.6 / 388.2 s, then 222.5 / 223.0 s (load 15-23). With ~20 runnable thre
 run gets its share of the CPU whatever its worker count, so no speed-up shows: the figure to keep is
 the CPU cost, 20 s for 1 worker and 22 s for 2 (the second model load and process start), which on
 an idle 2-core machine bounds the speed-up of 2 workers by about 1.8x. Meshes were identical in
-every configuration. Re-measure on an idle machine before quoting a speed-up.
+every configuration. Re-measured on the idle machine (load average 0.6-1.9, 2026-12-06, one round):
+18.6 s with 1 worker, 13.0 s with ``--workers 2`` (x1.43), 17.7 s with ``--ray local --workers 2``
+(x1.05: Ray's own start-up of the local instance and its actors); meshes identical.
 """
 from __future__ import annotations
 
