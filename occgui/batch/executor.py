@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -96,12 +97,13 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-class Executor:
+class Executor(ABC):
     """Runs a factory's task over items (see the module docstring)."""
 
     workers: int = 1
     description: str = ""
 
+    @abstractmethod
     def map_unordered(self, factory: Callable[[], Callable], items: Iterable, *, local: Callable | None = None,
                       prepare: Callable | None = None) -> Iterator[Outcome]:
         """One :class:`Outcome` per item (``Outcome.item`` is the item as given), in the order they
@@ -109,7 +111,6 @@ class Executor:
         the executor runs here (serial). ``prepare(item)``: what is sent to a worker instead of the
         item, made when the item is dispatched (Ray: when an actor is free, so that e.g. a photo's
         bytes are read only then)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release the workers (processes, actors, a private Ray instance)."""
