@@ -112,7 +112,7 @@ class Executor(ABC):
         item, made when the item is dispatched (Ray: when an actor is free, so that e.g. a photo's
         bytes are read only then)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional hook: an executor without workers has nothing to release
         """Release the workers (processes, actors, a private Ray instance)."""
 
     def __enter__(self):
