@@ -162,22 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the project's networks")
     tsub = t.add_subparsers(dest="network", required=True)
-    tp = tsub.add_parser("parsing", help="train the parsing U-Net N_alpha (paper §3.2)")
-    from .training.parsing import train as parsing_train
-    parsing_train.add_arguments(tp)
-    tp.set_defaults(func=parsing_train.run)
-    tl = tsub.add_parser("landmarks", help="train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)")
-    from .training.landmarks import train_refiner
-    train_refiner.add_arguments(tl)
-    tl.set_defaults(func=train_refiner.run)
-    tf = tsub.add_parser("fisn", help="train FISN, the face image synthesis network (paper §3.3)")
-    from .training.fisn import train as fisn_train
-    fisn_train.add_arguments(tf)
-    tf.set_defaults(func=fisn_train.run)
-    tx = tsub.add_parser("export-onnx", help="(re-)export the parser or the refiner as the ONNX file inference runs")
     from .training import export_command
-    export_command.add_arguments(tx)
-    tx.set_defaults(func=export_command.run)
+    from .training.fisn import train as fisn_train
+    from .training.landmarks import train_refiner
+    from .training.parsing import train as parsing_train
+
+    for name, help_, module in (
+            ("parsing", "train the parsing U-Net N_alpha (paper §3.2)", parsing_train),
+            ("landmarks", "train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)", train_refiner),
+            ("fisn", "train FISN, the face image synthesis network (paper §3.3)", fisn_train),
+            ("export-onnx", "(re-)export the parser or the refiner as the ONNX file inference runs", export_command)):
+        tp = tsub.add_parser(name, help=help_)
+        module.add_arguments(tp)
+        tp.set_defaults(func=module.run)
 
     e = sub.add_parser("eval", help="evaluation suite (occlusion robustness, paper §5)")
     try:
