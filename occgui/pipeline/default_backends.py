@@ -7,6 +7,7 @@ from ..geometry.settings import MorphableSettings
 from ..landmarks.settings import RefinerSettings
 from ..parsing.settings import UNetSettings
 from ..synthesis.settings import FISNSettings, SymmetricSettings, TeleaSettings
+from ..texture.settings import UVSamplerSettings
 from .backends import register
 
 #: Whether FISN is the default ``synthesize`` backend. Only the evaluation decides: it may be True
@@ -91,4 +92,5 @@ register("geometry", "morphable", _lazy("occgui.geometry.morphable_mesh", "Morph
          available=_torch3d_installed, settings=MorphableSettings,
          description="3D morphable model (reduced ICT-FaceKit) fitted to I_out: Eq. 10-16, pytorch3d (paper §3.4-3.5)")
 register("texture", "uv-sampler", _lazy("occgui.texture.uv_sampler", "UVTextureBuilder"), priority=10,
+         settings=UVSamplerSettings,
          description="UV texture sampled from I_out with visibility and symmetric completion")

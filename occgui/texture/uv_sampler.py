@@ -26,6 +26,13 @@ For every texel of the ``ctx.texture_size`` square texture (row 0 = v 1, OBJ/glT
 5. De-lit albedo (meshes of the ``morphable`` geometry, which carry their fitted SH lighting): the
    finished texture divided by the per-texel irradiance of the fit (:func:`delit`), kept beside the
    lit one (``Texture.albedo``); the lit one stays the display texture.
+6. GCN refinement (``UVSamplerSettings.gcn_refine``: ``auto``, the default, refines the textures of
+   morphable meshes and leaves others as they are; ``on`` refuses a mesh without a fit; ``off``):
+   the texture GCN (:mod:`.gcn_refiner`, paper §3.4 after Lin et al.) predicts a per-vertex albedo
+   from what the photo, I_out and the fit say about every vertex (:mod:`.vertex_features`); its
+   difference from the texture's low-pass albedo corrects every texel that was not observed
+   (mirrored, re-synthesized, filled), faded in from their border with the observed ones (which are
+   never changed), in the albedo and (times the irradiance) in the lit texture.
 
 Any mesh works whose UV chart is mirror-symmetric (u -> 1 - u for the mirrored surface point): the
 project's layout for the MediaPipe mesh, and the ICT-FaceKit model's own UVs.
@@ -134,7 +141,20 @@ class UVTextureBuilder:
     version = "1"
 
     def __init__(self, ctx=None):
+        from .settings import UVSamplerSettings
+
         self.size = int(getattr(ctx, "texture_size", 1024) or 1024)
+        st = getattr(ctx, "settings", None)
+        self.settings = st if isinstance(st, UVSamplerSettings) else UVSamplerSettings()
+        from .gcn_checkpoint import weights_for
+
+        self.refine_mode = self.settings.gcn_refine.strip().lower()
+        #: the texture GCN's weights file (None: no refinement); the network loads at the first
+        #: morphable mesh, so that a run of another geometry never imports torch
+        self.gcn_weights = weights_for(self.refine_mode, self.settings.gcn_checkpoint)
+        self._refiner = None
+        if self.gcn_weights is not None:
+            self.version = f"{UVTextureBuilder.version}+gcn{self.gcn_weights.digest}"
 
     def build(self, image: LoadedImage, crop: FaceCrop, alpha: np.ndarray, synthesis: Synthesis,
               mesh: FaceMesh) -> Texture:
@@ -179,18 +199,40 @@ class UVTextureBuilder:
         colour = push_pull(colour, ((src >= OBSERVED) & (src <= SYNTHESIZED)).astype(np.float32))
         radius = max(1, round(SEAM_RADIUS * t))
         colour = feather_seams(colour, src, r.inside, radius=radius, sigma=max(0.5, radius / 2))
-        albedo = delit(colour, mesh, r)
+        field = shading_field(mesh, r)
+        albedo = None if field is None else colour / field
+        if self.gcn_weights is not None and (field is not None or self.refine_mode == "on"):
+            colour, albedo = self._refine(colour, albedo, field, src, r, mesh, vxy, alpha, synthesis)
         return Texture(image=np.clip(colour + 0.5, 0, 255).astype(np.uint8), source=src, backend=self.name,
                        albedo=None if albedo is None else np.clip(albedo + 0.5, 0, 255).astype(np.uint8))
 
 
-def delit(colour: np.ndarray, mesh: FaceMesh, r: UVRaster) -> np.ndarray | None:
-    """The lit texture ``colour`` (TxTx3 float, 0-255) divided by the fitted SH shading of a
-    morphable mesh (``FaceMesh.fit.shading``, per vertex, interpolated to the texels and extended
-    smoothly beyond the chart): the albedo, in the same 0-255 units. None for a mesh without a fit.
-    Completed texels are divided by the shading of where they are, so the albedo has no light
-    from either side; shading below :data:`MIN_SHADING` and :data:`MIN_SHADING_RATIO` times the
-    median (grazing or unlit normals, where a second-order SH fit can even go negative) is clamped."""
+    def _refine(self, colour, albedo, field, src, r, mesh, vxy, alpha, synthesis):
+        """The GCN step (``UVSamplerSettings.gcn_refine``, :mod:`.gcn_refiner`): morphable meshes only."""
+        from ..errors import OccguiError
+
+        if field is None:
+            raise OccguiError(f"texture.gcn_refine=on needs the morphable geometry (--geometry morphable): the mesh "
+                              f"of {mesh.backend or 'this geometry'!r} has no fitted lighting to de-light by")
+        from .gcn_refiner import load_refiner, refine_texture, run_refiner, trained_vertices
+        from .vertex_features import mesh_graph, vertex_inputs
+
+        if self._refiner is None:
+            self._refiner, _digest = load_refiner(self.gcn_weights.path)
+        inputs = vertex_inputs(mesh.vertices, mesh.faces, mesh.uv, vxy, np.asarray(synthesis.image),
+                               occluder_mask(alpha, synthesis), mesh.fit.shading)
+        trained = trained_vertices(self._refiner, inputs)
+        refined = run_refiner(self._refiner, inputs, mesh_graph(mesh.faces, mesh.uv).edges)
+        out = refine_texture(colour, albedo, field, src == OBSERVED, r.inside, r.interp, r.rows, r.cols, mesh.uv,
+                             refined, trained)
+        return out.colour, out.albedo
+
+
+def shading_field(mesh: FaceMesh, r: UVRaster) -> np.ndarray | None:
+    """(T, T, 3) float32: the fitted SH irradiance of a morphable mesh (``FaceMesh.fit.shading``, per
+    vertex) interpolated to the texels, extended smoothly beyond the chart and clamped below at
+    :data:`MIN_SHADING` and :data:`MIN_SHADING_RATIO` times its median over the chart (grazing or
+    unlit normals, where a second-order SH fit can even go negative). None for a mesh without a fit."""
     fit = getattr(mesh, "fit", None)
     shading = None if fit is None else getattr(fit, "shading", None)
     if shading is None:
@@ -204,7 +246,15 @@ def delit(colour: np.ndarray, mesh: FaceMesh, r: UVRaster) -> np.ndarray | None:
     field = push_pull(field, r.inside.astype(np.float32))
     floor = max(MIN_SHADING, MIN_SHADING_RATIO * float(np.median(field[r.inside].mean(axis=1)))) if r.inside.any() \
         else MIN_SHADING
-    return colour / np.maximum(field, floor)
+    return np.maximum(field, floor)
+
+
+def delit(colour: np.ndarray, mesh: FaceMesh, r: UVRaster) -> np.ndarray | None:
+    """The lit texture ``colour`` (TxTx3 float, 0-255) divided by :func:`shading_field`: the albedo,
+    in the same 0-255 units; None for a mesh without a fit. Completed texels are divided by the
+    shading of where they are, so the albedo has no light from either side."""
+    field = shading_field(mesh, r)
+    return None if field is None else colour / field
 
 
 def visible_texels(image: LoadedImage, crop: FaceCrop, mesh: FaceMesh, vxy: np.ndarray, r: UVRaster,
