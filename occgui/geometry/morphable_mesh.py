@@ -30,6 +30,8 @@ from ..results import FaceCrop, FaceMesh, HeadPose, Landmarks, LoadedImage, Morp
 from .settings import MorphableSettings
 
 VERSION = "1"
+#: Values of ``MorphableSettings.initial``: where a first fit starts.
+INITIAL_VALUES = ("landmarks", "rnet", "rnet-pose")
 
 
 def crop_to_photo(image: LoadedImage, crop: FaceCrop) -> np.ndarray:
@@ -72,6 +74,16 @@ class MorphableGeometry:
                                         render_size=st.render_size, coarse_cell_mm=cell, device=device)
         self.fitter = MorphableFitter(self.model, self.fit_settings)
         self.version = f"{VERSION}+{self.model.name}"
+        if st.initial not in INITIAL_VALUES:
+            raise OccguiError(f"geometry.initial must be one of {', '.join(INITIAL_VALUES)}, got {st.initial!r}")
+        self.rnet = None
+        if st.initial != "landmarks":
+            from ..morphable.regressor import RNet
+            from ..resources import checkpoint_digest
+
+            self.rnet = RNet.load(st.rnet_weights or None)
+            self.rnet.check_model(self.model)
+            self.version += f"+{st.initial}-{checkpoint_digest(self.rnet.source)}"
         #: (photo digest, crop transform) -> the last fit's coefficients (pose in crop pixels)
         self._last: tuple[tuple, object] | None = None
 
@@ -90,7 +102,11 @@ class MorphableGeometry:
         initial = self._last[1] if st.warm_start and self._last is not None and self._last[0] == key else None
         t0 = time.perf_counter()
         if initial is None:
-            res = self.fitter.fit(target)
+            start = None
+            if self.rnet is not None:
+                lm = target.landmarks if st.initial == "rnet-pose" else None
+                start = self.rnet.initial_value(self.model, target.image, lm)
+            res = self.fitter.fit(target, start)
         else:
             res = self.fitter.fit(target, initial, iterations=st.refit_iterations,
                                   image_iterations=st.refit_image_iterations)
