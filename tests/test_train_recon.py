@@ -102,8 +102,8 @@ def _toy_samples(model, n: int = 6, seed: int = 0) -> SampleSet:
 
 
 def _args(tmp_path, samples_dir, out, *extra):
-    return ["--samples-dir", str(samples_dir), "-o", str(out), "--size", "32", "--batch-size", "6", "--lr", "3e-3",
-            "--no-augment", "--quiet", "--val-every", "1000", "--cache", str(tmp_path / "cache"), *extra]
+    return ["--samples-dir", str(samples_dir), "-o", str(out), "--size", "32", "--batch-size", "6", "--lr", "3e-4",
+            "--quiet", "--val-every", "1000", "--cache", str(tmp_path / "cache"), *extra]
 
 
 def test_a_tiny_run_fits_its_samples_and_ships_loadable_weights(tmp_path, model):
@@ -111,12 +111,12 @@ def test_a_tiny_run_fits_its_samples_and_ships_loadable_weights(tmp_path, model)
     samples = load_samples(folder)
     assert len(samples) == 6 and samples.images.shape[1:] == (STORE_SIZE, STORE_SIZE, 3)
     out = tmp_path / "run"
-    assert recon_train.main(_args(tmp_path, folder, out, "--steps", "300")) == 0
+    assert recon_train.main(_args(tmp_path, folder, out, "--steps", "400")) == 0
     import json
 
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"total"' in line]
     first, last = log[0]["total"], np.mean([x["total"] for x in log[-10:]])
-    assert last < 0.15 * first, (first, last)
+    assert last < 0.2 * first, (first, last)
     net, header = load_regressor(out / "recon_regressor.safetensors")
     assert header["stages"] == 2 and header["input_size"] == 32
     assert header["layout"] == [LAYOUT.num_identity, LAYOUT.num_expression, LAYOUT.num_albedo]
@@ -161,3 +161,15 @@ def recon_train_args(tmp_path):
     p = argparse.ArgumentParser()
     recon_train.add_arguments(p)
     return p.parse_args(["-o", str(tmp_path / "r2"), "--data", str(tmp_path / "nowhere"), "--quiet"])
+
+
+def test_pose_outliers_are_dropped_before_training():
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(200, LAYOUT.size)).astype(np.float32)
+    p0 = LAYOUT.slices()["pose"].start
+    t[7, p0 + 3] = 40.0                      # a scale far off: an occluded run framed differently
+    t[50, p0 + 5] = -25.0
+    t[90, 0] = 30.0                          # identity outliers are kept (only the pose is screened)
+    keep = recon_train.robust_keep(t, LAYOUT)
+    assert not keep[7] and not keep[50] and keep[90]
+    assert keep.sum() >= 195

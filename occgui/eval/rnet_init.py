@@ -90,18 +90,19 @@ def summarize(records: list[dict]) -> dict:
     out = {}
     for cond in ("clean", "occluded"):
         rows = [r[cond] for r in records if cond in r]
-        s = {"cases": len(rows), "rnet_nme": mean([x["rnet"]["nme"] for x in rows]),
-             "rnet_identity_rmse": mean([x["rnet"]["identity_rmse"] for x in rows]),
-             "rnet_cpu_s": mean([x["rnet"]["cpu_s"] for x in rows])}
+        s = {"cases": len(rows), "rnet_alone_nme": mean([x["rnet"]["nme"] for x in rows]),
+             "rnet_alone_identity_rmse": mean([x["rnet"]["identity_rmse"] for x in rows]),
+             "rnet_alone_cpu_s": mean([x["rnet"]["cpu_s"] for x in rows])}
         for name in INITS:
             for key in ("nme", "identity_rmse", "drift_mm", "cpu_s"):
-                s[f"{name}_{key}"] = mean([x["fits"][name].get(key) for x in rows])
+                s[f"fit_from_{name}_{key}"] = mean([x["fits"][name].get(key) for x in rows])
         out[cond] = s
     for fam in sorted({r["family"] for r in records if "occluded" in r}):
         rows = [r["occluded"] for r in records if r.get("family") == fam and "occluded" in r]
-        out[f"occluded:{fam}"] = {"cases": len(rows), **{f"{n}_drift_mm": mean([x["fits"][n]["drift_mm"] for x in rows])
-                                                       for n in INITS},
-                                  "rnet_identity_rmse": mean([x["rnet"]["identity_rmse"] for x in rows])}
+        out[f"occluded:{fam}"] = {"cases": len(rows),
+                                  **{f"fit_from_{n}_drift_mm": mean([x["fits"][n]["drift_mm"] for x in rows])
+                                     for n in INITS},
+                                  "rnet_alone_identity_rmse": mean([x["rnet"]["identity_rmse"] for x in rows])}
     return out
 
 
@@ -114,7 +115,15 @@ def main(argv=None) -> int:
     ap.add_argument("--families", default="hand_over_eye,surgical_mask")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--resummarize", action="store_true", help="recompute the summary of OUT/rnet_init.json")
     args = ap.parse_args(argv)
+    if args.resummarize:
+        path = Path(args.output) / "rnet_init.json"
+        report = json.loads(path.read_text())
+        report["summary"] = summarize([r for r in report["records"] if r.get("status") == "ok"])
+        path.write_text(json.dumps(report, indent=1))
+        print(json.dumps(report["summary"], indent=1))
+        return 0
 
     import torch
 

@@ -7,9 +7,12 @@ photo:
 
 * **I_out** (the synthesize stage's de-occluded crop) is the photometric target of Eq. 13 and the
   identity target of Eq. 15 -- so de-occlusion now changes the mesh;
-* the **68 landmarks** (the landmark stage's, or the user's corrections) drive Eq. 12 and the
-  initial value: without a trained regressor (``occgui.morphable.regressor`` is untrained) the fit
-  starts from the landmark least squares of :mod:`occgui.morphable.init`;
+* the **68 landmarks** (the landmark stage's, or the user's corrections) drive Eq. 12 and, with
+  ``initial="landmarks"``, the initial value (the landmark least squares of :mod:`occgui.morphable.init`);
+  ``initial="rnet"`` starts a first fit from the trained R-Net's coefficients regressed from I_out
+  (:class:`occgui.morphable.regressor.RNet`, ``checkpoints/recon_regressor.safetensors`` or
+  ``rnet_weights``), ``"rnet-pose"`` from its shape and light with the pose re-estimated from the
+  landmarks;
 * **M_gamma** sets Eq. 13's attention (P = 1 on facial-feature pixels, 0.1 elsewhere) and **M_alpha
   as painted** excludes its occluder pixels.
 

@@ -2,15 +2,20 @@
 coefficients"): torchvision's ResNet-50 with a linear head that outputs the flat coefficient vector
 of :class:`~.coefficients.CoefficientLayout` (identity, expression, albedo, SH lighting, pose).
 
-**No trained weights ship yet** (training it, ``occgui train recon``, is still to be done), so it
-is no default of anything: the fit (:mod:`.fit`) starts from the landmarks unless it is given a
-vector. What is here: the network, its input convention, and a loader of Deep3DFaceRecon's
-published R-Net checkpoint layout for users who hold that checkpoint and the BFM.
+**The shipped R-Net** (``checkpoints/recon_regressor.safetensors``, card
+``checkpoints/recon_regressor.md``, trained here by ``occgui train recon``,
+:mod:`occgui.training.recon`): ResNet-50 truncated after ``layer2`` (``stages=2``: conv1, bn1,
+layer1, layer2; about 1.5 M parameters with the head; fp16), global average pooling, a linear head,
+distilled from per-photo fits of clean LFW photos with clean and occluded/de-occluded inputs.
+:class:`RNet` runs it: input = I_out (the crop the fit sees) as RGB in [0, 1] resampled to the
+header's ``input_size`` (:func:`to_input`); output = the :class:`CoefficientLayout` vector whose
+pose the network gives in *unit-crop* form (:func:`pose_to_unit`: f / S, (t + 0.5) / S) and
+:meth:`RNet.predict` returns in the crop's pixels. ``MorphableSettings.initial`` = ``rnet`` /
+``rnet-pose`` makes it the fit's initial value (:func:`repose`: its shape with the landmark pose).
 
-Input: RGB in [0, 1], (B, 3, 224, 224) — the face crop resampled to 224², the frame in which the
-fit computes its landmark and photometric terms (:mod:`.fit`). The head's weights start at zero,
-so an untrained regressor outputs the zero vector (mean face, neutral expression, no light, zero
-pose scale: callers must not use it as a pose before training).
+The untrained module: the head's weights start at zero and ``target_mean`` / ``target_std`` at
+0 / 1, so an untrained regressor outputs the zero vector (mean face, neutral expression, no light,
+zero pose scale: callers must not use it as a pose before training).
 
 Deep3DFaceRecon layout (``epoch_20.pth``: a dict with ``net_recon``, the state dict of its
 ``ReconNetWrapper``): ``backbone.*`` are torchvision ResNet-50 names (no ``fc``), copied as they

@@ -13,12 +13,15 @@ stages (2: conv1, bn1, layer1, layer2, about 1.4 M parameters), global average p
 head, input ``--size``². Targets are normalised per coefficient (mean / std of the training
 targets, stored with the weights); the pose is in unit-crop form.
 
-Loss (:class:`ReconLoss`): squared error of the normalised coefficients, weighted per group
-(pose and identity most), plus the landmark term: the mean distance between the 68 model landmarks
-projected with the predicted and with the target coefficients, in inter-ocular distances.
-Augmentation: a random in-plane similarity of the input (shift, scale, rotation) with the target
-pose carried along exactly (:func:`.data.transform_pose`). Optimiser: Adam (``occgui.morphable.fit.Adam``:
-torch's steps without importing ``torch._dynamo``, which crashes a process that has loaded MediaPipe),
+Loss (:class:`ReconLoss`): Huber (smooth L1) error of the normalised coefficients, weighted per
+group (pose and identity most), plus the landmark term (clamped per sample): the mean distance
+between the 68 model landmarks projected with the predicted and with the target coefficients, in
+inter-ocular distances. Training samples whose pose is an outlier (:func:`robust_keep`: an occluded
+run whose detector framed the face very differently) are dropped. Augmentation (``--augment``; off
+by default and in the shipped run): a random in-plane similarity of the input (shift, scale,
+rotation) with the target pose carried along exactly (:func:`.data.transform_pose`). The head
+starts from torch's default initialisation. Optimiser: Adam (``occgui.morphable.fit.Adam``: torch's
+steps without importing ``torch._dynamo``, which crashes a process that has loaded MediaPipe),
 cosine learning-rate decay over ``--steps``.
 
 The run folder RUN holds ``last.pt`` (network, optimiser state, step, elapsed time; ``--resume``
@@ -57,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", type=int, default=800, help="clean training photos to fit (default %(default)s)")
     parser.add_argument("--val-photos", type=int, default=48, help="validation photos (default %(default)s)")
     parser.add_argument("--variants", type=int, default=2, help="occluded variants per photo (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=1200, help="optimisation steps (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=400, help="optimisation steps (default %(default)s)")
     parser.add_argument("--minutes", type=float, help="stop after this much training wall time")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its last.pt")
@@ -71,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--w-gamma", type=float, default=0.3)
     parser.add_argument("--w-pose", type=float, default=2.0)
     parser.add_argument("--w-landmark", type=float, default=20.0, help="landmark term (inter-ocular units)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false", help="no random similarities")
+    parser.add_argument("--augment", action="store_true", help="random similarities of the inputs (the shipped run "
+                        "had none: the occluded variants' own crops already vary the framing)")
     parser.add_argument("--val-every", type=int, default=200, help="steps between validations")
     parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
@@ -197,13 +201,32 @@ class ReconLoss:
         return (a - b).norm(dim=-1).mean(-1) / iod
 
     def __call__(self, pred_norm, target_raw) -> tuple["torch.Tensor", dict[str, float]]:  # noqa: F821
+        import torch.nn.functional as F
+
         target_norm = (target_raw - self.mean) / self.std
-        per = (pred_norm - target_norm) ** 2
+        per = F.smooth_l1_loss(pred_norm, target_norm, reduction="none", beta=1.0)       # Huber
         coef = (per * self.group_w).sum(-1).mean()
-        lmk = self.landmark_nme(pred_norm * self.std + self.mean, target_raw).mean()
+        lmk = self.landmark_nme(pred_norm * self.std + self.mean, target_raw).clamp_max(MAX_LANDMARK_NME).mean()
         total = coef + self.weights.landmark * lmk
         logs = {"total": float(total.detach()), "coef": float(coef.detach()), "landmark_nme": float(lmk.detach())}
         return total, logs
+
+
+#: The landmark term of one sample is clamped here (inter-ocular units), so a bad sample cannot dominate a batch.
+MAX_LANDMARK_NME = 0.5
+#: Training samples whose pose lies further than this many robust standard deviations (median, MAD)
+#: from the median are dropped: an occluded run whose detector framed the face very differently.
+MAX_POSE_Z = 6.0
+
+
+def robust_keep(targets: np.ndarray, layout) -> np.ndarray:
+    """Boolean mask of the samples whose pose coefficients are within :data:`MAX_POSE_Z` robust
+    standard deviations of the median."""
+    t = np.asarray(targets, np.float64)[:, layout.slices()["pose"]]
+    med = np.median(t, 0)
+    mad = np.median(np.abs(t - med), 0) * 1.4826
+    z = np.abs(t - med) / np.where(mad > 1e-12, mad, 1.0)
+    return (z <= MAX_POSE_Z).all(1)
 
 
 def target_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +253,9 @@ class Trainer:
         with torch.no_grad():
             self.net.target_mean.copy_(torch.as_tensor(mean))
             self.net.target_std.copy_(torch.as_tensor(std))
-            torch.nn.init.normal_(self.net.head.weight, std=1e-3)
+        # the head starts from torch's default (not zero, as the untrained module does): from scratch,
+        # a zero or tiny head passes no gradient to the backbone and the run learned nothing (measured)
+        self.net.head.reset_parameters()
         self.loss = ReconLoss(model, layout, mean, std, weights)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = Adam([{"params": self.params, "lr": lr}])
@@ -385,6 +410,10 @@ def run(args) -> int:
         raise OccguiError(f"the samples were made for another coefficient layout {tuple(train.layout)}")
     weights = ReconWeights(identity=args.w_identity, expression=args.w_expression, albedo=args.w_albedo,
                            gamma=args.w_gamma, pose=args.w_pose, landmark=args.w_landmark)
+    keep = robust_keep(train.targets, layout)
+    dropped = int((~keep).sum())
+    if dropped:
+        train = train.subset(np.flatnonzero(keep))
     mean, std = target_statistics(train.targets)
     state = None
     elapsed0 = 0.0
@@ -441,7 +470,8 @@ def run(args) -> int:
     _save_state(trainer, last, elapsed(), mean, std)
     meta = {"steps": trainer.step_count, "seconds": round(elapsed(), 1), "hardware": _hardware(),
             "torch": torch.__version__, "train_samples": len(train), "train_photos": len(train.names),
-            "val_samples": len(val), "val_photos": len(val.names), "targets": "distilled from MorphableFitter fits "
+            "dropped_outliers": dropped, "val_samples": len(val), "val_photos": len(val.names),
+            "targets": "distilled from MorphableFitter fits "
             "of the clean A-P photos", "loss_weights": weights.__dict__, "options": hyper, "val": metrics,
             "parameters": sum(p.numel() for p in trainer.net.parameters())}
     save_regressor(out / RNET_CHECKPOINT, trainer.net, input_size=args.size, model_name=model.name, meta=meta)
