@@ -166,12 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.fisn import train as fisn_train
     from .training.landmarks import train_refiner
     from .training.parsing import train as parsing_train
+    from .training.recon import train as recon_train
     from .training.texture_gcn import train as texture_gcn_train
 
     for name, help_, module in (
             ("parsing", "train the parsing U-Net N_alpha (paper §3.2)", parsing_train),
             ("landmarks", "train the occlusion-aware landmark refiner (paper §3.1, Eq. 1)", train_refiner),
             ("fisn", "train FISN, the face image synthesis network (paper §3.3)", fisn_train),
+            ("recon", "train the R-Net coefficient regressor, distilled from morphable fits (paper §3.4)",
+             recon_train),
             ("texture-gcn", "train the texture refinement graph convolutional network (paper §3.4, after "
                             "Lin et al. 2020)", texture_gcn_train),
             ("export-onnx", "(re-)export the parser or the refiner as the ONNX file inference runs", export_command)):

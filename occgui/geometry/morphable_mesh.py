@@ -7,9 +7,12 @@ photo:
 
 * **I_out** (the synthesize stage's de-occluded crop) is the photometric target of Eq. 13 and the
   identity target of Eq. 15 -- so de-occlusion now changes the mesh;
-* the **68 landmarks** (the landmark stage's, or the user's corrections) drive Eq. 12 and the
-  initial value: without a trained regressor (``occgui.morphable.regressor`` is untrained) the fit
-  starts from the landmark least squares of :mod:`occgui.morphable.init`;
+* the **68 landmarks** (the landmark stage's, or the user's corrections) drive Eq. 12 and, with
+  ``initial="landmarks"``, the initial value (the landmark least squares of :mod:`occgui.morphable.init`);
+  ``initial="rnet"`` starts a first fit from the trained R-Net's coefficients regressed from I_out
+  (:class:`occgui.morphable.regressor.RNet`, ``checkpoints/recon_regressor.safetensors`` or
+  ``rnet_weights``), ``"rnet-pose"`` from its shape and light with the pose re-estimated from the
+  landmarks;
 * **M_gamma** sets Eq. 13's attention (P = 1 on facial-feature pixels, 0.1 elsewhere) and **M_alpha
   as painted** excludes its occluder pixels.
 
@@ -30,6 +33,8 @@ from ..results import FaceCrop, FaceMesh, HeadPose, Landmarks, LoadedImage, Morp
 from .settings import MorphableSettings
 
 VERSION = "1"
+#: Values of ``MorphableSettings.initial``: where a first fit starts.
+INITIAL_VALUES = ("landmarks", "rnet", "rnet-pose")
 
 
 def crop_to_photo(image: LoadedImage, crop: FaceCrop) -> np.ndarray:
@@ -72,6 +77,16 @@ class MorphableGeometry:
                                         render_size=st.render_size, coarse_cell_mm=cell, device=device)
         self.fitter = MorphableFitter(self.model, self.fit_settings)
         self.version = f"{VERSION}+{self.model.name}"
+        if st.initial not in INITIAL_VALUES:
+            raise OccguiError(f"geometry.initial must be one of {', '.join(INITIAL_VALUES)}, got {st.initial!r}")
+        self.rnet = None
+        if st.initial != "landmarks":
+            from ..morphable.regressor import RNet
+            from ..resources import checkpoint_digest
+
+            self.rnet = RNet.load(st.rnet_weights or None)
+            self.rnet.check_model(self.model)
+            self.version += f"+{st.initial}-{checkpoint_digest(self.rnet.source)}"
         #: (photo digest, crop transform) -> the last fit's coefficients (pose in crop pixels)
         self._last: tuple[tuple, object] | None = None
 
@@ -90,7 +105,11 @@ class MorphableGeometry:
         initial = self._last[1] if st.warm_start and self._last is not None and self._last[0] == key else None
         t0 = time.perf_counter()
         if initial is None:
-            res = self.fitter.fit(target)
+            start = None
+            if self.rnet is not None:
+                lm = target.landmarks if st.initial == "rnet-pose" else None
+                start = self.rnet.initial_value(self.model, target.image, lm)
+            res = self.fitter.fit(target, start)
         else:
             res = self.fitter.fit(target, initial, iterations=st.refit_iterations,
                                   image_iterations=st.refit_image_iterations)

@@ -29,3 +29,9 @@ class MorphableSettings:
                                          "rasterizer is naive); 0 = the model's own triangles", "mm")
     cuda_full_topology: bool = setting(True, "on CUDA, render the model's own triangles whatever coarse_cell_mm")
     device: str = setting("", "device of the fit: cpu, cuda, or empty = the pipeline's device")
+    initial: str = setting("landmarks", "initial value of a first fit: 'landmarks' (least squares from the 68 "
+                                        "points), 'rnet' (the trained R-Net's coefficients regressed from I_out) or "
+                                        "'rnet-pose' (the R-Net's shape and light, the pose re-estimated from the "
+                                        "landmarks)")
+    rnet_weights: str = setting("", "R-Net weights (.safetensors from `occgui train recon`); empty = the shipped "
+                                    "checkpoints/recon_regressor.safetensors")

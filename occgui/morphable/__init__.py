@@ -5,9 +5,9 @@
   ``BFM_model_front.mat``; :func:`load_default_model` -- the reduced ICT model shipped in
   ``resources/morphable/`` (MIT); :func:`load_model` -- any of them by path;
 * :mod:`.regions` -- vertex labels and the face region from the 68 landmark vertices;
-* :mod:`.regressor` (the R-Net, untrained), :mod:`.camera` (Eq. 10), :mod:`.lighting` (Eq. 11),
-  :mod:`.render` (pytorch3d), :mod:`.losses` (Eq. 12-16), :mod:`.coefficients` (the vector y), :mod:`.init` (landmark
-  least squares), :mod:`.fit` (the per-photo analysis-by-synthesis fit).
+* :mod:`.regressor` (the R-Net, trained by ``occgui train recon``), :mod:`.camera` (Eq. 10),
+  :mod:`.lighting` (Eq. 11), :mod:`.render` (pytorch3d), :mod:`.losses` (Eq. 12-16), :mod:`.coefficients`
+  (the vector y), :mod:`.init` (landmark least squares), :mod:`.fit` (the per-photo analysis-by-synthesis fit).
 """
 from __future__ import annotations
 

@@ -2,15 +2,20 @@
 coefficients"): torchvision's ResNet-50 with a linear head that outputs the flat coefficient vector
 of :class:`~.coefficients.CoefficientLayout` (identity, expression, albedo, SH lighting, pose).
 
-**No trained weights ship yet** (training it, ``occgui train recon``, is still to be done), so it
-is no default of anything: the fit (:mod:`.fit`) starts from the landmarks unless it is given a
-vector. What is here: the network, its input convention, and a loader of Deep3DFaceRecon's
-published R-Net checkpoint layout for users who hold that checkpoint and the BFM.
+**The shipped R-Net** (``checkpoints/recon_regressor.safetensors``, card
+``checkpoints/recon_regressor.md``, trained here by ``occgui train recon``,
+:mod:`occgui.training.recon`): ResNet-50 truncated after ``layer2`` (``stages=2``: conv1, bn1,
+layer1, layer2; about 1.5 M parameters with the head; fp16), global average pooling, a linear head,
+distilled from per-photo fits of clean LFW photos with clean and occluded/de-occluded inputs.
+:class:`RNet` runs it: input = I_out (the crop the fit sees) as RGB in [0, 1] resampled to the
+header's ``input_size`` (:func:`to_input`); output = the :class:`CoefficientLayout` vector whose
+pose the network gives in *unit-crop* form (:func:`pose_to_unit`: f / S, (t + 0.5) / S) and
+:meth:`RNet.predict` returns in the crop's pixels. ``MorphableSettings.initial`` = ``rnet`` /
+``rnet-pose`` makes it the fit's initial value (:func:`repose`: its shape with the landmark pose).
 
-Input: RGB in [0, 1], (B, 3, 224, 224) — the face crop resampled to 224², the frame in which the
-fit computes its landmark and photometric terms (:mod:`.fit`). The head's weights start at zero,
-so an untrained regressor outputs the zero vector (mean face, neutral expression, no light, zero
-pose scale: callers must not use it as a pose before training).
+The untrained module: the head's weights start at zero and ``target_mean`` / ``target_std`` at
+0 / 1, so an untrained regressor outputs the zero vector (mean face, neutral expression, no light,
+zero pose scale: callers must not use it as a pose before training).
 
 Deep3DFaceRecon layout (``epoch_20.pth``: a dict with ``net_recon``, the state dict of its
 ``ReconNetWrapper``): ``backbone.*`` are torchvision ResNet-50 names (no ``fc``), copied as they
@@ -33,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, OccguiError
 from .coefficients import NUM_GAMMA, CoefficientLayout
 
 INPUT_SIZE = 224
@@ -45,30 +50,56 @@ DEEP3D_GROUPS: tuple[tuple[str, int], ...] = (("identity", 80), ("expression", 6
 DEEP3D_FOCAL, DEEP3D_CENTER, DEEP3D_CAMERA_D = 1015.0, 112.0, 10.0
 
 
+#: Channels after each ResNet-50 stage (layer1..layer4).
+STAGE_FEATURES = {1: 256, 2: 512, 3: 1024, 4: 2048}
+
+
 class CoefficientRegressor(nn.Module):
     """ResNet-50 (torchvision, no pretrained weights) -> the coefficient vector of ``layout``.
+
+    ``stages`` keeps the stem and the first ``stages`` residual stages (4: the full ResNet-50 of
+    Deep3DFaceRecon; the shipped R-Net uses 2: conv1, bn1, layer1, layer2, about 1.4 M parameters),
+    followed by global average pooling and the linear head.
+
+    ``target_mean`` / ``target_std`` (buffers, saved with the weights) map the head's normalised
+    output to coefficients: :meth:`coefficients` = ``forward * std + mean`` (0 and 1 by default, so
+    an untrained or Deep3DFaceRecon regressor outputs its head as it is).
 
     With ``deep3d_translation=True`` three more outputs follow the vector: Deep3DFaceRecon's
     (tx, ty, tz), which :func:`deep3d_pose` turns into the pose's scale and 2-D translation."""
 
-    def __init__(self, layout: CoefficientLayout, *, deep3d_translation: bool = False):
+    def __init__(self, layout: CoefficientLayout, *, deep3d_translation: bool = False, stages: int = 4):
         super().__init__()
         from torchvision.models import resnet50
 
+        if stages not in STAGE_FEATURES:
+            raise ValueError(f"stages must be 1-4, got {stages}")
+        if deep3d_translation and stages != 4:
+            raise ValueError("the Deep3DFaceRecon layout needs the full ResNet-50 (stages=4)")
         self.layout = layout
+        self.stages = int(stages)
         self.deep3d_translation = bool(deep3d_translation)
         backbone = resnet50(weights=None)
         backbone.fc = nn.Identity()
+        for i in range(stages + 1, 5):
+            setattr(backbone, f"layer{i}", nn.Identity())
         self.backbone = backbone
-        self.head = nn.Linear(FEATURES, layout.size + (3 if deep3d_translation else 0))
+        n_out = layout.size + (3 if deep3d_translation else 0)
+        self.head = nn.Linear(STAGE_FEATURES[stages], n_out)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.register_buffer("target_mean", torch.zeros(n_out))
+        self.register_buffer("target_std", torch.ones(n_out))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB in [0, 1] -> (B, layout.size [+ 3])."""
+        """(B, 3, H, W) RGB in [0, 1] -> (B, layout.size [+ 3]), normalised (see the class docstring)."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(image.shape)}")
         return self.head(self.backbone(image))
+
+    def coefficients(self, image: torch.Tensor) -> torch.Tensor:
+        """The de-normalised output: ``forward(image) * target_std + target_mean``."""
+        return self(image) * self.target_std + self.target_mean
 
 
 def head_rows(layout: CoefficientLayout) -> dict[str, slice]:
@@ -150,13 +181,187 @@ def deep3d_pose(output: torch.Tensor, layout: CoefficientLayout, *, crop_size: f
     return vec
 
 
-def to_input(crop_rgb: np.ndarray) -> torch.Tensor:
-    """An (S, S, 3) uint8 crop -> the (1, 3, 224, 224) float input."""
+def to_input(crop_rgb: np.ndarray, size: int = INPUT_SIZE) -> torch.Tensor:
+    """An (S, S, 3) uint8 crop -> the (1, 3, size, size) float input: RGB in [0, 1], resampled with
+    area averaging (224: Deep3DFaceRecon's input; the shipped R-Net's size is in its header)."""
     import cv2
 
-    img = cv2.resize(np.asarray(crop_rgb)[:, :, :3], (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+    img = np.asarray(crop_rgb)
+    if img.ndim != 3 or img.shape[2] < 3 or img.shape[0] != img.shape[1] or img.dtype != np.uint8:
+        raise OccguiError(f"the R-Net needs a square RGB uint8 crop, got {img.dtype} {img.shape}")
+    img = cv2.resize(img[:, :, :3], (size, size), interpolation=cv2.INTER_AREA if size <= img.shape[0]
+                     else cv2.INTER_LINEAR)
     return torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
 
 
-__all__ = ["CoefficientRegressor", "DEEP3D_GROUPS", "NUM_GAMMA", "deep3d_pose", "head_rows", "load_deep3d_state_dict",
-           "read_deep3d_checkpoint", "to_input"]
+# ----------------------------------------------------------------------------- the trained R-Net
+#: Default file of the trained R-Net (``occgui train recon``) in ``checkpoints/``.
+RNET_CHECKPOINT = "recon_regressor.safetensors"
+FORMAT = "occgui.rnet"
+FORMAT_VERSION = 1
+
+
+def pose_to_unit(vector, layout: CoefficientLayout, crop_size: float) -> np.ndarray:
+    """Coefficient vectors (..., layout.size) with the pose in pixels of a ``crop_size`` crop ->
+    the trained R-Net's *unit-crop* pose: f / S, and (t + 0.5) / S (pixel centres at integers,
+    the crop spanning [0, 1]); the angles are unchanged. The R-Net regresses this form, so its
+    output holds for a crop of any size."""
+    v = np.array(vector, np.float64, copy=True)
+    p0 = layout.slices()["pose"].start
+    v[..., p0 + 3] = v[..., p0 + 3] / crop_size
+    v[..., p0 + 4:p0 + 6] = (v[..., p0 + 4:p0 + 6] + 0.5) / crop_size
+    return v
+
+
+def pose_from_unit(vector, layout: CoefficientLayout, crop_size: float) -> np.ndarray:
+    """The inverse of :func:`pose_to_unit`."""
+    v = np.array(vector, np.float64, copy=True)
+    p0 = layout.slices()["pose"].start
+    v[..., p0 + 3] = v[..., p0 + 3] * crop_size
+    v[..., p0 + 4:p0 + 6] = v[..., p0 + 4:p0 + 6] * crop_size - 0.5
+    return v
+
+
+def save_regressor(path, model: CoefficientRegressor, *, input_size: int, model_name: str, meta: dict | None = None,
+                   half: bool = True) -> Path:
+    """Write a trained R-Net as safetensors (atomically): the state dict (fp16 weights with ``half``;
+    the target statistics stay fp32) and one JSON ``header`` (format, layout, stages, input size,
+    the morphable model's name, the training record)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        keep = k.startswith("target_") or not v.is_floating_point()
+        tensors[k] = v if keep or not half else v.half()
+    lay = model.layout
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "stages": model.stages, "input_size": int(input_size),
+              "layout": [lay.num_identity, lay.num_expression, lay.num_albedo], "model": model_name,
+              "pose": "unit-crop", "meta": meta or {}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"header": json.dumps(header)})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def load_regressor(path) -> tuple[CoefficientRegressor, dict]:
+    """A trained R-Net (eval mode, float32) and its header; any defect of the file is one
+    :class:`CheckpointError` line."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"R-Net weights not found: {path} (train them with `occgui train recon`)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("header")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001  (any parse failure is a bad file)
+        raise CheckpointError(f"cannot read R-Net weights {path.name}: {str(e).splitlines()[0][:160]}") from None
+    try:
+        header = json.loads(raw) if raw else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is not an occgui R-Net checkpoint")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name} has format version {header.get('format_version')}, "
+                              f"expected {FORMAT_VERSION}")
+    try:
+        layout = CoefficientLayout(*(int(x) for x in header["layout"]))
+        net = CoefficientRegressor(layout, stages=int(header["stages"]))
+        size = int(header["input_size"])
+        if size < 16:
+            raise ValueError(f"input size {size}")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path.name}: invalid R-Net header ({e})") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    bad = sorted(k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape))
+    if missing or bad:
+        raise CheckpointError(f"{path.name} does not fit its R-Net header: {len(missing)} tensors missing, "
+                              f"{len(bad)} of another shape (e.g. {(missing + bad)[:1]})")
+    state = {k: tensors[k].to(expected[k].dtype) for k in expected}
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise CheckpointError(f"{path.name} holds non-finite weights")
+    net.load_state_dict(state, strict=True)
+    return net.eval(), header
+
+
+class RNet:
+    """The trained R-Net for inference: a crop (I_out, crop pixels) -> the coefficient vector of
+    :class:`CoefficientLayout` with the pose in that crop's pixels -- the fit's initial value."""
+
+    def __init__(self, network: CoefficientRegressor, header: dict, source: str = ""):
+        self.network = network.eval()
+        self.header = header
+        self.layout = network.layout
+        self.input_size = int(header["input_size"])
+        self.model_name = str(header.get("model", ""))
+        self.source = source
+
+    @classmethod
+    def load(cls, path=None) -> "RNet":
+        """``path`` or the shipped ``checkpoints/recon_regressor.safetensors``."""
+        if not path:
+            from ..resources import checkpoint_path
+
+            path = checkpoint_path(RNET_CHECKPOINT)
+        net, header = load_regressor(path)
+        return cls(net, header, str(path))
+
+    def check_model(self, model) -> None:
+        """Refuse a morphable model of another coefficient layout than the R-Net's."""
+        lay = CoefficientLayout.of(model)
+        if lay != self.layout:
+            raise OccguiError(f"the R-Net ({Path(self.source).name or 'weights'}) regresses {self.layout}, the "
+                              f"morphable model {model.name!r} has {lay}")
+
+    @torch.no_grad()
+    def predict(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """(S, S, 3) uint8 crop -> (layout.size,) float64, pose in the crop's pixels (scale > 0)."""
+        x = to_input(crop_rgb, self.input_size)
+        unit = self.network.coefficients(x)[0].double().numpy()
+        v = pose_from_unit(unit, self.layout, float(np.asarray(crop_rgb).shape[0]))
+        p0 = self.layout.slices()["pose"].start
+        v[p0 + 3] = max(v[p0 + 3], 1e-3)
+        return v
+
+    def initial_value(self, model, crop_rgb: np.ndarray, landmarks=None) -> np.ndarray:
+        """The fit's initial vector for a crop: :meth:`predict`, and with ``landmarks`` ((68, 2)
+        crop pixels) the pose re-estimated from them for the R-Net's identity and expression
+        (scaled-orthographic least squares, :func:`occgui.morphable.init.pose_from_correspondences`)."""
+        v = self.predict(crop_rgb)
+        if landmarks is not None:
+            v = repose(v, self.layout, model, landmarks)
+        return v
+
+
+def repose(vector, layout: CoefficientLayout, model, landmarks) -> np.ndarray:
+    """``vector`` with its pose replaced by the least-squares pose that maps its shape's 68 model
+    landmarks onto ``landmarks`` (crop pixels; jaw-line points down-weighted as in :mod:`.init`)."""
+    from .coefficients import Coefficients
+    from .init import landmark_weights, pose_from_correspondences
+
+    c = Coefficients.from_vector(vector, layout)
+    pts = np.asarray(landmarks, np.float64)
+    if pts.shape != (68, 2) or not np.isfinite(pts).all():
+        raise OccguiError(f"68 finite landmarks are needed to re-pose the R-Net's output, got {pts.shape}")
+    shape = model.shape(c.identity, c.expression)[model.landmarks]
+    pose = pose_from_correspondences(shape, pts, landmark_weights())
+    v = np.array(vector, np.float64, copy=True)
+    v[layout.slices()["pose"]] = pose.as_array()
+    return v
+
+
+__all__ = ["CoefficientRegressor", "DEEP3D_GROUPS", "NUM_GAMMA", "RNET_CHECKPOINT", "RNet", "STAGE_FEATURES",
+           "deep3d_pose", "head_rows", "load_deep3d_state_dict", "load_regressor", "pose_from_unit", "pose_to_unit",
+           "read_deep3d_checkpoint", "repose", "save_regressor", "to_input"]

@@ -1,0 +1,1 @@
+"""``occgui train recon``: the R-Net coefficient regressor (paper §3.4), distilled from per-photo fits."""
