@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     f.add_argument("cases", type=Path)
     f.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     f.add_argument("--json", type=Path)
+    f.add_argument("--photos", type=int, default=None, metavar="N", help="only the first N photos' cases")
     f.add_argument("--region", choices=("all", "face"), default="all",
                    help="vertices counted: the whole model, or its face region M only")
     a = ap.parse_args(argv)
@@ -93,6 +94,9 @@ def main(argv=None) -> int:
 
     model = load_default_model()
     cases = D.load_cases(a.cases)
+    if a.photos is not None:
+        keep = list(dict.fromkeys(c.photo for c in cases))[: a.photos]
+        cases = [c for c in cases if c.photo in keep]
     st = settings_from(a.set)
     t0 = time.perf_counter()
     fits = D.fit_cases(model, cases, st)

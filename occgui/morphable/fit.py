@@ -58,6 +58,15 @@ from .model import NUM_LANDMARKS, MorphableModel
 from .render import coarse_topology, interpolate, rasterize, vertex_normals, vertex_visibility
 from .torch_model import TorchMorphableModel
 
+#: Eq. 16's weights of the per-photo fit (not the paper's λ's, which were tuned for training a
+#: regressor over a data set; docs/morphable.md, "Occlusion drift"): the landmark and
+#: regularisation terms 10x and 40x the paper's λ3 / λ5 against the photometric and identity terms
+#: -- so the crude region albedo cannot drag pose and shape --, a prior on the shape 4x the
+#: paper's relative to Eq. 12, and an expression prior ω_β = 1 (a unit normal prior on the ICT
+#: blendshape weights; the paper's 1.75e-3 is for Deep3DFaceRecon's PCA expression basis and
+#: leaves the blendshapes nearly unconstrained). Measured on development photos (A-P).
+FIT_WEIGHTS = LossWeights(landmark=1.6e-2, regularisation=1.5e-2, omega_beta=1.0)
+
 
 @dataclass(frozen=True)
 class FitSettings:
@@ -80,15 +89,16 @@ class FitSettings:
     #: band-2 terms otherwise absorb what the albedo cannot explain -- irradiance swinging from
     #: below 0 to 1.8 over one face, which makes the de-lit texture useless.
     light_prior: float = 0.05
-    weights: LossWeights = LossWeights()
+    weights: LossWeights = FIT_WEIGHTS
     device: str = "cpu"
     #: Weight in Eq. 12 and in the landmark initialisation of a landmark that lies on (or within
     #: ``OCCLUDED_LANDMARK_MARGIN`` reference pixels of) an occluder pixel of M_α (not in the paper,
     #: whose Eq. 12 weighs all 68 equally): such points are the landmark stage's guesses.
     occluded_landmark_weight: float = 1.0
     #: Whether the image terms (Eq. 13, and Eq. 15, which compares a render) move the shape
-    #: (identity and expression). False (not in the paper): they fit pose, light and albedo only,
-    #: and the shape follows Eq. 12 and Eq. 14.
+    #: (identity and expression), as in the paper. False (an ablation, not in the paper): they fit
+    #: pose, light and albedo only and the shape follows Eq. 12 and Eq. 14 -- slightly less drift on
+    #: development photos, but then de-occlusion no longer changes the shape (docs/morphable.md).
     photometric_shape: bool = True
 
 
