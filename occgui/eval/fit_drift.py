@@ -182,3 +182,47 @@ def summarize_drift(model, fits: dict, cases: list[FitCase], vertex_ids: np.ndar
     out["clean_landmark_error"] = {"mean": float(np.mean(errs)) if errs else float("nan"),
                                    "max": float(np.max(errs)) if errs else float("nan"), "photos": len(errs)}
     return out
+
+
+def pipeline_mesh_drift(photos: list[Path], families: tuple[str, ...], occluders: Path, *, seed: int = 0,
+                        device: str = "cpu", log=None) -> dict:
+    """The drift of the pipeline's own geometry stage (e.g. ``mediapipe-mesh``, the default) on the
+    same photos, occluders and streams as :func:`collect_cases`: the pipeline runs up to
+    ``geometry`` and the meshes are compared as ``occgui eval occlusion`` compares them (no texture,
+    render or de-occlusion metrics). Returns ``{family: {variant: {"mean", "p90", "cases"}}}``."""
+    from ..training.occlusion.occluders import EVAL_FAMILIES, composite, load_library, sample_eval_family
+    from . import harness as H
+    from .lfw import relative_name
+    from .occlusion import geometry_metrics
+
+    library = load_library(occluders)
+    chosen, _ = H.choose_families(library, tuple(families))
+    variants = H.Variants(device)
+    order = sorted(EVAL_FAMILIES)
+    rows: dict[str, dict[str, list]] = {}
+    for photo in photos:
+        rel = relative_name(photo)
+        try:
+            base = variants.full.run(photo, stop_after="geometry")
+        except OccguiError as e:
+            if log:
+                log(f"{rel}: clean run failed: {e}")
+            continue
+        scaled, _ = scale_to_eye_distance(base.mesh.vertices, H.landmark_vertices(base.mesh))
+        lm_w = H.landmarks_working(base)
+        for fam in chosen:
+            occ_obj, placement = sample_eval_family(H.case_rng(seed, rel, order.index(fam)), library, fam, lm_w)
+            rgb, _paste = composite(base.image.rgb, lm_w, occ_obj, placement)
+            for name in ("full", "raw"):
+                try:
+                    res = getattr(variants, name).run(rgb, stop_after="geometry")
+                except OccguiError:
+                    continue
+                stats, _d = geometry_metrics(res, scaled)
+                if "mean" in stats:
+                    for f in (fam, "all"):
+                        rows.setdefault(f, {}).setdefault(name, []).append(stats)
+        if log:
+            log(f"{rel}: measured")
+    return {fam: {v: {"mean": float(np.mean([s["mean"] for s in ss])), "p90": float(np.mean([s["p90"] for s in ss])),
+                      "cases": len(ss)} for v, ss in per.items()} for fam, per in rows.items()}
