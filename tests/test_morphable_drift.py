@@ -169,3 +169,21 @@ def test_identity_coefficient_verification_on_a_constructed_case():
     assert rep["results"]["identity_full/clean"]["accuracy"]["mean"] == 100.0
     assert rep["results"]["identity_full/occluded"]["accuracy"]["mean"] == 75.0   # C and E's pairs fail
     assert drops(rep)["identity_full"] > 0
+
+
+def test_verify_fit_command_refuses_bad_input_in_one_line(tmp_path: Path, capsys):
+    from occgui.cli import main
+
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 1\nAlice 1 2\nAlice 1 Bob 1\n")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    occ = tmp_path / "occluders"
+    occ.mkdir()
+    common = ["eval", "verify-fit", "--faces", str(faces), "--pairs", str(pairs), "--occluders", str(occ),
+              "-o", str(tmp_path / "out")]
+    assert main(common + ["--variants", "full,blurry"]) != 0
+    assert "--variants takes full and/or raw" in capsys.readouterr().err
+    assert main(common) != 0                                   # no photo of the pairs exists
+    err = capsys.readouterr().err
+    assert "no pair of" in err and "Traceback" not in err
