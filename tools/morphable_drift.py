@@ -57,14 +57,6 @@ def main(argv=None) -> int:
     c.add_argument("--occluders", type=Path, default=ROOT.parent / "shared/data/occluders")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("-o", "--out", type=Path, required=True)
-    m = sub.add_parser("mesh", help="drift of the pipeline's own geometry stage (default: mediapipe-mesh) on the "
-                       "same photos and occluders as collect")
-    m.add_argument("--faces", type=Path, required=True)
-    m.add_argument("--limit", type=int, default=24)
-    m.add_argument("--families", default="hand_over_eye,surgical_mask,sunglasses")
-    m.add_argument("--occluders", type=Path, default=ROOT.parent / "shared/data/occluders")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--json", type=Path)
     f = sub.add_parser("fit")
     f.add_argument("cases", type=Path)
     f.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
@@ -81,22 +73,6 @@ def main(argv=None) -> int:
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
-
-    if a.cmd == "mesh":
-        from occgui.eval.lfw import find_photos, relative_name, spread_selection
-        from occgui.training.occlusion.clean_check import judged_occluded
-
-        occluded = judged_occluded()
-        photos = spread_selection([p for p in find_photos(a.faces) if relative_name(p) not in occluded], a.limit)
-        out = D.pipeline_mesh_drift(photos, tuple(a.families.split(",")), a.occluders, seed=a.seed, log=log)
-        out["photos"] = [relative_name(p) for p in photos]
-        for fam, per in out.items():
-            if isinstance(per, dict):
-                print(f"{fam:16s} full {per['full']['mean']:.2f} (p90 {per['full']['p90']:.2f})  "
-                      f"raw {per['raw']['mean']:.2f}  n={per['full']['cases']}")
-        if a.json:
-            a.json.write_text(json.dumps(out, indent=1))
-        return 0
 
     if a.cmd == "collect":
         from occgui.eval.lfw import find_photos, relative_name, spread_selection
