@@ -391,8 +391,9 @@ def _recovery(model, settings, size=112):
 def test_fit_recovers_known_coefficients_from_a_synthetic_render(model):
     from occgui.morphable.fit import FitSettings
 
+    # the paper's λ's: the per-photo defaults (FIT_WEIGHTS) shrink a random identity towards the mean
     res, err, base, angle_err, light_err, lm_err, proj_err = _recovery(
-        model, FitSettings(iterations=40, image_iterations=0))
+        model, FitSettings(iterations=40, image_iterations=0, weights=LossWeights()))
     assert err < 0.75 * base, (err, base)                    # shape: well below the mean face's error
     assert angle_err < 1.5                                    # degrees
     assert proj_err < 1.0                                     # crop pixels (112 px crop)
@@ -405,11 +406,24 @@ def test_fit_recovers_known_coefficients_from_a_synthetic_render(model):
     assert np.allclose(proj, res.landmarks2d * 2 + (10, 20), atol=1e-6)
 
 
+def test_default_fit_still_moves_towards_a_synthetic_face(model):
+    """The per-photo defaults trade recovery for robustness, but still recover part of the shape."""
+    from occgui.morphable.fit import FitSettings
+
+    res, err, base, angle_err, light_err, lm_err, proj_err = _recovery(model, FitSettings(iterations=40,
+                                                                                          image_iterations=0))
+    assert err < 0.85 * base, (err, base)         # measured 0.77 x the mean face's error
+    assert angle_err < 2.0 and proj_err < 1.5
+
+
 @pytest.mark.slow
 def test_full_fit_with_image_stage_and_identity_term(model):
     from occgui.morphable.fit import FitSettings
 
-    res, err, base, angle_err, light_err, lm_err, proj_err = _recovery(model, FitSettings(), size=160)
+    # the paper's Eq. 16 as written: its λ's, and the image terms (Eq. 13, Eq. 15) moving the shape
+    # (the defaults trade some of this synthetic recovery for less occlusion drift on real photos)
+    paper = FitSettings(weights=LossWeights(), photometric_shape=True)
+    res, err, base, angle_err, light_err, lm_err, proj_err = _recovery(model, paper, size=160)
     assert err < 0.7 * base and angle_err < 1.5 and light_err < 0.25 and lm_err < 0.6 and proj_err < 1.2
     assert any(h.identity > 0 for h in res.history)
 

@@ -1,4 +1,4 @@
-"""``occgui eval occlusion|natural|scan|verify|real``: the evaluation suite's command line (paper §5).
+"""``occgui eval occlusion|natural|scan|verify|verify-fit|real``: the evaluation suite's command line (paper §5).
 
 Each subcommand writes ``OUT/report.json``, ``OUT/report.md``, PNG plots and a sample grid,
 caches per-item results under ``OUT/cache/`` (an interrupted run continues; ``--report-only``
@@ -140,6 +140,25 @@ def cmd_verify(args) -> int:
     return _done("verify", s.out, _run(run, s, args), t0, args.quiet)
 
 
+def cmd_verify_fit(args) -> int:
+    from .verify_fit import VerifyFitSettings, run
+
+    _positive(args.limit, "--limit")
+    t0 = time.perf_counter()
+    folds = tuple(int(f) for f in args.folds.split(",")) if args.folds else ()
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    s = VerifyFitSettings(faces=Path(args.faces), pairs=Path(args.pairs),
+                          occluders=_occluders(args, Path(args.faces), 3), out=Path(args.output),
+                          limit=args.limit, folds=folds, seed=args.seed, variants=variants,
+                          quiet=args.quiet, collect_only=args.collect_only,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run(s)
+    if s.collect_only:
+        print(f"verify-fit: collected {report['collected_cases']} fit inputs into {s.out / 'cases.npz'}")
+        return 0
+    return _done("verify-fit", s.out, report, t0, args.quiet)
+
+
 def cmd_deocclusion(args) -> int:
     from . import deocclusion as D
     from .fisn_variant import fisn_settings
@@ -270,6 +289,22 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     v.add_argument("--fisn", default="auto", metavar="auto|off|PATH", help=FISN_HELP)
     _common(v, limit_help="at most N pairs, taken alternately from the folds and same/different lists")
     v.set_defaults(func=cmd_verify)
+
+    w = sub.add_parser("verify-fit", help="Table 1's protocol with the morphable fit's identity coefficients as the "
+                       "feature (cosine), with and without occluders")
+    w.add_argument("--faces", required=True, metavar="DIR", help="LFW photo folder (person/person_NNNN.jpg)")
+    w.add_argument("--pairs", required=True, metavar="FILE", help="LFW pairs list (pairs.txt format)")
+    w.add_argument("--occluders", metavar="DIR", help="occluder folder (default: <data>/occluders of the LFW layout)")
+    w.add_argument("--folds", metavar="I,J,...", help="only these folds (0-based; default all)")
+    w.add_argument("--variants", default="full", metavar="full[,raw]", help="occluded pipelines whose fits are "
+                   "features (default full; raw = no merge, no de-occlusion)")
+    w.add_argument("--limit", type=int, default=None, metavar="N", help="at most N pairs")
+    w.add_argument("--seed", type=int, default=0, help="seed of the occluder choice (default 0, as `verify`)")
+    w.add_argument("-o", "--output", required=True, metavar="OUT", help="report folder")
+    w.add_argument("--collect-only", action="store_true", help="only run the pipeline and keep the fit inputs "
+                   "(OUT/cases.npz); a later run fits them")
+    w.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    w.set_defaults(func=cmd_verify_fit)
 
     from .deocclusion import DEFAULT_PER_FAMILY, DEFAULT_SEED, FAMILIES
 

@@ -474,8 +474,10 @@ def markdown(report: dict, conds) -> str:
                    [[name, var, *(v(src[var][k]) for k in STAT_KEYS)]
                     for name, src in (("clean", bf["clean"]), ("occluded (all families)", oa))
                     for var in ("full", "raw")]), "",
-        "Raw and full coincide: the shipped geometry stage reads only the landmarks, which precede merge and "
-        "de-occlusion, so both variants produce the same mesh; the gap will open once a fit that reads I_out lands.",
+        ("Raw and full coincide: this geometry stage reads only the landmarks, which precede merge and "
+         "de-occlusion, so both variants produce the same mesh." if oa["full"]["mean"] == oa["raw"]["mean"] else
+         "Raw and full differ: this geometry stage reads I_out (the de-occluded image), which the raw variant "
+         "replaces by the occluded crop."),
         "",
         "The paper gives its MICC errors only as per-example digits inside Fig. 4 (no table), on 53 real subjects "
         "with a 3DMM fit, so there is no number to put beside ours; this scan is one subject, rendered.", "",

@@ -58,6 +58,15 @@ from .model import NUM_LANDMARKS, MorphableModel
 from .render import coarse_topology, interpolate, rasterize, vertex_normals, vertex_visibility
 from .torch_model import TorchMorphableModel
 
+#: Eq. 16's weights of the per-photo fit (not the paper's λ's, which were tuned for training a
+#: regressor over a data set; docs/morphable.md, "Occlusion drift"): the landmark and
+#: regularisation terms 10x and 40x the paper's λ3 / λ5 against the photometric and identity terms
+#: -- so the crude region albedo cannot drag pose and shape --, a prior on the shape 4x the
+#: paper's relative to Eq. 12, and an expression prior ω_β = 1 (a unit normal prior on the ICT
+#: blendshape weights; the paper's 1.75e-3 is for Deep3DFaceRecon's PCA expression basis and
+#: leaves the blendshapes nearly unconstrained). Measured on development photos (A-P).
+FIT_WEIGHTS = LossWeights(landmark=1.6e-2, regularisation=1.5e-2, omega_beta=1.0)
+
 
 @dataclass(frozen=True)
 class FitSettings:
@@ -80,8 +89,17 @@ class FitSettings:
     #: band-2 terms otherwise absorb what the albedo cannot explain -- irradiance swinging from
     #: below 0 to 1.8 over one face, which makes the de-lit texture useless.
     light_prior: float = 0.05
-    weights: LossWeights = LossWeights()
+    weights: LossWeights = FIT_WEIGHTS
     device: str = "cpu"
+    #: Weight in Eq. 12 and in the landmark initialisation of a landmark that lies on (or within
+    #: ``OCCLUDED_LANDMARK_MARGIN`` reference pixels of) an occluder pixel of M_α (not in the paper,
+    #: whose Eq. 12 weighs all 68 equally): such points are the landmark stage's guesses.
+    occluded_landmark_weight: float = 1.0
+    #: Whether the image terms (Eq. 13, and Eq. 15, which compares a render) move the shape
+    #: (identity and expression), as in the paper. False (an ablation, not in the paper): they fit
+    #: pose, light and albedo only and the shape follows Eq. 12 and Eq. 14 -- slightly less drift on
+    #: development photos, but then de-occlusion no longer changes the shape (docs/morphable.md).
+    photometric_shape: bool = True
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,28 @@ class FitResult:
         return FaceMesh(vertices=v, faces=model.triangles.copy(), uv=model.uv.astype(np.float64),
                         camera=Camera(k=s * p.scale, u0=float(u0), v0=float(v0)),
                         landmark_vertices=model.landmarks.copy(), backend=backend)
+
+
+#: Dilation (reference pixels) of M_α's occluder when deciding which landmarks it hides.
+OCCLUDED_LANDMARK_MARGIN = 4.0
+
+
+def occluded_landmarks(points: np.ndarray, alpha_labels: np.ndarray, margin_px: float) -> np.ndarray:
+    """(68,) bool: the landmarks (crop pixels) on an occluder pixel of M_α dilated by ``margin_px``."""
+    import cv2
+
+    from .. import labels as L
+
+    occ = L.mask_of(np.asarray(alpha_labels), L.OCCLUDING).astype(np.uint8)
+    k = int(np.ceil(max(margin_px, 0.0)))
+    if k > 0:
+        occ = cv2.dilate(occ, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    h, w = occ.shape
+    p = np.rint(np.asarray(points, np.float64)).astype(np.int64)
+    inside = (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+    out = np.zeros(len(p), bool)
+    out[inside] = occ[p[inside, 1], p[inside, 0]] > 0
+    return out
 
 
 #: Depth tolerance of the visibility test (the coarse working mesh departs from the surface by ~1 mm).
@@ -332,9 +372,15 @@ class MorphableFitter:
                 att = attention_weights(np.zeros((size, size), np.uint8), target.alpha_labels)
         att_ref = _resize(torch.as_tensor(att, device=dev)[None, None], REFERENCE_SIZE, mode="nearest")
 
+        lmk_w_np = np.ones(NUM_LANDMARKS)
+        if target.alpha_labels is not None and st.occluded_landmark_weight != 1.0:
+            hidden = occluded_landmarks(target.landmarks, target.alpha_labels, OCCLUDED_LANDMARK_MARGIN / r)
+            lmk_w_np[hidden] = st.occluded_landmark_weight
+        lmk_w = torch.as_tensor(lmk_w_np, dtype=torch.float32, device=dev)
+
         # ---- initial value (reference frame)
         if initial is None:
-            pose, ident, expr = initialise_from_landmarks(self.model, lm_ref_np, st.weights)
+            pose, ident, expr = initialise_from_landmarks(self.model, lm_ref_np, st.weights, point_weights=lmk_w_np)
             coeffs = Coefficients(identity=ident, expression=expr, albedo=np.zeros(self.layout.num_albedo),
                                   gamma=ambient_gamma(dtype=torch.float64).numpy(), pose=pose)
             light_init = True
@@ -368,6 +414,13 @@ class MorphableFitter:
             v = self.tm.vertices(ident, expr)
             scr, cam = self.tm.screen(v, pose_vec())
             return v, scr, cam
+
+        def image_geometry(scr, cam):
+            """What the image terms see: the geometry, or (``photometric_shape`` off) the same with
+            the shape coefficients detached, so that only pose reaches them."""
+            if st.photometric_shape:
+                return scr, cam
+            return self.tm.screen(self.tm.vertices(ident.detach(), expr.detach()), pose_vec())
 
         def vertex_weights(scr, cam):
             vis = vertex_visibility(scr, tris, st.visibility_size, normals=self.tm.normals(cam),
@@ -403,7 +456,8 @@ class MorphableFitter:
                     area_w = vertex_weights(scr, cam)
             opt.zero_grad(set_to_none=True)
             _v, scr, cam = geometry()
-            l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref)
+            l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref, lmk_w)
+            scr, cam = image_geometry(scr, cam)
             colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
             observed = _sample(img_ref, scr[:, :2], REFERENCE_SIZE)
             with torch.no_grad():
@@ -432,7 +486,8 @@ class MorphableFitter:
             for _ in range(n_image):
                 opt.zero_grad(set_to_none=True)
                 _v, scr, cam = geometry()
-                l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref)
+                l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref, lmk_w)
+                scr, cam = image_geometry(scr, cam)
                 colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
                 scr_r = torch.cat([_rescale(scr[:, :2], k), scr[:, 2:]], -1)
                 ras = rasterize(scr_r, tris, rs)

@@ -75,10 +75,14 @@ def landmark_weights() -> np.ndarray:
 # B008 is wrong here: LossWeights is a frozen dataclass, so the shared default cannot be mutated
 # (ruff only sees that where the class is defined in the same file, as in losses.py).
 def initialise_from_landmarks(model: MorphableModel, points2d, loss_weights: LossWeights = LossWeights(),  # noqa: B008
-                              pixel_scale: float = 1.0, alternations: int = ALTERNATIONS):
-    """(pose, identity, expression) from (68, 2) landmarks in image pixels."""
+                              pixel_scale: float = 1.0, alternations: int = ALTERNATIONS,
+                              point_weights: np.ndarray | None = None):
+    """(pose, identity, expression) from (68, 2) landmarks in image pixels; ``point_weights``
+    (68,) multiply the contour weights (e.g. low for landmarks under an occluder)."""
     pts = np.asarray(points2d, np.float64)
     w = landmark_weights()
+    if point_weights is not None:
+        w = w * np.asarray(point_weights, np.float64)
     ident = np.zeros(model.num_identity)
     expr = np.zeros(model.num_expression)
     pose = None
