@@ -35,8 +35,15 @@ def paint_dependent(reads: dict | None = None) -> tuple[str, ...]:
 #: Stages whose results depend on the landmarks (recomputed after an edit).
 LANDMARK_DEPENDENT: tuple[str, ...] = downstream_of("landmarks")
 #: Stages whose results depend on the painted occluder with the default backends (merge and what
-#: follows reads it; the default geometry, MediaPipe's mesh, does not).
+#: follows reads it; the default geometry, MediaPipe's mesh, does not). A document whose geometry
+#: is another backend uses :meth:`FaceDocument.set_geometry`'s set instead.
 PAINT_DEPENDENT: tuple[str, ...] = paint_dependent(reads_of())
+
+
+def paint_dependent_for(geometry: str | None) -> tuple[str, ...]:
+    """:func:`paint_dependent` with geometry backend ``geometry`` (None: the default backends).
+    The ``morphable`` fit reads M_alpha as painted, so with it ``geometry`` depends on the paint."""
+    return PAINT_DEPENDENT if geometry is None else paint_dependent(reads_of({"geometry": geometry}))
 
 #: Display states of a stage.
 PENDING, RUNNING, DONE, CACHED, FAILED, CANCELLED = "pending", "running", "done", "cached", "failed", "cancelled"
@@ -70,7 +77,10 @@ class FaceDocument:
       before it was cancelled or failed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, geometry: str | None = None) -> None:
+        #: the geometry backend of the runs (None: the default) and the stages the paint reaches with it
+        self.geometry: str | None = geometry
+        self.paint_dependent: tuple[str, ...] = paint_dependent_for(geometry)
         self.photo: Path | None = None
         self.face_index = 0
         self.alpha_edit: AlphaEdit | None = None
@@ -88,10 +98,17 @@ class FaceDocument:
         self.run_counts: dict[str, int] = {}
 
     # -- photo -------------------------------------------------------------------------------
+    def set_geometry(self, backend: str | None) -> None:
+        """The geometry backend the runs use from now on (None: the default); it decides whether
+        the ``geometry`` stage depends on the painted occluder (:attr:`paint_dependent`). Kept when
+        another photo is opened."""
+        self.geometry = backend
+        self.paint_dependent = paint_dependent_for(backend)
+
     def open(self, photo: str | Path, face_index: int = 0) -> None:
         """Start over with a new photo (or another face of it): every result, correction and
-        state is dropped."""
-        self.__init__()
+        state is dropped; the chosen geometry stays."""
+        self.__init__(geometry=self.geometry)
         self.photo = Path(photo)
         self.face_index = int(face_index)
 
@@ -145,8 +162,7 @@ class FaceDocument:
         if stage in LANDMARK_DEPENDENT or stage == "landmarks":
             used = used_landmarks if used_landmarks is not None else self.detected
             self.computed_with[stage] = None if used is None else np.array(used, dtype=np.float64)
-        if stage in PAINT_DEPENDENT:
-            self.computed_edit[stage] = used_edit
+        self.computed_edit[stage] = used_edit    # every stage: a later geometry switch may make it paint-dependent
         return changed
 
     def finish_run(self, result: PipelineResult, run_counts: dict[str, int]) -> None:
@@ -239,7 +255,7 @@ class FaceDocument:
                 if s in self.results and not same_points(self.computed_with.get(s), self.landmarks):
                     out.add(s)
         digest = edit_digest(self.run_alpha_edit())
-        for s in PAINT_DEPENDENT:
+        for s in self.paint_dependent:
             if s in self.results and self.computed_edit.get(s, "") != digest:
                 out.add(s)
         return frozenset(out)

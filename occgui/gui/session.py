@@ -153,6 +153,7 @@ class Session(QObject):
     def set_geometry(self, backend: str, preview: str | None = None) -> None:
         """Use geometry ``backend`` from the next run, the ``preview`` backend's mesh shown first
         (queued to the worker in order with the runs; see ``geometry_choice``)."""
+        self.document.set_geometry(backend)
         self._geometryRequested.emit((backend, preview))
 
     def _ensure_configured(self) -> None:
@@ -327,7 +328,7 @@ class Session(QObject):
             self.landmarksChanged.emit()
         if up.stage == "parse":
             self.alphaEditChanged.emit()        # the parser's occluder is what the paint edits
-        if up.stage in D.LANDMARK_DEPENDENT or up.stage in D.PAINT_DEPENDENT:
+        if up.stage in D.LANDMARK_DEPENDENT or up.stage in doc.paint_dependent:
             self.stalenessChanged.emit(doc.stale_stages())
 
     def _on_run_finished(self, outcome: RunOutcome) -> None:

@@ -154,3 +154,30 @@ def test_export_result_is_the_last_run_or_the_results_on_screen(ran_result):
     assert doc.export_result("cpu") is result, "the last run's own result when the window shows exactly it"
     doc.move_landmark(8, doc.landmarks[8] + (0.0, 5.0))
     assert doc.export_result("cpu") is None, "out-of-date results are not exported as they are"
+
+
+def test_with_the_morphable_geometry_a_paint_makes_the_geometry_stale_too():
+    """The morphable fit reads M_alpha as painted: after a paint its mesh is stale (and a re-run
+    recomputes it); with MediaPipe's mesh it is not. The choice survives opening another photo."""
+    from occgui.corrections import AlphaEdit, edit_digest
+
+    doc = _doc_with_results()
+    size = 16
+    alpha = np.zeros((size, size), np.uint8)
+    doc.results["parse"] = SimpleNamespace(labels=alpha)
+    blank = AlphaEdit(np.zeros((size, size), bool), np.zeros((size, size), bool), np.eye(2, 3), (size, size))
+    mask = np.zeros((size, size), bool)
+    mask[2:6, 2:6] = True
+    doc.set_geometry("morphable")
+    assert "geometry" in doc.paint_dependent
+    doc.set_alpha_edit(blank.painted(alpha, mask, erase=False))
+    assert "geometry" in doc.stale_stages()
+    used = edit_digest(doc.run_alpha_edit())
+    for s in doc.paint_dependent:
+        doc.set_result(s, object(), cached=False, seconds=0.0, used_landmarks=None, used_edit=used)
+    assert not doc.is_stale
+    doc.set_geometry(None)
+    assert "geometry" not in doc.paint_dependent
+    doc.set_geometry("morphable")
+    doc.open("other.jpg")
+    assert doc.geometry == "morphable" and "geometry" in doc.paint_dependent
