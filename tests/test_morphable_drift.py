@@ -187,3 +187,86 @@ def test_verify_fit_command_refuses_bad_input_in_one_line(tmp_path: Path, capsys
     assert main(common) != 0                                   # no photo of the pairs exists
     err = capsys.readouterr().err
     assert "no pair of" in err and "Traceback" not in err
+
+
+def test_iout_landmarks_setting_changes_the_backend_id():
+    from dataclasses import replace
+
+    from occgui.errors import OccguiError
+    from occgui.geometry.morphable_mesh import MorphableGeometry
+    from occgui.geometry.settings import MorphableSettings
+
+    class Ctx:
+        def __init__(self, st):
+            self.settings, self.device = st, "cpu"
+
+    fast = MorphableSettings(iterations=3, image_iterations=0)
+    assert fast.iout_landmarks == "all"   # the default since the held-out measurement (docs/morphable.md)
+    versions = {m: MorphableGeometry(Ctx(replace(fast, iout_landmarks=m))).version
+                for m in ("off", "hidden", "all", "blend")}
+    assert "iolm" not in versions["off"] and len(set(versions.values())) == 4
+    assert versions["hidden"].endswith("+iolm-hidden")
+    with pytest.raises(OccguiError, match="geometry.iout_landmarks"):
+        MorphableGeometry(Ctx(replace(fast, iout_landmarks="some")))
+
+
+def test_iout_landmarks_redetects_on_the_sample_and_replaces_only_hidden_points():
+    from PIL import Image
+
+    from occgui.errors import OccguiError
+    from occgui.eval.fit_drift import FitCase, redetect_cases
+    from occgui.geometry.morphable_mesh import hidden_landmarks, iout_landmarks
+    from occgui.morphable.fit import FitTarget
+    from occgui.resources import sample_photo
+
+    rgb = np.ascontiguousarray(np.asarray(Image.open(sample_photo()).convert("RGB")))
+    h, w = rgb.shape[:2]
+    given = np.zeros((68, 2))                      # no landmark stage here: any 68 points will do
+    detected = iout_landmarks(rgb, given, None, "all")
+    assert detected.shape == (68, 2) and np.isfinite(detected).all()
+    assert (detected[:, 0] > 0).all() and (detected[:, 0] < w).all() and (detected[:, 1] < h).all()
+    assert np.array_equal(iout_landmarks(rgb, given, None, "off"), given)
+    assert np.array_equal(iout_landmarks(rgb, given, None, "hidden"), given)   # no M_alpha: nothing hidden
+
+    stage = detected + 7.0                         # the landmark stage's points, off by 7 px
+    alpha = np.full((h, w), L.SKIN, np.uint8)
+    alpha[int(stage[48:68, 1].min()):, :] = L.OCCLUDER   # an occluder over the mouth and chin
+    hidden = hidden_landmarks(stage, alpha)
+    assert 0 < hidden.sum() < 68 and not hidden[17:27].any() and not hidden[36:48].any() \
+        and hidden[48:68].all()
+    out = iout_landmarks(rgb, stage, alpha, "hidden")
+    np.testing.assert_allclose(out[hidden], detected[hidden], atol=1e-9)
+    assert np.array_equal(out[~hidden], stage[~hidden])
+    np.testing.assert_allclose(iout_landmarks(rgb, stage, alpha, "all"), detected, atol=1e-9)
+    moved = np.zeros(68, bool)
+    moved[[50, 10]] = True                         # points the user moved stay where they are
+    kept = iout_landmarks(rgb, stage, alpha, "all", keep=moved)
+    assert np.array_equal(kept[moved], stage[moved]) and np.allclose(kept[~moved], detected[~moved])
+    blend = iout_landmarks(rgb, stage, alpha, "blend")
+    np.testing.assert_allclose(blend[hidden], detected[hidden], atol=1e-9)
+    np.testing.assert_allclose(blend[~hidden], detected[~hidden] + 3.5, atol=1e-9)
+
+    blank = np.zeros((128, 128, 3), np.uint8)      # no face on I_out: the given points stay
+    assert np.array_equal(iout_landmarks(blank, given + 3, None, "all"), given + 3)
+    with pytest.raises(OccguiError, match="iout_landmarks"):
+        iout_landmarks(rgb, given, None, "every")
+
+    # the drift harness applies the backend's function
+    side = min(h, w)
+    t = FitTarget(image=rgb[:side, :side].copy(), landmarks=stage, alpha_labels=alpha[:side, :side])
+    (case,) = redetect_cases([FitCase("p", "hand_over_eye", "full", t)], "hidden")
+    np.testing.assert_allclose(case.target.landmarks,
+                               iout_landmarks(t.image, stage, t.alpha_labels, "hidden"), atol=1e-9)
+
+
+def test_edited_points_are_the_ones_the_user_moved():
+    from occgui.geometry.morphable_mesh import edited_points
+    from occgui.results import Landmarks
+
+    det = np.arange(136, dtype=np.float64).reshape(68, 2)
+    assert edited_points(Landmarks(det.copy(), None, "mediapipe", detected_points=det)) is None
+    moved = det.copy()
+    moved[[3, 40]] += 5.0
+    e = edited_points(Landmarks(moved, None, "mediapipe", edited=True, detected_points=det))
+    assert e.sum() == 2 and e[3] and e[40]
+    assert edited_points(Landmarks(moved, None, "file", edited=True)).all()   # supplied by the user

@@ -149,6 +149,15 @@ def drift_stats(clean_vertices: np.ndarray, occluded_vertices: np.ndarray, landm
     return error_stats(d)
 
 
+def redetect_cases(cases: list[FitCase], mode: str, detect=None) -> list[FitCase]:
+    """The cases with Eq. 12's landmarks re-detected on I_out as the ``morphable`` backend does
+    with ``MorphableSettings.iout_landmarks = mode`` (the same function,
+    :func:`occgui.geometry.morphable_mesh.redetected_target`)."""
+    from ..geometry.morphable_mesh import redetected_target
+
+    return [FitCase(c.photo, c.family, c.variant, redetected_target(c.target, mode, detect)) for c in cases]
+
+
 def fit_cases(model, cases: list[FitCase], settings, log=None) -> dict[tuple[str, str, str], object]:
     """``(photo, family, variant) -> FitResult`` of every case with one fitter."""
     from ..morphable.fit import MorphableFitter

@@ -35,6 +35,80 @@ from .settings import MorphableSettings
 VERSION = "1"
 #: Values of ``MorphableSettings.initial``: where a first fit starts.
 INITIAL_VALUES = ("landmarks", "rnet", "rnet-pose")
+#: Values of ``MorphableSettings.iout_landmarks``: which of Eq. 12's points are re-detected on I_out.
+IOUT_LANDMARK_MODES = ("off", "hidden", "all", "blend")
+
+
+def hidden_landmarks(points: np.ndarray, alpha_labels: np.ndarray | None) -> np.ndarray:
+    """(68,) bool: the points M_alpha's occluder hides, as the fit decides it for
+    ``occluded_landmark_weight`` (:func:`occgui.morphable.fit.occluded_landmarks`, the occluder dilated
+    by ``OCCLUDED_LANDMARK_MARGIN`` reference pixels)."""
+    from ..morphable.fit import OCCLUDED_LANDMARK_MARGIN, occluded_landmarks
+    from ..morphable.losses import REFERENCE_SIZE
+
+    pts = np.asarray(points, np.float64)
+    if alpha_labels is None:
+        return np.zeros(len(pts), bool)
+    size = np.asarray(alpha_labels).shape[0]
+    return occluded_landmarks(pts, alpha_labels, OCCLUDED_LANDMARK_MARGIN * size / REFERENCE_SIZE)
+
+
+def iout_landmarks(image: np.ndarray, points: np.ndarray, alpha_labels: np.ndarray | None, mode: str,
+                   detect=None, keep: np.ndarray | None = None) -> np.ndarray:
+    """Eq. 12's 68 points (crop pixels) with landmarks re-detected on I_out (``image``, the
+    de-occluded crop): ``mode`` "off" returns ``points``; "hidden" replaces the points M_alpha's
+    occluder covers (:func:`hidden_landmarks`) by the re-detected ones, "all" every point, "blend"
+    the hidden ones and the others by the mean of both detections. The
+    detector (``detect(rgb) -> (68, 2)``; default MediaPipe's face mesh reduced to the 68 iBUG points,
+    the landmark stage's detector without its occlusion refiner) finding no face leaves ``points``.
+    ``keep`` ((68,) bool, e.g. the points the user moved) are never changed."""
+    from ..errors import NoFaceError
+
+    if mode not in IOUT_LANDMARK_MODES:
+        raise OccguiError(f"geometry.iout_landmarks must be one of {', '.join(IOUT_LANDMARK_MODES)}, got {mode!r}")
+    pts = np.asarray(points, np.float64).copy()
+    if mode == "off":
+        return pts
+    hidden = hidden_landmarks(pts, alpha_labels) if mode != "all" else np.ones(len(pts), bool)
+    kept = np.zeros(len(pts), bool) if keep is None else np.asarray(keep, bool)
+    if (mode == "hidden" and not (hidden & ~kept).any()) or kept.all():
+        return pts
+    if detect is None:
+        from ..landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
+
+        def detect(rgb):
+            return MediaPipeMeshLandmarks().detect(np.ascontiguousarray(rgb)).points
+    try:
+        new = np.asarray(detect(np.asarray(image)), np.float64)
+    except NoFaceError:
+        return pts
+    if new.shape != pts.shape or not np.isfinite(new).all():
+        return pts
+    if mode == "blend":
+        pts[~hidden & ~kept] = 0.5 * (pts[~hidden & ~kept] + new[~hidden & ~kept])
+    pts[hidden & ~kept] = new[hidden & ~kept]
+    return pts
+
+
+def redetected_target(target, mode: str, detect=None, keep: np.ndarray | None = None):
+    """``target`` (a :class:`~occgui.morphable.fit.FitTarget`) with :func:`iout_landmarks` applied:
+    what the backend fits and what ``occgui.eval.fit_drift`` re-fits."""
+    if mode == "off":
+        return target
+    return replace(target, landmarks=iout_landmarks(target.image, target.landmarks, target.alpha_labels, mode,
+                                                    detect, keep))
+
+
+def edited_points(landmarks: Landmarks) -> np.ndarray | None:
+    """(68,) bool: the points the user moved away from the landmark backend's own, all of them when
+    the user supplied the points (never re-detected); ``None`` for unedited landmarks."""
+    if not landmarks.edited:
+        return None
+    p = np.asarray(landmarks.points, np.float64)
+    d = None if landmarks.detected_points is None else np.asarray(landmarks.detected_points, np.float64)
+    if d is None or d.shape != p.shape:
+        return np.ones(len(p), bool)
+    return np.abs(p - d).max(axis=1) > 1e-6
 
 
 def crop_to_photo(image: LoadedImage, crop: FaceCrop) -> np.ndarray:
@@ -79,6 +153,11 @@ class MorphableGeometry:
         self.version = f"{VERSION}+{self.model.name}"
         if st.initial not in INITIAL_VALUES:
             raise OccguiError(f"geometry.initial must be one of {', '.join(INITIAL_VALUES)}, got {st.initial!r}")
+        if st.iout_landmarks not in IOUT_LANDMARK_MODES:
+            raise OccguiError(f"geometry.iout_landmarks must be one of {', '.join(IOUT_LANDMARK_MODES)}, "
+                              f"got {st.iout_landmarks!r}")
+        if st.iout_landmarks != "off":
+            self.version += f"+iolm-{st.iout_landmarks}"
         self.rnet = None
         if st.initial != "landmarks":
             from ..morphable.regressor import RNet
@@ -99,8 +178,9 @@ class MorphableGeometry:
 
         if synthesis is None:
             raise OccguiError(f"the geometry backend {self.name!r} fits I_out, but the pipeline gave it none")
-        target = FitTarget.from_pipeline(synthesis, landmarks, gamma, alpha)
         st = self.settings
+        target = redetected_target(FitTarget.from_pipeline(synthesis, landmarks, gamma, alpha), st.iout_landmarks,
+                                   keep=edited_points(landmarks))
         key = self._warm_key(image, crop)
         initial = self._last[1] if st.warm_start and self._last is not None and self._last[0] == key else None
         t0 = time.perf_counter()

@@ -35,3 +35,7 @@ class MorphableSettings:
                                         "landmarks)")
     rnet_weights: str = setting("", "R-Net weights (.safetensors from `occgui train recon`); empty = the shipped "
                                     "checkpoints/recon_regressor.safetensors")
+    iout_landmarks: str = setting("all", "Eq. 12's landmarks re-detected on I_out (MediaPipe's face mesh, 68 points) "
+                                         "after de-occlusion: 'off' (the landmark stage's points), 'hidden' (the "
+                                         "re-detected points replace those M_alpha's occluder covers), 'all', or "
+                                         "'blend' (the hidden ones, the others averaged with the stage's)")
