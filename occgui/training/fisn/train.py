@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
+from ..entry import add_data_arguments
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "size", "channels", "blocks", "style_dim", "ndf", "batch_size", "lr", "steps", "pairs", "val_pairs",
@@ -36,10 +37,7 @@ HYPER = ("seed", "size", "channels", "blocks", "style_dim", "ndf", "batch_size",
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``occgui train fisn``."""
-    parser.add_argument("--data", help="shared data folder (with faces/lfw and occluders) or an LFW folder")
-    parser.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs, grids)")
-    parser.add_argument("--occluders", help="occluder folder (default: DATA/occluders)")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the pairs (default %(default)s)")
+    add_data_arguments(parser, cache_default=DEFAULT_CACHE, items="pairs", run_holds="checkpoints, logs, grids")
     parser.add_argument("--pairs-dir", help="a folder of prepared training pairs (instead of --data)")
     parser.add_argument("--val-pairs-dir", help="a folder of prepared validation pairs (default: --pairs-dir)")
     parser.add_argument("--pairs", type=int, default=2000, help="training pairs to make (default %(default)s)")

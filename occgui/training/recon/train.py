@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
+from ..entry import add_data_arguments, add_schedule_arguments
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "size", "stages", "batch_size", "lr", "photos", "val_photos", "variants", "w_identity",
@@ -51,19 +52,13 @@ HYPER = ("seed", "size", "stages", "batch_size", "lr", "photos", "val_photos", "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``occgui train recon``."""
-    parser.add_argument("--data", help="shared data folder (with faces/lfw and occluders) or an LFW folder")
-    parser.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, logs)")
-    parser.add_argument("--occluders", help="occluder folder (default: DATA/occluders)")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the samples (default %(default)s)")
+    add_data_arguments(parser, cache_default=DEFAULT_CACHE, items="samples", run_holds="checkpoints, logs")
     parser.add_argument("--samples-dir", help="a prepared training sample folder (instead of --data)")
     parser.add_argument("--val-samples-dir", help="a prepared validation sample folder")
     parser.add_argument("--photos", type=int, default=800, help="clean training photos to fit (default %(default)s)")
     parser.add_argument("--val-photos", type=int, default=48, help="validation photos (default %(default)s)")
     parser.add_argument("--variants", type=int, default=2, help="occluded variants per photo (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=400, help="optimisation steps (default %(default)s)")
-    parser.add_argument("--minutes", type=float, help="stop after this much training wall time")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its last.pt")
+    add_schedule_arguments(parser, steps=400, val_every=200, checkpoint_every=5.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--size", type=int, default=128, help="network input side (default %(default)s)")
@@ -76,11 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--w-landmark", type=float, default=20.0, help="landmark term (inter-ocular units)")
     parser.add_argument("--augment", action="store_true", help="random similarities of the inputs (the shipped run "
                         "had none: the occluded variants' own crops already vary the framing)")
-    parser.add_argument("--val-every", type=int, default=200, help="steps between validations")
-    parser.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes between last.pt saves")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)   # interrupt after N steps (tests)
 
 
 # ----------------------------------------------------------------------------- batches

@@ -27,36 +27,26 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
+from ..entry import add_data_arguments, add_schedule_arguments
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "photos", "draws", "val_photos", "hidden", "blocks", "batch_size", "lr", "steps", "occluded_weight")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="shared data folder (with faces/lfw and occluders) or an LFW folder")
-    parser.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder (checkpoints, log)")
-    parser.add_argument("--occluders", help="occluder folder (default: DATA/occluders)")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="cache folder of the samples (default %(default)s)")
+    add_data_arguments(parser, cache_default=DEFAULT_CACHE, items="samples", run_holds="checkpoints, log")
     parser.add_argument("--photos", type=int, default=500, help="clean training photos (default %(default)s)")
     parser.add_argument("--draws", type=int, default=2, help="occluder draws per photo (default %(default)s)")
     parser.add_argument("--val-photos", type=int, default=40, help="validation photos (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=3000, help="optimisation steps (default %(default)s)")
-    parser.add_argument("--minutes", type=float, help="stop after this much training wall time")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN from its last.pt")
+    add_schedule_arguments(parser, steps=3000, val_every=250, checkpoint_every=3.0)
     parser.add_argument("--batch-size", type=int, default=4, help="meshes per step")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hidden", type=int, default=32, help="channels of the hidden graph convolutions")
     parser.add_argument("--blocks", type=int, default=6, help="residual graph convolutions")
     parser.add_argument("--occluded-weight", type=float, default=4.0,
                         help="extra loss weight of occluded / re-synthesised vertices (default %(default)s)")
-    parser.add_argument("--val-every", type=int, default=250, help="steps between validations")
-    parser.add_argument("--checkpoint-every", type=float, default=3.0, help="minutes between last.pt saves")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default %(default)s)")
     parser.add_argument("--export", action="store_true",
                         help="also write the weights to the project's checkpoints/texture_gcn.safetensors")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)   # interrupt after N steps (tests)
 
 
 class Trainer:
