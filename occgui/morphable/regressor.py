@@ -253,28 +253,11 @@ def save_regressor(path, model: CoefficientRegressor, *, input_size: int, model_
 def load_regressor(path) -> tuple[CoefficientRegressor, dict]:
     """A trained R-Net (eval mode, float32) and its header; any defect of the file is one
     :class:`CheckpointError` line."""
-    import json
-
-    from safetensors import safe_open
+    from ..weights_header import read_json_header
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"R-Net weights not found: {path} (train them with `occgui train recon`)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("header")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001  (any parse failure is a bad file)
-        raise CheckpointError(f"cannot read R-Net weights {path.name}: {str(e).splitlines()[0][:160]}") from None
-    try:
-        header = json.loads(raw) if raw else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is not an occgui R-Net checkpoint")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has format version {header.get('format_version')}, "
-                              f"expected {FORMAT_VERSION}")
+    header, tensors = read_json_header(path, what="R-Net weights", fmt=FORMAT, version=FORMAT_VERSION,
+                                       train_cmd="occgui train recon", tensors=True)
     try:
         layout = CoefficientLayout(*(int(x) for x in header["layout"]))
         net = CoefficientRegressor(layout, stages=int(header["stages"]))

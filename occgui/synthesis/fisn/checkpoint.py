@@ -41,24 +41,11 @@ def save_generator(path, generator: FISNGenerator, meta: dict | None = None, *, 
 
 
 def read_header(path) -> dict:
-    from safetensors import safe_open
+    from ...weights_header import read_json_header
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"FISN checkpoint not found: {path} (train one with `occgui train fisn`)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("header")
-    except Exception as e:  # noqa: BLE001  (any parse failure is a bad checkpoint)
-        raise CheckpointError(f"cannot read FISN checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
-    try:
-        header = json.loads(raw) if raw else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an occgui FISN generator checkpoint")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format version {header.get('format_version')}, expected {FORMAT_VERSION}")
+    header, _ = read_json_header(path, what="FISN generator checkpoint", fmt=FORMAT, version=FORMAT_VERSION,
+                                 train_cmd="occgui train fisn")
     if list(header.get("labels", [])) != list(L.NAMES):
         raise CheckpointError(f"{path} was trained for another label set")
     return header
