@@ -4,6 +4,7 @@ reader for all of them, so each loader only checks what is its own (config, layo
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import CheckpointError
@@ -34,3 +35,17 @@ def read_json_header(path, *, what: str, fmt: str, version: int, train_cmd: str,
     if header.get("format_version") != version:
         raise CheckpointError(f"{path} has format version {header.get('format_version')}, expected {version}")
     return header, data
+
+
+def write_with_json_header(path, tensors: dict, header: dict) -> Path:
+    """Write ``tensors`` (torch) with ``header`` as the JSON ``"header"`` metadata, atomically
+    (a temporary file renamed over ``path``); returns ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"header": json.dumps(header)})
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path

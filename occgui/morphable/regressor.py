@@ -227,10 +227,7 @@ def save_regressor(path, model: CoefficientRegressor, *, input_size: int, model_
     """Write a trained R-Net as safetensors (atomically): the state dict (fp16 weights with ``half``;
     the target statistics stay fp32) and one JSON ``header`` (format, layout, stages, input size,
     the morphable model's name, the training record)."""
-    import json
-    import os
 
-    from safetensors.torch import save_file
 
     tensors = {}
     for k, v in model.state_dict().items():
@@ -241,13 +238,9 @@ def save_regressor(path, model: CoefficientRegressor, *, input_size: int, model_
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "stages": model.stages, "input_size": int(input_size),
               "layout": [lay.num_identity, lay.num_expression, lay.num_albedo], "model": model_name,
               "pose": "unit-crop", "meta": meta or {}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"header": json.dumps(header)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    from ..weights_header import write_with_json_header
+
+    return write_with_json_header(path, tensors, header)
 
 
 def load_regressor(path) -> tuple[CoefficientRegressor, dict]:

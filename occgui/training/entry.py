@@ -45,3 +45,16 @@ def add_schedule_arguments(parser: argparse.ArgumentParser, *, steps: int, val_e
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)   # interrupt after N steps (tests)
+
+
+def checked_data_dirs(data, occluders=None):
+    """(LFW folder, occluder folder) of ``--data`` / ``--occluders``, both required to exist:
+    a one-line :class:`OccguiError` otherwise."""
+    from .parsing.dataset import resolve_data_dirs
+
+    lfw, occ = resolve_data_dirs(data, occluders)
+    if not lfw.is_dir():
+        raise OccguiError(f"LFW folder not found: {lfw}")
+    if occ is None:
+        raise OccguiError("occluder folder not found: give --occluders")
+    return lfw, occ

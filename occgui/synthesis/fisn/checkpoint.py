@@ -7,8 +7,6 @@ difference is a one-line :class:`CheckpointError`. safetensors runs no code when
 """
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from ... import labels as L
@@ -23,7 +21,6 @@ FORMAT_VERSION = 1
 
 def save_generator(path, generator: FISNGenerator, meta: dict | None = None, *, half: bool = False) -> Path:
     """Write ``generator`` atomically (tmp + rename); ``half`` stores floats as fp16."""
-    from safetensors.torch import save_file
 
     tensors = {}
     for k, v in generator.state_dict().items():
@@ -31,13 +28,9 @@ def save_generator(path, generator: FISNGenerator, meta: dict | None = None, *, 
         tensors[k] = v.half() if half and v.is_floating_point() else v
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": generator.config.to_dict(),
               "labels": list(L.NAMES), "meta": meta or {}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"header": json.dumps(header)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    from ...weights_header import write_with_json_header
+
+    return write_with_json_header(path, tensors, header)
 
 
 def read_header(path) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
-from ..entry import add_data_arguments
+from ..entry import add_data_arguments, checked_data_dirs
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "size", "channels", "blocks", "style_dim", "ndf", "batch_size", "lr", "steps", "pairs", "val_pairs",
@@ -195,7 +195,6 @@ def _hardware(device: str) -> str:
 
 
 def _load_data(args):
-    from ..parsing.dataset import resolve_data_dirs
     from .data import build_pairs, load_pairs
 
     if args.pairs_dir:
@@ -204,11 +203,7 @@ def _load_data(args):
         return train, val
     if not args.data:
         raise OccguiError("give --data (the shared data folder) or --pairs-dir")
-    lfw, occ = resolve_data_dirs(args.data, args.occluders)
-    if not lfw.is_dir():
-        raise OccguiError(f"LFW folder not found: {lfw}")
-    if occ is None:
-        raise OccguiError("occluder folder not found: give --occluders")
+    lfw, occ = checked_data_dirs(args.data, args.occluders)
     train = build_pairs(lfw, occ, args.cache, "train", args.pairs, seed=args.seed, progress=not args.quiet)
     val = build_pairs(lfw, occ, args.cache, "val", args.val_pairs, seed=args.seed, progress=not args.quiet)
     return train, val

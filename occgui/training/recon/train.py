@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
-from ..entry import add_data_arguments, add_schedule_arguments
+from ..entry import add_data_arguments, add_schedule_arguments, checked_data_dirs
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "size", "stages", "batch_size", "lr", "photos", "val_photos", "variants", "w_identity",
@@ -336,7 +336,6 @@ def _hardware() -> str:
 
 
 def _load_data(args, model):
-    from ..parsing.dataset import resolve_data_dirs
     from .data import build_samples, load_samples
 
     if args.samples_dir:
@@ -345,11 +344,7 @@ def _load_data(args, model):
         return train, val
     if not args.data:
         raise OccguiError("give --data (the shared data folder) or --samples-dir")
-    lfw, occ = resolve_data_dirs(args.data, args.occluders)
-    if not lfw.is_dir():
-        raise OccguiError(f"LFW folder not found: {lfw}")
-    if occ is None:
-        raise OccguiError("occluder folder not found: give --occluders")
+    lfw, occ = checked_data_dirs(args.data, args.occluders)
     val = build_samples(lfw, occ, args.cache, "val", args.val_photos, variants=args.variants, seed=args.seed,
                         progress=not args.quiet, model=model)
     train = build_samples(lfw, occ, args.cache, "train", args.photos, variants=args.variants, seed=args.seed,

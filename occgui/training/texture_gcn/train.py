@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import OccguiError
-from ..entry import add_data_arguments, add_schedule_arguments
+from ..entry import add_data_arguments, add_schedule_arguments, checked_data_dirs
 
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 HYPER = ("seed", "photos", "draws", "val_photos", "hidden", "blocks", "batch_size", "lr", "steps", "occluded_weight")
@@ -146,16 +146,11 @@ class Trainer:
 
 
 def _load_data(args):
-    from ..parsing.dataset import resolve_data_dirs
     from .data import build_samples
 
     if not args.data:
         raise OccguiError("give --data (the shared data folder with faces/lfw and occluders)")
-    lfw, occ = resolve_data_dirs(args.data, args.occluders)
-    if not lfw.is_dir():
-        raise OccguiError(f"LFW folder not found: {lfw}")
-    if occ is None:
-        raise OccguiError("occluder folder not found: give --occluders")
+    lfw, occ = checked_data_dirs(args.data, args.occluders)
     val = build_samples(lfw, occ, args.cache, "val", args.val_photos, args.draws, seed=args.seed,
                         progress=not args.quiet)
     train = build_samples(lfw, occ, args.cache, "train", args.photos, args.draws, seed=args.seed,
