@@ -61,6 +61,8 @@ _SAME = "__occgui_same_object__"
 CHILD_NICENESS = 10
 #: A run not acknowledging a cancel within this many seconds has its process killed (then restarted).
 CANCEL_GRACE_S = 0.15
+#: How long a call waits for a process whose pipe ended to report its exit code (seconds).
+EXIT_WAIT_S = 15.0
 #: Environment hook: ``module:function`` called in the compute process before it serves requests
 #: (e.g. to register extra backends with ``occgui.pipeline.backends.register``).
 SETUP_ENV = "OCCGUI_COMPUTE_SETUP"
@@ -108,6 +110,19 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
         return "out-of-memory", "Out of memory: try the CPU device (Edit \u25b8 Preferences) or a smaller photo."
     first = text.splitlines()[0] if text else ""
     return "internal", f"Internal error ({type(exc).__name__}{': ' + first if first else ''})"
+
+
+def _exit_code(proc, wait_s: float) -> int | None:
+    """The exit code of ``proc``, waiting up to ``wait_s`` for it. The pipe ends before a killed
+    process has finished exiting (freeing a few GB on a busy machine takes seconds), and when two
+    threads join the same process the one that loses the ``waitpid`` race sees no code at first,
+    so this polls until the code is known."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        proc.join(timeout=0.05)
+        code = proc.exitcode
+        if code is not None or time.monotonic() >= deadline:
+            return code
 
 
 def exit_reason(code: int | None) -> str:
@@ -381,6 +396,7 @@ class ProcessPipelineHost:
         self.config = config or PipelineConfig()
         self.on_exit = on_exit
         self.cancel_grace_s = float(cancel_grace_s)
+        self.exit_wait_s = EXIT_WAIT_S
         self._ctx = mp.get_context("spawn")
         self._cancel_through = self._ctx.Value("q", 0, lock=False)
         self._proc = None
@@ -435,9 +451,9 @@ class ProcessPipelineHost:
             expected = gen in self._expected_exit
         if expected or self.on_exit is None:
             return
-        proc.join(timeout=1.0)
+        code = _exit_code(proc, self.exit_wait_s)
         try:
-            self.on_exit(exit_reason(proc.exitcode))
+            self.on_exit(exit_reason(code))
         except Exception:  # noqa: BLE001 -- a reporting problem must not kill the watcher silently
             traceback.print_exc(file=sys.stderr)
 
@@ -462,8 +478,7 @@ class ProcessPipelineHost:
         proc = self._proc
         code = None
         if proc is not None:
-            proc.join(timeout=1.0)
-            code = proc.exitcode
+            code = _exit_code(proc, self.exit_wait_s)
         self._reap()
         return HostError("crashed", f"The compute process stopped unexpectedly ({exit_reason(code)}); "
                                     "it restarts by itself.")

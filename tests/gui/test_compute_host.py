@@ -154,3 +154,33 @@ def test_restore_export_folder_removes_temporaries_and_puts_the_old_folder_back(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "photo"]
     assert (tmp_path / "photo" / "report.json").read_text() == "{}"
     restore_export_folder(tmp_path / "missing", "photo")          # no folder: nothing to do
+
+
+def _sleep_forever() -> None:
+    import time
+    time.sleep(600)
+
+
+def test_two_threads_waiting_on_a_killed_process_both_learn_it_was_sigkill():
+    """The watcher thread and the calling thread both wait on the process; the one that loses the
+    ``waitpid`` race must still report the signal, not "it stopped" (a CI failure came from this)."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import threading
+
+    from occgui.gui.compute_host import _exit_code, exit_reason
+
+    for _ in range(3):
+        proc = mp.get_context("spawn").Process(target=_sleep_forever, daemon=True)
+        proc.start()
+        codes: list[int | None] = []
+        threads = [threading.Thread(target=lambda p=proc, c=codes: c.append(_exit_code(p, 10.0)))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        os.kill(proc.pid, signal.SIGKILL)
+        for t in threads:
+            t.join(20)
+        assert codes == [-signal.SIGKILL] * 4, codes
+        assert "SIGKILL" in exit_reason(codes[0])
