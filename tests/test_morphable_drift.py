@@ -270,3 +270,46 @@ def test_edited_points_are_the_ones_the_user_moved():
     e = edited_points(Landmarks(moved, None, "mediapipe", edited=True, detected_points=det))
     assert e.sum() == 2 and e[3] and e[40]
     assert edited_points(Landmarks(moved, None, "file", edited=True)).all()   # supplied by the user
+
+
+def test_verify_fit_fits_what_the_backend_fits_with_the_iout_landmarks(tmp_path: Path, model, monkeypatch):
+    """``eval verify-fit`` re-detects Eq. 12's landmarks on I_out as the morphable backend does (its
+    setting by default), and keeps the fits of each mode apart."""
+    import json
+
+    import occgui.geometry.morphable_mesh as mm
+    from occgui.eval.fit_drift import CLEAN, FitCase, save_cases
+    from occgui.eval.verify_fit import VerifyFitSettings, run
+    from occgui.geometry.settings import MorphableSettings
+    from occgui.morphable.fit import FitSettings
+
+    faces = tmp_path / "faces"
+    names = ["Alice/Alice_0001.jpg", "Alice/Alice_0002.jpg", "Bob/Bob_0001.jpg"]
+    for n in names:
+        (faces / n).parent.mkdir(parents=True, exist_ok=True)
+        (faces / n).write_bytes(b"not read: the fit inputs are collected already")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 1\nAlice 1 2\nAlice 1 Bob 1\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    target, _ = _target(model, size=64)
+    save_cases(out / "cases.npz", [FitCase(n, CLEAN, "full", target) for n in names])
+    (out / "cases.json").write_text(json.dumps({"seed": 0, "variants": ["full"], "families": [], "photos": names}))
+    seen = []
+
+    def spy(t, mode, detect=None, keep=None):
+        seen.append(mode)
+        return t
+
+    monkeypatch.setattr(mm, "redetected_target", spy)
+    fast = FitSettings(iterations=2, image_iterations=0, use_identity=False)
+    common = dict(faces=faces, pairs=pairs, occluders=tmp_path, out=out, fit=fast, quiet=True)
+    rep = run(VerifyFitSettings(**common))
+    default = MorphableSettings().iout_landmarks
+    assert seen == [default] * 3 and rep["settings"]["iout_landmarks"] == default
+    seen.clear()
+    rep = run(VerifyFitSettings(**common, iout_landmarks="off"))
+    assert seen == ["off"] * 3, "another mode's fits are not reused"
+    assert len(list(out.glob("fits-*.json"))) == 2
+    with pytest.raises(Exception, match="--iout-landmarks must be one of"):
+        run(VerifyFitSettings(**common, iout_landmarks="sideways"))

@@ -53,6 +53,9 @@ class VerifyFitSettings:
     variants: tuple[str, ...] = ("full",)
     #: :class:`occgui.morphable.fit.FitSettings` of the fit (None: its defaults)
     fit: object = None
+    #: Eq. 12's landmarks re-detected on I_out before the fit, as the ``morphable`` backend does
+    #: (``MorphableSettings.iout_landmarks``; None: the backend's default)
+    iout_landmarks: str | None = None
     quiet: bool = False
     #: only collect the fit inputs (``cases.npz``), no fit and no report
     collect_only: bool = False
@@ -98,8 +101,9 @@ def evaluate(pairs, features: dict, variants: tuple[str, ...]) -> dict:
     return out
 
 
-def _digest(fit_settings, model_name: str) -> str:
-    return hashlib.sha1(f"{model_name}|{fit_settings!r}".encode()).hexdigest()[:12]
+def _digest(fit_settings, model_name: str, iout_landmarks: str) -> str:
+    key = f"{model_name}|{fit_settings!r}" + ("" if iout_landmarks == "off" else f"|iolm-{iout_landmarks}")
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def _collect(s: VerifyFitSettings, photos: list[Path], log) -> list[FitCase]:
@@ -138,6 +142,8 @@ def run(s: VerifyFitSettings) -> dict:
     write ``report.json`` / ``report.md`` into ``s.out``; returns the report."""
     import time
 
+    from ..geometry.morphable_mesh import IOUT_LANDMARK_MODES, redetected_target
+    from ..geometry.settings import MorphableSettings
     from ..morphable import load_default_model
     from ..morphable.fit import FitSettings, MorphableFitter
 
@@ -158,7 +164,10 @@ def run(s: VerifyFitSettings) -> dict:
         return {"collected_cases": len(cases), "seconds": t_collect}
     model = load_default_model()
     fs = s.fit if s.fit is not None else FitSettings(device=s.device)
-    fits_path = Path(s.out) / f"fits-{_digest(fs, model.name)}.json"
+    iolm = s.iout_landmarks if s.iout_landmarks is not None else MorphableSettings().iout_landmarks
+    if iolm not in IOUT_LANDMARK_MODES:
+        raise OccguiError(f"--iout-landmarks must be one of {', '.join(IOUT_LANDMARK_MODES)}, got {iolm!r}")
+    fits_path = Path(s.out) / f"fits-{_digest(fs, model.name, iolm)}.json"
     stored = json.loads(fits_path.read_text()) if fits_path.is_file() else {}
     wanted = {relative_name(p) for p in photos}
     fitter = None
@@ -170,11 +179,12 @@ def run(s: VerifyFitSettings) -> dict:
         if key in stored.get(c.photo, {}):
             continue
         fitter = fitter or MorphableFitter(model, fs)
-        res = fitter.fit(c.target)
+        target = redetected_target(c.target, iolm)      # what the backend fits (the I_out landmarks)
+        res = fitter.fit(target)
         seconds.append(res.seconds)
         stored.setdefault(c.photo, {})[key] = {"identity": res.coefficients.identity.tolist(),
                                                "family": c.family, "seconds": res.seconds,
-                                               "landmark_error": res.landmark_error(c.target.landmarks)}
+                                               "landmark_error": res.landmark_error(target.landmarks)}
         if log and len(seconds) % 20 == 0:
             log(f"fitted {len(seconds)} ({c.photo})")
             R.write_json(fits_path, stored)
@@ -191,6 +201,7 @@ def run(s: VerifyFitSettings) -> dict:
     report["settings"] = {"faces": str(s.faces), "pairs_file": str(s.pairs), "occluders": str(s.occluders),
                           "limit": s.limit, "folds": list(s.folds), "seed": s.seed, "device": s.device,
                           "variants": list(s.variants), "fit_settings": repr(fs), "model": model.name,
+                          "iout_landmarks": iolm,
                           "pairs_used": len(pairs), "photos": len(photos),
                           "photos_without_clean_fit": sorted(ph for ph in wanted if "clean" not in stored.get(ph, {})),
                           "occluded_fits_per_family": fams}
