@@ -408,3 +408,68 @@ def test_packed_clean_set_round_trip(tmp_path):
     assert len(blob) < 10_000 and pickle.loads(blob).names == got.names
     with pytest.raises(ValueError, match="not a packed"):
         pack.unpack(tmp_path / "src" / folder.name, tmp_path / "x")
+
+
+def test_occluder_threshold_marks_likely_occluder_pixels_and_keeps_the_argmax_elsewhere():
+    lg = np.zeros((2, 2, L.NUM_CLASSES), np.float32)
+    lg[..., L.SKIN] = 3.0
+    lg[0, 0, L.OCCLUDER] = 2.0       # p_occ about 0.20: skin by arg-max
+    lg[0, 1, L.OCCLUDER] = 5.0       # occluder by arg-max
+    lg[1, 0, L.OCCLUDER] = -2.0      # p_occ tiny
+    plain = unet_parser.labels_from_logits(lg)
+    assert plain.tolist() == [[L.SKIN, L.OCCLUDER], [L.SKIN, L.SKIN]]
+    low = unet_parser.labels_from_logits(lg, 0.15)
+    assert low.tolist() == [[L.OCCLUDER, L.OCCLUDER], [L.SKIN, L.SKIN]]
+    assert unet_parser.labels_from_logits(lg, 0.25).tolist() == plain.tolist()
+    assert unet_parser.checked_threshold(None, "x") is None and unet_parser.checked_threshold(0, "x") is None
+    for bad in (1.0, -0.1, "high"):
+        with pytest.raises(CheckpointError, match="occluder_threshold"):
+            unet_parser.checked_threshold(bad, "parse.occluder_threshold")
+
+
+def test_calibrated_threshold_travels_in_the_header_and_the_setting_overrides_it(tmp_path):
+    from occgui.training.onnx_export import export_parser, update_parser_header
+
+    torch.manual_seed(0)
+    m = UNet(L.NUM_CLASSES, (8, 16, 16, 32, 32)).eval()
+    path = tmp_path / "p.onnx"
+    export_parser(m, path, input_size=64, meta={"steps": 1})
+    cal = tmp_path / "cal.onnx"
+    update_parser_header(path, cal, {"occluder_threshold": 0.05, "occluder_calibration": {"candidates": []}})
+    base = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=path)
+    p = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=cal)
+    assert base.occluder_threshold is None and p.occluder_threshold == 0.05
+    assert p.meta["meta"] == {"steps": 1} and p.version != base.version      # the digest covers the header
+    crop = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    a, b = base.parse(crop), p.parse(crop)
+    changed = a != b
+    assert (b[changed] == L.OCCLUDER).all()                                   # only more occluder, nothing else
+    over = unet_parser.UNetParser(SimpleNamespace(device="cpu"), checkpoint=cal, occluder_threshold=0.9)
+    assert over.occluder_threshold == 0.9 and over.version == p.version + "+occ0.9"
+    with pytest.raises(CheckpointError, match="between 0 and 1"):
+        unet_parser.UNetParser(None, checkpoint=_save_with_header(path, tmp_path / "t.onnx", occluder_threshold=2))
+
+
+def test_calibration_chooses_the_best_dev_val_threshold_within_the_false_area_bound():
+    from occgui.errors import OccguiError
+    from occgui.training.parsing.calibrate import choose, score_thresholds
+
+    gt = np.zeros((10, 10), bool)
+    gt[2:8, 2:8] = True
+    p_val = np.where(gt, 0.3, 0.05).astype(np.float32)          # the occluder at 30 %: missed by the arg-max
+    p_val[0, :] = 0.2                                           # a row of 20 %: false at t <= 0.2
+    region = np.ones((10, 10), bool)
+    p_clean = np.full((10, 10), 0.01, np.float32)
+    p_clean[:3] = 0.12                                          # 30 % of the clean face at 12 %
+    none = np.zeros((10, 10), bool)
+    scores = score_thresholds([(p_val, none)], [gt], [(p_clean, none)], [region], thresholds=(0.5, 0.3, 0.2, 0.1))
+    by = {s.threshold: s for s in scores}
+    assert by[0.5].pooled_iou == 0 and by[0.3].pooled_iou == 1.0 and by[0.2].pooled_iou < 1.0
+    assert by[0.2].false_area == 0 and abs(by[0.1].false_area - 0.3) < 1e-9
+    assert choose(scores, 0.02).threshold == 0.3
+    argmax_occ = np.zeros((10, 10), bool)
+    argmax_occ[:, :] = True                                     # the arg-max occluder counts at every threshold
+    assert all(s.false_area == 1.0 for s in score_thresholds([(p_val, none)], [gt], [(p_clean, argmax_occ)],
+                                                             [region], thresholds=(0.5, 0.3)))
+    with pytest.raises(OccguiError, match="no threshold"):
+        choose([s for s in scores if s.threshold == 0.1], 0.02)

@@ -15,3 +15,7 @@ class UNetSettings:
                                 "held-out identities)")
     checkpoint: str = setting("", "parsing checkpoint to load (.onnx); empty: the shipped "
                                   "checkpoints/parsing_unet.onnx", "path")
+    occluder_threshold: float = setting(0.0, "occluder probability (softmax) from which a pixel is occluder "
+                                             "rather than its arg-max class; 0: the checkpoint's calibrated "
+                                             "value (its header's occluder_threshold), or the arg-max when it "
+                                             "has none")

@@ -2,7 +2,10 @@
 
 The crop (any square size, 256 by default) is area-resized to the network's input size (stored
 in the checkpoint), the logits are upsampled bilinearly back to the crop's size and the arg-max
-gives the label ids of ``occgui.labels``.
+gives the label ids of ``occgui.labels`` -- except that a pixel whose occluder probability
+(softmax) reaches the checkpoint's calibrated ``occluder_threshold`` is occluder (see
+:func:`labels_from_logits`; the threshold is chosen on the dev-val photos of the labelled real
+occlusions by ``python -m occgui.training.parsing.calibrate`` and stored in the file's header).
 
 One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
 on CPU onnxruntime runs the ONNX graph (no torch import, which keeps the CLI's cold start short);
@@ -27,8 +30,8 @@ from .checkpoint import (
     read_initialisers,
 )
 
-__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "load_checkpoint", "predict_logits",
-           "predict_logits_onnx"]
+__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "labels_from_logits", "load_checkpoint",
+           "predict_logits", "predict_logits_onnx"]
 
 #: Mirror test-time augmentation (see ``predict_logits``): off by default (2x the time for +0.007 occluder
 #: IoU on held-out identities); the setting ``parse.flip`` (:class:`~occgui.parsing.settings.UNetSettings`) turns it on.
@@ -55,6 +58,34 @@ def load_checkpoint(path, device: str = "cpu"):
     load_state_dict_checked(model, arrays, path)
     model.eval().to(device)
     return model, header
+
+
+def checked_threshold(value, source) -> float | None:
+    """An occluder threshold in (0, 1), or None (plain arg-max) for None/0; else a one-line error."""
+    if value is None or value == 0:
+        return None
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{source}: occluder_threshold must be a number, got {value!r}") from None
+    if not 0.0 < t < 1.0:
+        raise CheckpointError(f"{source}: occluder_threshold must lie between 0 and 1, got {t:g}")
+    return t
+
+
+def labels_from_logits(logits: np.ndarray, occluder_threshold: float | None = None) -> np.ndarray:
+    """``(..., C)`` channels-last logits -> uint8 label ids: the arg-max, and the occluder class
+    wherever its softmax probability is at least ``occluder_threshold`` (None: arg-max only). A
+    threshold below 0.5 trades occluder precision for recall: the parser, trained mostly on pasted
+    occluders, is under-confident on real ones."""
+    lg = np.asarray(logits, dtype=np.float32)
+    out = lg.argmax(axis=-1).astype(np.uint8)
+    if occluder_threshold is not None:
+        z = lg - lg.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        p_occ = e[..., L.OCCLUDER] / e.sum(axis=-1)
+        out[p_occ >= occluder_threshold] = L.OCCLUDER
+    return out
 
 
 def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -121,7 +152,7 @@ class UNetParser:
 
     name = "unet"
 
-    def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None):
+    def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None):
         from ..resources import checkpoint_path
 
         self.device = getattr(ctx, "device", None) or "cpu"
@@ -140,7 +171,12 @@ class UNetParser:
             self.meta, self.engine = check_parser_header(header, path), "onnxruntime"
         self.input_size = int(self.meta["input_size"])          # from the checkpoint: no fixed network size here
         self.flip = bool(FLIP_TTA if flip is None else flip)
-        self.version = checkpoint_digest(path) + ("+flip" if self.flip else "")
+        #: occluder probability from which a pixel is occluder: the setting's, else the checkpoint's
+        #: calibrated one, else None (arg-max)
+        override = checked_threshold(occluder_threshold, "parse.occluder_threshold")
+        self.occluder_threshold = override or checked_threshold(self.meta.get("occluder_threshold"), path)
+        self.version = (checkpoint_digest(path) + ("+flip" if self.flip else "")
+                        + (f"+occ{override:g}" if override else ""))
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray) -> np.ndarray:
@@ -148,9 +184,9 @@ class UNetParser:
         if self.engine == "onnxruntime":
             logits = predict_logits_onnx(self.model, crops, self.input_size, flip=self.flip,
                                          input_name=self.meta.get("input", "image"))
-            return logits.argmax(axis=3).astype(np.uint8)
+            return labels_from_logits(logits, self.occluder_threshold)
         logits = predict_logits(self.model, crops, self.input_size, self.device, flip=self.flip)
-        return logits.argmax(dim=1).cpu().numpy().astype(np.uint8)
+        return labels_from_logits(logits.permute(0, 2, 3, 1).cpu().numpy(), self.occluder_threshold)
 
     def parse(self, crop_rgb: np.ndarray) -> np.ndarray:
         """M_alpha of one ``SxSx3`` uint8 crop: ``SxS`` uint8 label ids at the crop's size."""

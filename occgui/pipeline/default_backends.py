@@ -34,7 +34,8 @@ def _unet_parser(ctx):
     from ..parsing.unet_parser import UNetParser
 
     st = ctx.settings
-    return UNetParser(ctx, checkpoint=st.checkpoint or None, flip=st.flip)
+    return UNetParser(ctx, checkpoint=st.checkpoint or None, flip=st.flip,
+                      occluder_threshold=st.occluder_threshold or None)
 
 
 def _parser_checkpoint_exists() -> bool:

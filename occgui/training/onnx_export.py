@@ -192,6 +192,20 @@ def export_parser(model: UNet, path, *, input_size: int, meta: dict, half: bool 
     _save(proto, path, header)
 
 
+def update_parser_header(src, dst, updates: dict) -> None:
+    """Copy the parser checkpoint ``src`` to ``dst`` with ``updates`` merged into its JSON header
+    (e.g. the calibrated ``occluder_threshold``); the graph and the weights are copied unchanged."""
+    import onnx
+
+    from ..parsing.checkpoint import check_parser_header, read_header_file
+
+    header = dict(check_parser_header(read_header_file(src, "parsing"), src))
+    header.update(updates)
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    _save(model, dst, header)
+
+
 def export_refiner(path, mean_xy: np.ndarray, mirror: np.ndarray, layers, meta: dict, *, half: bool = True) -> None:
     """Write the shipping ONNX file of the landmark refiner (fp16 weight matrices, float32 biases)."""
     graph = RefinerGraph(layers, mirror)
