@@ -473,3 +473,12 @@ def test_calibration_chooses_the_best_dev_val_threshold_within_the_false_area_bo
                                                              [region], thresholds=(0.5, 0.3)))
     with pytest.raises(OccguiError, match="no threshold"):
         choose([s for s in scores if s.threshold == 0.1], 0.02)
+
+
+def test_calibrate_command_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from occgui.training.parsing.calibrate import main
+
+    assert main([str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "out.onnx"), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out.onnx").exists()
