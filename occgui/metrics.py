@@ -7,6 +7,7 @@ skip. "Pooled" metrics accumulate intersections and unions over a whole set befo
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -113,3 +114,16 @@ def group_iou_from_confusion(cm: np.ndarray, groups: dict) -> dict[str, float]:
         union = cm[ids, :].sum() + cm[:, ids].sum() - tp
         out[name] = float(tp / union) if union > 0 else float("nan")
     return out
+
+
+def face_region(points68: np.ndarray, size: int) -> np.ndarray:
+    """Boolean mask of the face in a ``size`` x ``size`` crop (the false-occluder-area region of
+    ``occgui eval real`` and of the parser calibration): the hull of the 68 points with the brows
+    raised by a third of the brow-to-chin height (up to about the hairline)."""
+    p = np.asarray(points68, dtype=np.float64)
+    up = p[8] - p[17:27].mean(axis=0)
+    raised = p[17:27] - up / 3.0
+    hull = cv2.convexHull(np.round(np.vstack([p, raised]) * 8).astype(np.int32))
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8, shift=3)
+    return m.astype(bool)

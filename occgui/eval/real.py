@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import OccguiError
+from ..metrics import face_region
 from . import harness as H
 from . import report as R
 from .lfw import (
@@ -116,18 +117,6 @@ def landmark_errors(pred: np.ndarray, gt: np.ndarray, hidden) -> dict[str, float
     hid = list(hidden)
     return {"nme": float(d.mean() / outer), "nme_hidden": float(d[hid].mean() / outer) if hid else float("nan"),
             "max_iod": float(d.max() / eye_centre_distance(gt))}
-
-
-def face_region(points68: np.ndarray, size: int) -> np.ndarray:
-    """Boolean mask of the face: the hull of the 68 points with the brows raised by a third of the
-    brow-to-chin height (up to about the hairline)."""
-    p = np.asarray(points68, dtype=np.float64)
-    up = p[8] - p[17:27].mean(axis=0)
-    raised = p[17:27] - up / 3.0
-    hull = cv2.convexHull(np.round(np.vstack([p, raised]) * 8).astype(np.int32))
-    m = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8, shift=3)
-    return m.astype(bool)
 
 
 def _overlay(rgb: np.ndarray, mask: np.ndarray, colour=(255, 0, 0)) -> np.ndarray:

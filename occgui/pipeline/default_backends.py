@@ -17,6 +17,16 @@ from .backends import register
 FISN_IS_DEFAULT = False
 #: Above the classical ``symmetric`` backend (10) when FISN is the default, else below it.
 FISN_PRIORITY = 20 if FISN_IS_DEFAULT else 5
+#: Whether the learned landmark refiner (trained on pasted occluders) is the default ``landmarks``
+#: backend. It is not: with a parser that finds real occluders its gate opens on real photos, and
+#: there it moves the hidden points for the worse -- on the labelled real occlusions' dev split the
+#: hidden points' NME was 0.058 refined against 0.021 for MediaPipe alone, every type worse or
+#: equal (``checkpoints/parsing_unet.md``). MediaPipe's own guess of hidden points is the default;
+#: ``--backend landmarks=mediapipe-refined`` keeps the refiner available (it still helps on pasted
+#: occluders, the way it was trained).
+REFINER_IS_DEFAULT = False
+#: Above plain MediaPipe (10) when the refiner is the default, else below it.
+REFINER_PRIORITY = 20 if REFINER_IS_DEFAULT else 5
 
 
 def _lazy(module: str, cls: str):
@@ -54,7 +64,7 @@ def _refiner_checkpoint_exists() -> bool:
 register("detect", "mediapipe", _lazy("occgui.detection.mediapipe_detector", "MediaPipeFaceDetector"),
          priority=10, description="MediaPipe BlazeFace short+full range, dlib HOG fallback")
 register("landmarks", "mediapipe-refined", _lazy("occgui.landmarks.mediapipe_mesh", "RefinedMeshLandmarks"),
-         priority=20, available=_refiner_checkpoint_exists, settings=RefinerSettings,
+         priority=REFINER_PRIORITY, available=_refiner_checkpoint_exists, settings=RefinerSettings,
          description="MediaPipe Face Mesh + the learned occlusion-aware refiner (checkpoints/landmark_refiner.onnx)")
 register("landmarks", "mediapipe", _lazy("occgui.landmarks.mediapipe_mesh", "MediaPipeMeshLandmarks"),
          priority=10, description="MediaPipe Face Mesh (478 points) -> 68 iBUG points")
