@@ -81,11 +81,15 @@ def labels_from_logits(logits: np.ndarray, occluder_threshold: float | None = No
     lg = np.asarray(logits, dtype=np.float32)
     out = lg.argmax(axis=-1).astype(np.uint8)
     if occluder_threshold is not None:
-        z = lg - lg.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        p_occ = e[..., L.OCCLUDER] / e.sum(axis=-1)
-        out[p_occ >= occluder_threshold] = L.OCCLUDER
+        out[occluder_probability(lg) >= occluder_threshold] = L.OCCLUDER
     return out
+
+
+def occluder_probability(logits: np.ndarray) -> np.ndarray:
+    """``(..., C)`` channels-last logits -> the occluder class's softmax probability ``(...)``."""
+    lg = np.asarray(logits, dtype=np.float32)
+    e = np.exp(lg - lg.max(axis=-1, keepdims=True))
+    return e[..., L.OCCLUDER] / e.sum(axis=-1)
 
 
 def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -31,6 +31,7 @@ import numpy as np
 from ... import labels as L
 from ...errors import OccguiError
 from ...parsing.checkpoint import CHECKPOINT_NAME
+from ...parsing.unet_parser import occluder_probability
 
 #: Candidate thresholds (0.5 is close to the arg-max's own decision on a confident network).
 THRESHOLDS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
@@ -57,13 +58,6 @@ class ThresholdScore:
     false_area: float
     #: pasted-occluder IoU (trained kinds, held-out kinds, procedural hands) on clean training photos
     pasted: tuple[float, ...] = ()
-
-
-def occluder_probability(logits: np.ndarray) -> np.ndarray:
-    """``(..., C)`` logits -> the occluder class's softmax probability ``(...)``."""
-    lg = np.asarray(logits, np.float32)
-    e = np.exp(lg - lg.max(axis=-1, keepdims=True))
-    return e[..., L.OCCLUDER] / e.sum(axis=-1)
 
 
 def score_thresholds(val_probs, val_masks, clean_probs, clean_regions,
