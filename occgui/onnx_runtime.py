@@ -6,13 +6,13 @@ module (CUDA inference, fine-tuning). Reading an ONNX file runs no Python code (
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import CheckpointError
+from .weights_header import json_header
 
 #: The ``metadata_props`` key of the JSON header.
 HEADER_KEY = "occgui.header"
@@ -52,11 +52,8 @@ def open_session(path, what: str):
         raw = session.get_modelmeta().custom_metadata_map.get(HEADER_KEY)
     except Exception as e:  # noqa: BLE001  (any parse failure is a bad checkpoint)
         raise CheckpointError(f"cannot read {what} checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
-    try:
-        header = json.loads(raw) if raw else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
+    header = json_header(raw)
+    if header is None:
         raise CheckpointError(f"{path} is not an occgui {what} checkpoint (no header)")
     return session, header
 
@@ -71,10 +68,10 @@ def read_header_file(path, what: str) -> dict:
     try:
         model = onnx.load(str(path), load_external_data=False)
         raw = {p.key: p.value for p in model.metadata_props}.get(HEADER_KEY)
-        header = json.loads(raw) if raw else None
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"cannot read {what} checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(header, dict):
+    header = json_header(raw)
+    if header is None:
         raise CheckpointError(f"{path} is not an occgui {what} checkpoint (no header)")
     return header
 

@@ -10,6 +10,16 @@ from pathlib import Path
 from .errors import CheckpointError
 
 
+def json_header(raw) -> dict | None:
+    """The JSON object stored as a weights file's header, or None when it is missing or not an object
+    (the callers turn that into their own one-line error)."""
+    try:
+        header = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
 def read_json_header(path, *, what: str, fmt: str, version: int, train_cmd: str,
                      tensors: bool = False) -> tuple[dict, dict | None]:
     """``(header, tensors)`` of ``path`` (``tensors``: every tensor as torch, else None) after
@@ -26,11 +36,8 @@ def read_json_header(path, *, what: str, fmt: str, version: int, train_cmd: str,
             data = {k: f.get_tensor(k) for k in f.keys()} if tensors else None
     except Exception as e:  # noqa: BLE001  (any parse failure is a bad file)
         raise CheckpointError(f"cannot read {what} {path}: {str(e).splitlines()[0][:160]}") from None
-    try:
-        header = json.loads(raw) if raw else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or header.get("format") != fmt:
+    header = json_header(raw)
+    if header is None or header.get("format") != fmt:
         raise CheckpointError(f"{path} is not an occgui {what}")
     if header.get("format_version") != version:
         raise CheckpointError(f"{path} has format version {header.get('format_version')}, expected {version}")
