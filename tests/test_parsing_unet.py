@@ -418,17 +418,24 @@ def test_packed_clean_set_round_trip(tmp_path):
         pack.unpack(tmp_path / "src" / folder.name, tmp_path / "x")
 
 
-def test_occluder_threshold_marks_likely_occluder_pixels_and_keeps_the_argmax_elsewhere():
-    lg = np.zeros((2, 2, L.NUM_CLASSES), np.float32)
+def test_occluder_threshold_grows_found_occluders_into_likely_neighbours_only():
+    lg = np.zeros((3, 4, L.NUM_CLASSES), np.float32)
     lg[..., L.SKIN] = 3.0
-    lg[0, 0, L.OCCLUDER] = 2.0       # p_occ about 0.20: skin by arg-max
-    lg[0, 1, L.OCCLUDER] = 5.0       # occluder by arg-max
+    lg[0, 0, L.OCCLUDER] = 2.0       # p_occ about 0.20: skin by arg-max, next to a found occluder
+    lg[0, 1, L.OCCLUDER] = 5.0       # occluder by arg-max: the seed
     lg[1, 0, L.OCCLUDER] = -2.0      # p_occ tiny
+    lg[2, 3, L.OCCLUDER] = 2.0       # p_occ about 0.20 but not connected to any seed
     plain = unet_parser.labels_from_logits(lg)
-    assert plain.tolist() == [[L.SKIN, L.OCCLUDER], [L.SKIN, L.SKIN]]
+    S, O = L.SKIN, L.OCCLUDER
+    assert plain.tolist() == [[S, O, S, S], [S, S, S, S], [S, S, S, S]]
     low = unet_parser.labels_from_logits(lg, 0.15)
-    assert low.tolist() == [[L.OCCLUDER, L.OCCLUDER], [L.SKIN, L.SKIN]]
+    assert low.tolist() == [[O, O, S, S], [S, S, S, S], [S, S, S, S]]
     assert unet_parser.labels_from_logits(lg, 0.25).tolist() == plain.tolist()
+    no_seed = lg.copy()
+    no_seed[0, 1, L.OCCLUDER] = 2.0                            # nothing found: the threshold adds nothing
+    assert (unet_parser.labels_from_logits(no_seed, 0.15) == S).all()
+    batch = unet_parser.labels_from_logits(np.stack([lg, no_seed]), 0.15)    # (N, H, W, C): each map alone
+    assert batch[0].tolist() == low.tolist() and (batch[1] == S).all()
     assert unet_parser.checked_threshold(None, "x") is None and unet_parser.checked_threshold(0, "x") is None
     for bad in (1.0, -0.1, "high"):
         with pytest.raises(CheckpointError, match="occluder_threshold"):
@@ -464,20 +471,27 @@ def test_calibration_chooses_the_best_dev_val_threshold_within_the_false_area_bo
 
     gt = np.zeros((10, 10), bool)
     gt[2:8, 2:8] = True
-    p_val = np.where(gt, 0.3, 0.05).astype(np.float32)          # the occluder at 30 %: missed by the arg-max
-    p_val[0, :] = 0.2                                           # a row of 20 %: false at t <= 0.2
+    p_val = np.where(gt, 0.3, 0.05).astype(np.float32)          # the occluder at 30 %: only its core is
+    seed = np.zeros((10, 10), bool)                             # the arg-max's
+    seed[4:6, 4:6] = True
+    p_val[1, 2:8] = 0.2                                         # a row of 20 % next to it: false at t <= 0.2
+    p_val[9, :] = 0.4                                           # likely but not connected: never marked
     region = np.ones((10, 10), bool)
     p_clean = np.full((10, 10), 0.01, np.float32)
     p_clean[:3] = 0.12                                          # 30 % of the clean face at 12 %
     none = np.zeros((10, 10), bool)
-    scores = score_thresholds([(p_val, none)], [gt], [(p_clean, none)], [region], thresholds=(0.5, 0.3, 0.2, 0.1))
+    one_seed = none.copy()
+    one_seed[0, 0] = True                                       # one stray arg-max pixel there
+    scores = score_thresholds([(p_val, seed)], [gt], [(p_clean, one_seed)], [region],
+                              thresholds=(0.5, 0.3, 0.2, 0.1))
     by = {s.threshold: s for s in scores}
-    assert by[0.5].pooled_iou == 0 and by[0.3].pooled_iou == 1.0 and by[0.2].pooled_iou < 1.0
-    assert by[0.2].false_area == 0 and abs(by[0.1].false_area - 0.3) < 1e-9
+    assert by[0.5].pooled_iou == 4 / 36 and by[0.3].pooled_iou == 1.0 and by[0.2].pooled_iou == 36 / 42
+    assert by[0.2].false_area == 0.01 and abs(by[0.1].false_area - 0.3) < 1e-9
     assert choose(scores, 0.02).threshold == 0.3
-    argmax_occ = np.zeros((10, 10), bool)
-    argmax_occ[:, :] = True                                     # the arg-max occluder counts at every threshold
-    assert all(s.false_area == 1.0 for s in score_thresholds([(p_val, none)], [gt], [(p_clean, argmax_occ)],
+    without = score_thresholds([(p_val, seed)], [gt], [(p_clean, none)], [region], thresholds=(0.1,))
+    assert without[0].false_area == 0                            # nothing found on the clean photo: nothing grows
+    argmax_occ = np.ones((10, 10), bool)                        # the arg-max occluder counts at every threshold
+    assert all(s.false_area == 1.0 for s in score_thresholds([(p_val, seed)], [gt], [(p_clean, argmax_occ)],
                                                              [region], thresholds=(0.5, 0.3)))
     with pytest.raises(OccguiError, match="no threshold"):
         choose([s for s in scores if s.threshold == 0.1], 0.02)

@@ -2,10 +2,11 @@
 
 The crop (any square size, 256 by default) is area-resized to the network's input size (stored
 in the checkpoint), the logits are upsampled bilinearly back to the crop's size and the arg-max
-gives the label ids of ``occgui.labels`` -- except that a pixel whose occluder probability
-(softmax) reaches the checkpoint's calibrated ``occluder_threshold`` is occluder (see
-:func:`labels_from_logits`; the threshold is chosen on the dev-val photos of the labelled real
-occlusions by ``python -m occgui.training.parsing.calibrate`` and stored in the file's header).
+gives the label ids of ``occgui.labels`` -- except that the occluder regions found grow into the
+neighbouring pixels whose occluder probability (softmax) reaches the checkpoint's calibrated
+``occluder_threshold`` (hysteresis, see :func:`labels_from_logits`; the threshold is chosen on the
+dev-val photos of the labelled real occlusions by ``python -m occgui.training.parsing.calibrate`` and
+stored in the file's header).
 
 One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
 on CPU onnxruntime runs the ONNX graph (no torch import, which keeps the CLI's cold start short);
@@ -30,8 +31,8 @@ from .checkpoint import (
     read_initialisers,
 )
 
-__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "labels_from_logits", "load_checkpoint",
-           "predict_logits", "predict_logits_onnx"]
+__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "grown_occluder", "labels_from_logits",
+           "load_checkpoint", "predict_logits", "predict_logits_onnx"]
 
 #: Mirror test-time augmentation (see ``predict_logits``): off by default (2x the time for +0.007 occluder
 #: IoU on held-out identities); the setting ``parse.flip`` (:class:`~occgui.parsing.settings.UNetSettings`) turns it on.
@@ -74,15 +75,35 @@ def checked_threshold(value, source) -> float | None:
 
 
 def labels_from_logits(logits: np.ndarray, occluder_threshold: float | None = None) -> np.ndarray:
-    """``(..., C)`` channels-last logits -> uint8 label ids: the arg-max, and the occluder class
-    wherever its softmax probability is at least ``occluder_threshold`` (None: arg-max only). A
-    threshold below 0.5 trades occluder precision for recall: the parser, trained mostly on pasted
-    occluders, is under-confident on real ones."""
+    """``(..., H, W, C)`` channels-last logits -> uint8 label ids: the arg-max, grown by hysteresis
+    when ``occluder_threshold`` is given (None: arg-max only).
+
+    The arg-max occluder pixels are the seeds; a pixel whose occluder softmax probability reaches
+    ``occluder_threshold`` becomes occluder too when it is 8-connected to a seed through such pixels.
+    The parser, trained mostly on pasted occluders, is under-confident on real ones: it marks the core
+    of a real hand, microphone or hat band and gives the rest a probability of 0.1-0.5. Growing only
+    from seeds extends what was found without marking isolated likely-looking pixels (hair, shadows)
+    elsewhere."""
     lg = np.asarray(logits, dtype=np.float32)
     out = lg.argmax(axis=-1).astype(np.uint8)
-    if occluder_threshold is not None:
-        out[occluder_probability(lg) >= occluder_threshold] = L.OCCLUDER
+    if occluder_threshold is None:
+        return out
+    p_occ = occluder_probability(lg)
+    flat_out, flat_p = out.reshape((-1,) + out.shape[-2:]), p_occ.reshape((-1,) + out.shape[-2:])
+    for labels, p in zip(flat_out, flat_p):
+        labels[grown_occluder(p, labels == L.OCCLUDER, occluder_threshold)] = L.OCCLUDER
     return out
+
+
+def grown_occluder(p_occ: np.ndarray, seeds: np.ndarray, threshold: float) -> np.ndarray:
+    """``HxW`` occluder mask: ``seeds`` plus every pixel with ``p_occ >= threshold`` 8-connected to
+    a seed through such pixels (hysteresis; see :func:`labels_from_logits`)."""
+    seeds = np.asarray(seeds, dtype=bool)
+    if not seeds.any():
+        return seeds.copy()
+    _, comp = cv2.connectedComponents(((np.asarray(p_occ) >= threshold) | seeds).astype(np.uint8), connectivity=8)
+    seeded = np.unique(comp[seeds])
+    return np.isin(comp, seeded[seeded > 0])
 
 
 def occluder_probability(logits: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 A parser trained mostly on pasted occluders is under-confident on real ones: where a real hand or
 hat is, the occluder class often has 20-40 % of the probability but not the arg-max. The parse
-backend therefore marks a pixel occluder when its occluder probability reaches the checkpoint's
-``occluder_threshold`` (:func:`occgui.parsing.unet_parser.labels_from_logits`). This command
+backend therefore grows the arg-max's occluder regions into the connected pixels whose occluder
+probability reaches the checkpoint's ``occluder_threshold``
+(:func:`occgui.parsing.unet_parser.labels_from_logits`). This command
 chooses it and writes it into a copy of the checkpoint's header (the weights are not touched):
 
 * **dev-val** photos of the labelled real occlusions (the seeded, type-stratified part of the dev
@@ -64,14 +65,16 @@ def score_thresholds(val_probs, val_masks, clean_probs, clean_regions,
                      thresholds=THRESHOLDS) -> list[ThresholdScore]:
     """Dev-val pooled IoU / found share and clean false area of every threshold. ``*_probs`` are
     ``(p_occ, argmax_is_occluder)`` pairs: a pixel is occluder when the arg-max says so or when
-    ``p_occ >= t``, as :func:`occgui.parsing.unet_parser.labels_from_logits` decides."""
+    ``p_occ >= t`` connects it to such a pixel, as :func:`occgui.parsing.unet_parser.labels_from_logits`
+    decides."""
+    from ...parsing.unet_parser import grown_occluder
     from ..occlusion.real_cutouts import occluder_scores
 
     out = []
     face = sum(int(r.sum()) for r in clean_regions)
     for t in thresholds:
-        sc = occluder_scores([(p >= t) | a for p, a in val_probs], val_masks)
-        false = sum(int((((p >= t) | a) & r).sum()) for (p, a), r in zip(clean_probs, clean_regions))
+        sc = occluder_scores([grown_occluder(p, a, t) for p, a in val_probs], val_masks)
+        false = sum(int((grown_occluder(p, a, t) & r).sum()) for (p, a), r in zip(clean_probs, clean_regions))
         out.append(ThresholdScore(float(t), float(sc["pooled_iou"]), float(sc["found"]), false / max(face, 1)))
     return out
 
