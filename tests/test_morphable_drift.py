@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from occgui import labels as L
+from occgui.errors import OccguiError
 from occgui.morphable import CoefficientLayout, Coefficients, Pose, load_default_model
 
 
@@ -297,8 +298,9 @@ def test_verify_fit_fits_what_the_backend_fits_with_the_iout_landmarks(tmp_path:
     (out / "cases.json").write_text(json.dumps({"seed": 0, "variants": ["full"], "families": [], "photos": names}))
     seen = []
 
-    def spy(t, mode, detect=None, keep=None):
+    def spy(t, mode, detect=None, keep=None, *, dense=False, stage_mesh=None):
         seen.append(mode)
+        assert dense is False                                 # dense_weight 0: no dense target
         return t
 
     monkeypatch.setattr(mm, "redetected_target", spy)
@@ -313,3 +315,43 @@ def test_verify_fit_fits_what_the_backend_fits_with_the_iout_landmarks(tmp_path:
     assert len(list(out.glob("fits-*.json"))) == 2
     with pytest.raises(Exception, match="--iout-landmarks must be one of"):
         run(VerifyFitSettings(**common, iout_landmarks="sideways"))
+
+
+def test_dense_target_comes_from_mediapipe_on_iout_and_enters_the_backend_id():
+    """geometry.dense_weight (not in the paper): MediaPipe's mesh on I_out becomes the fit's dense
+    target when the mode re-detects, the landmark stage's mesh otherwise, none when disabled."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from occgui.geometry.morphable_mesh import MorphableGeometry, iout_detection, redetected_target
+    from occgui.geometry.settings import MorphableSettings
+    from occgui.morphable.fit import FitTarget
+    from occgui.resources import sample_photo
+
+    rgb = np.asarray(Image.open(sample_photo()).convert("RGB"))
+    side = min(rgb.shape[:2])
+    img = np.ascontiguousarray(rgb[:side, :side])
+    found = iout_detection(img)
+    assert found is not None and found.mesh.shape == (478, 3)
+    t = FitTarget(image=img, landmarks=found.points + 5.0)
+    stage_mesh = found.mesh + 9.0
+    assert redetected_target(t, "all").dense is None                                  # off unless asked
+    on = redetected_target(t, "all", dense=True, stage_mesh=stage_mesh)
+    np.testing.assert_allclose(on.dense, found.mesh, atol=1e-9)                       # I_out's mesh
+    np.testing.assert_allclose(on.landmarks, found.points, atol=1e-9)                 # one detection for both
+    off = redetected_target(t, "off", dense=True, stage_mesh=stage_mesh)
+    assert np.array_equal(off.dense, stage_mesh) and np.array_equal(off.landmarks, t.landmarks)
+    blank = FitTarget(image=np.zeros((128, 128, 3), np.uint8), landmarks=np.zeros((68, 2)))
+    assert redetected_target(blank, "all", dense=True).dense is None                  # no face: no target
+
+    class Ctx:
+        def __init__(self, st):
+            self.settings, self.device = st, "cpu"
+
+    fast = MorphableSettings(iterations=3, image_iterations=0)
+    assert fast.dense_weight == 0.0 and "dense" not in MorphableGeometry(Ctx(fast)).version
+    geo = MorphableGeometry(Ctx(replace(fast, dense_weight=1.0)))
+    assert geo.version.endswith("+dense1") and geo.fitter.dense_map is not None
+    with pytest.raises(OccguiError, match="dense_weight"):
+        MorphableGeometry(Ctx(replace(fast, dense_weight=-1.0)))

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         cases = [c for c in cases if c.photo in keep]
     st = settings_from(a.set)
     t0 = time.perf_counter()
-    fitted = D.redetect_cases(cases, a.iout_landmarks)
+    fitted = D.redetect_cases(cases, a.iout_landmarks, dense=st.dense_weight > 0)
     fits = D.fit_cases(model, fitted, st)
     secs = [r.seconds for r in fits.values()]
     ids = None if a.region == "all" else __import__("numpy").flatnonzero(model.face_mask)

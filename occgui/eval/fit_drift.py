@@ -149,13 +149,16 @@ def drift_stats(clean_vertices: np.ndarray, occluded_vertices: np.ndarray, landm
     return error_stats(d)
 
 
-def redetect_cases(cases: list[FitCase], mode: str, detect=None) -> list[FitCase]:
+def redetect_cases(cases: list[FitCase], mode: str, detect=None, dense: bool = False) -> list[FitCase]:
     """The cases with Eq. 12's landmarks re-detected on I_out as the ``morphable`` backend does
-    with ``MorphableSettings.iout_landmarks = mode`` (the same function,
-    :func:`occgui.geometry.morphable_mesh.redetected_target`)."""
+    with ``MorphableSettings.iout_landmarks = mode`` and, with ``dense``, MediaPipe's mesh on I_out
+    as the dense term's target (the same function,
+    :func:`occgui.geometry.morphable_mesh.redetected_target`; the collected cases hold no landmark-stage
+    mesh, so with ``mode`` "off" there is no dense target)."""
     from ..geometry.morphable_mesh import redetected_target
 
-    return [FitCase(c.photo, c.family, c.variant, redetected_target(c.target, mode, detect)) for c in cases]
+    return [FitCase(c.photo, c.family, c.variant, redetected_target(c.target, mode, detect, dense=dense))
+            for c in cases]
 
 
 def fit_cases(model, cases: list[FitCase], settings, log=None) -> dict[tuple[str, str, str], object]:

@@ -179,7 +179,7 @@ def run(s: VerifyFitSettings) -> dict:
         if key in stored.get(c.photo, {}):
             continue
         fitter = fitter or MorphableFitter(model, fs)
-        target = redetected_target(c.target, iolm)      # what the backend fits (the I_out landmarks)
+        target = redetected_target(c.target, iolm, dense=fs.dense_weight > 0)   # what the backend fits
         res = fitter.fit(target)
         seconds.append(res.seconds)
         stored.setdefault(c.photo, {})[key] = {"identity": res.coefficients.identity.tolist(),

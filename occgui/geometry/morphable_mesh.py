@@ -90,9 +90,38 @@ def iout_landmarks(image: np.ndarray, points: np.ndarray, alpha_labels: np.ndarr
     return pts
 
 
-def redetected_target(target, mode: str, detect=None, keep: np.ndarray | None = None):
-    """``target`` (a :class:`~occgui.morphable.fit.FitTarget`) with :func:`iout_landmarks` applied:
-    what the backend fits and what ``occgui.eval.fit_drift`` re-fits."""
+def iout_detection(image: np.ndarray) -> Landmarks | None:
+    """MediaPipe's face mesh (and its 68 points) on I_out, or None when it finds no face."""
+    from ..errors import NoFaceError
+    from ..landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
+
+    try:
+        return MediaPipeMeshLandmarks().detect(np.ascontiguousarray(image))
+    except NoFaceError:
+        return None
+
+
+def redetected_target(target, mode: str, detect=None, keep: np.ndarray | None = None, *, dense: bool = False,
+                      stage_mesh: np.ndarray | None = None):
+    """``target`` (a :class:`~occgui.morphable.fit.FitTarget`) as the backend fits it -- what
+    ``occgui.eval.fit_drift`` re-fits too: :func:`iout_landmarks` applied and, with ``dense``, the
+    dense term's target (:mod:`occgui.morphable.dense`): MediaPipe's mesh on I_out when ``mode``
+    re-detects, else ``stage_mesh`` (the landmark stage's). MediaPipe runs once on I_out for both.
+    ``detect`` (``rgb -> (68, 2)``) replaces MediaPipe's 68 points (tests)."""
+    from ..errors import NoFaceError
+
+    mesh = stage_mesh if dense else None
+    if mode != "off" and detect is None and mode in IOUT_LANDMARK_MODES:
+        found = iout_detection(target.image)
+        if found is not None and dense:
+            mesh = found.mesh
+
+        def detect(_rgb, found=found):
+            if found is None:
+                raise NoFaceError("no face on I_out")
+            return found.points
+    if mesh is not None:
+        target = replace(target, dense=np.asarray(mesh, np.float64))
     if mode == "off":
         return target
     return replace(target, landmarks=iout_landmarks(target.image, target.landmarks, target.alpha_labels, mode,
@@ -146,9 +175,12 @@ class MorphableGeometry:
             raise OccguiError("geometry.render_size and geometry.visibility_size must be at least 16 px")
         cell = 0.0 if device == "cuda" and st.cuda_full_topology else float(st.coarse_cell_mm)
         self.device = device
+        if st.dense_weight < 0:
+            raise OccguiError(f"geometry.dense_weight must be >= 0, got {st.dense_weight:g}")
         self.fit_settings = FitSettings(iterations=st.iterations, image_iterations=st.image_iterations,
                                         use_identity=st.use_identity, visibility_size=st.visibility_size,
-                                        render_size=st.render_size, coarse_cell_mm=cell, device=device)
+                                        render_size=st.render_size, coarse_cell_mm=cell, device=device,
+                                        dense_weight=float(st.dense_weight))
         self.fitter = MorphableFitter(self.model, self.fit_settings)
         self.version = f"{VERSION}+{self.model.name}"
         if st.initial not in INITIAL_VALUES:
@@ -158,6 +190,8 @@ class MorphableGeometry:
                               f"got {st.iout_landmarks!r}")
         if st.iout_landmarks != "off":
             self.version += f"+iolm-{st.iout_landmarks}"
+        if self.fitter.dense_map is not None:
+            self.version += f"+dense{st.dense_weight:g}"
         self.rnet = None
         if st.initial != "landmarks":
             from ..morphable.regressor import RNet
@@ -179,8 +213,10 @@ class MorphableGeometry:
         if synthesis is None:
             raise OccguiError(f"the geometry backend {self.name!r} fits I_out, but the pipeline gave it none")
         st = self.settings
+        edited = edited_points(landmarks)
         target = redetected_target(FitTarget.from_pipeline(synthesis, landmarks, gamma, alpha), st.iout_landmarks,
-                                   keep=edited_points(landmarks))
+                                   keep=edited, dense=self.fitter.dense_map is not None and edited is None,
+                                   stage_mesh=landmarks.mesh)
         key = self._warm_key(image, crop)
         initial = self._last[1] if st.warm_start and self._last is not None and self._last[0] == key else None
         t0 = time.perf_counter()

@@ -39,3 +39,7 @@ class MorphableSettings:
                                          "after de-occlusion: 'off' (the landmark stage's points), 'hidden' (the "
                                          "re-detected points replace those M_alpha's occluder covers), 'all', or "
                                          "'blend' (the hidden ones, the others averaged with the stage's)")
+    dense_weight: float = setting(0.0, "weight (per point, relative to Eq. 12) of MediaPipe's dense face mesh as a "
+                                       "fitting target, not in the paper: its points on I_out (re-detected like "
+                                       "iout_landmarks, else the landmark stage's) pull the model vertices under "
+                                       "them, 2-D and depth; 0 = off. Not used once a landmark was edited by hand")

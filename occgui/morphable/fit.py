@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OccguiError
-from .camera import Pose
+from .camera import Pose, project_rotated, rotate
 from .coefficients import CoefficientLayout, Coefficients
+from .dense import dense_loss
 from .init import initialise_from_landmarks
 from .lighting import SH_BANDS, ambient_gamma, irradiance_basis
 from .losses import (
@@ -100,6 +101,12 @@ class FitSettings:
     #: pose, light and albedo only and the shape follows Eq. 12 and Eq. 14 -- slightly less drift on
     #: development photos, but then de-occlusion no longer changes the shape (docs/morphable.md).
     photometric_shape: bool = True
+    #: Weight of the dense MediaPipe term (:mod:`occgui.morphable.dense`, not in the paper) relative
+    #: to Eq. 12, per point: 0 turns it off; it acts only when the target carries MediaPipe's mesh
+    #: and the model has a dense map.
+    dense_weight: float = 0.0
+    #: Weight of the dense term's depths relative to its 2-D positions.
+    dense_depth_weight: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,9 @@ class FitTarget:
     landmarks: np.ndarray                   # (68, 2) float, crop pixels
     gamma_labels: np.ndarray | None = None  # SxS uint8, M_γ (merged map)
     alpha_labels: np.ndarray | None = None  # SxS uint8, M_α (occluders)
+    #: MediaPipe's face mesh on the same image ((468+, 3) crop pixels, z in x's units, larger =
+    #: farther), the dense term's target; None: no dense term
+    dense: np.ndarray | None = None
 
     def __post_init__(self):
         img = np.asarray(self.image)
@@ -118,6 +128,12 @@ class FitTarget:
         lm = np.asarray(self.landmarks, np.float64)
         if lm.shape != (NUM_LANDMARKS, 2) or not np.isfinite(lm).all():
             raise OccguiError(f"the fit needs 68 finite landmarks, got shape {lm.shape}")
+        if self.dense is not None:
+            from .dense import MESH_POINTS
+
+            d = np.asarray(self.dense)
+            if d.ndim != 2 or d.shape[0] < MESH_POINTS or d.shape[1] != 3 or not np.isfinite(d).all():
+                raise OccguiError(f"the fit's dense target must be MediaPipe's (468+, 3) mesh, got {d.shape}")
         for name in ("gamma_labels", "alpha_labels"):
             m = getattr(self, name)
             if m is not None and np.asarray(m).shape != img.shape[:2]:
@@ -342,6 +358,11 @@ class MorphableFitter:
             self.working_ids = np.arange(model.num_vertices)
         self.full = TorchMorphableModel(model, device="cpu", dtype=torch.float64)
         self._identity: FaceIdentityFeatures | None = None
+        self.dense_map = None
+        if settings.dense_weight > 0:
+            from .dense import default_dense_map
+
+            self.dense_map = default_dense_map(model)
 
     def identity_features(self) -> FaceIdentityFeatures:
         if self._identity is None:
@@ -377,6 +398,17 @@ class MorphableFitter:
             hidden = occluded_landmarks(target.landmarks, target.alpha_labels, OCCLUDED_LANDMARK_MARGIN / r)
             lmk_w_np[hidden] = st.occluded_landmark_weight
         lmk_w = torch.as_tensor(lmk_w_np, dtype=torch.float32, device=dev)
+        dense = None
+        if self.dense_map is not None and target.dense is not None:
+            dm = self.dense_map
+            d_ref = np.asarray(target.dense, np.float64)[dm.points]
+            d_ref = np.concatenate([_rescale(d_ref[:, :2], r), d_ref[:, 2:3] * r], axis=1)
+            dense = (torch.as_tensor(self.model.mean_shape[dm.vertices], dtype=torch.float32, device=dev),
+                     torch.as_tensor(self.model.id_basis[:, dm.vertices].reshape(self.model.num_identity, -1),
+                                     dtype=torch.float32, device=dev),
+                     torch.as_tensor(self.model.exp_basis[:, dm.vertices].reshape(self.model.num_expression, -1),
+                                     dtype=torch.float32, device=dev),
+                     torch.as_tensor(d_ref, dtype=torch.float32, device=dev))
 
         # ---- initial value (reference frame)
         if initial is None:
@@ -414,6 +446,20 @@ class MorphableFitter:
             v = self.tm.vertices(ident, expr)
             scr, cam = self.tm.screen(v, pose_vec())
             return v, scr, cam
+
+        def dense_term():
+            """The dense MediaPipe term (:func:`occgui.morphable.dense.dense_loss`), in Eq. 12's units."""
+            if dense is None:
+                return torch.zeros(())
+            mean, b_id, b_exp, d_target = dense
+            d = ident @ b_id[:ident.shape[-1]]
+            if expr.shape[-1]:
+                d = d + expr @ b_exp[:expr.shape[-1]]
+            v = mean + d.reshape(-1, 3)
+            cam_d = rotate(v, angles)
+            xy = project_rotated(cam_d, log_f.exp()[0], trans)
+            pred = torch.cat([xy, cam_d[:, 2:3] * log_f.exp()], -1)       # depth in pixels, larger nearer
+            return dense_loss(pred, d_target, st.dense_depth_weight)
 
         def image_geometry(scr, cam):
             """What the image terms see: the geometry, or (``photometric_shape`` off) the same with
@@ -457,6 +503,8 @@ class MorphableFitter:
             opt.zero_grad(set_to_none=True)
             _v, scr, cam = geometry()
             l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref, lmk_w)
+            if dense is not None:
+                l_lmk = l_lmk + st.dense_weight * dense_term()
             scr, cam = image_geometry(scr, cam)
             colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
             observed = _sample(img_ref, scr[:, :2], REFERENCE_SIZE)
@@ -487,6 +535,8 @@ class MorphableFitter:
                 opt.zero_grad(set_to_none=True)
                 _v, scr, cam = geometry()
                 l_lmk = landmark_loss(scr[self.tm.landmarks, :2], lm_ref, lmk_w)
+                if dense is not None:
+                    l_lmk = l_lmk + st.dense_weight * dense_term()
                 scr, cam = image_geometry(scr, cam)
                 colours = self.tm.colours(cam, self.tm.albedo(alb), gamma)
                 scr_r = torch.cat([_rescale(scr[:, :2], k), scr[:, 2:]], -1)
