@@ -87,6 +87,9 @@ def test_verify_with_fisn(lfw_dir, shared_data, tiny_checkpoint, pipeline_ready,
     assert rep["settings"]["backends"]["fisn"]["synthesize"].startswith("fisn@")
     for cond in ("clean", "occluded", "one_occluded"):
         assert "accuracy" in rep["results"][f"render_fisn/{cond}"]
-    assert "render (full, FISN)" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "render (full, FISN)" in md
+    drop = md.split("## Occlusion drop")[1].split("##")[0]
+    assert "| render (full, FISN) |" in drop and "| render (full) |" in drop       # full labels in the drop table
     assert main(args + ["--report-only"]) == 0            # re-reported from the cache: FISN kept
     assert "render_fisn/occluded" in json.loads((out / "report.json").read_text())["results"]

@@ -376,7 +376,7 @@ def markdown(report: dict) -> str:
         *held_out_lines(report), "",
         "## Occlusion drop (w/o Occ minus w/ Occ, accuracy points)", "",
         R.md_table(["feature", "w/o Occ", "w/ Occ", "drop", "paper drop"],
-                   [[_label(f"{f}/clean").split(",")[0], res[f"{f}/clean"]["accuracy"]["mean"],
+                   [[_label(f"{f}/clean").rsplit(", ", 1)[0], res[f"{f}/clean"]["accuracy"]["mean"],
                      res[f"{f}/occluded"]["accuracy"]["mean"],
                      res[f"{f}/clean"]["accuracy"]["mean"] - res[f"{f}/occluded"]["accuracy"]["mean"],
                      PAPER_TABLE1["paper, w/o Occ"][1][0] - PAPER_TABLE1["paper, w/ Occ"][1][0]]
