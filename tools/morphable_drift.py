@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     c.add_argument("--occluders", type=Path, default=ROOT.parent / "shared/data/occluders")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("-o", "--out", type=Path, required=True)
+    c.add_argument("--backend", action="append", default=[], metavar="STAGE=NAME",
+                   help="a backend of the full pipeline other than the default (e.g. landmarks=mediapipe-refined)")
     f = sub.add_parser("fit")
     f.add_argument("cases", type=Path)
     f.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
@@ -87,7 +89,9 @@ def main(argv=None) -> int:
         occluded = judged_occluded()
         photos = spread_selection([p for p in photos if relative_name(p) not in occluded], a.limit)
         t0 = time.perf_counter()
-        cases = D.collect_cases(photos, tuple(a.families.split(",")), a.occluders, seed=a.seed, log=log)
+        chosen = dict(item.split("=", 1) for item in a.backend)
+        cases = D.collect_cases(photos, tuple(a.families.split(",")), a.occluders, seed=a.seed, log=log,
+                                backends=chosen)
         D.save_cases(a.out, cases)
         log(f"{len(cases)} cases of {len(photos)} photos in {time.perf_counter() - t0:.0f} s -> {a.out}")
         return 0

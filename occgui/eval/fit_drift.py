@@ -80,15 +80,16 @@ def collect_photo(variants, library, photo: Path, occlusions, *, occluded_varian
 
 
 def collect_cases(photos: list[Path], families: tuple[str, ...], occluders: Path, *, seed: int = 0,
-                  device: str = "cpu", log=None) -> list[FitCase]:
+                  device: str = "cpu", log=None, backends: dict[str, str] | None = None) -> list[FitCase]:
     """Run the pipeline up to ``synthesize`` on each photo clean and with one occluder of every
-    family in ``full`` and ``raw`` (the streams of ``occgui eval occlusion``); see :func:`collect_photo`."""
+    family in ``full`` and ``raw`` (the streams of ``occgui eval occlusion``); see :func:`collect_photo`.
+    ``backends``: ``{stage: name}`` overrides of the full pipeline (e.g. another landmark backend)."""
     from ..training.occlusion.occluders import EVAL_FAMILIES, load_library
     from . import harness as H
 
     library = load_library(occluders)
     chosen, _ = H.choose_families(library, tuple(families))
-    variants = H.Variants(device)
+    variants = H.Variants(device, backends)
     order = sorted(EVAL_FAMILIES)
 
     def occlusions(rel):
