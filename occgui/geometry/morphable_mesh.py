@@ -74,10 +74,11 @@ def iout_landmarks(image: np.ndarray, points: np.ndarray, alpha_labels: np.ndarr
     if (mode == "hidden" and not (hidden & ~kept).any()) or kept.all():
         return pts
     if detect is None:
-        from ..landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
-
         def detect(rgb):
-            return MediaPipeMeshLandmarks().detect(np.ascontiguousarray(rgb)).points
+            found = iout_detection(rgb)
+            if found is None:
+                raise NoFaceError("no face on I_out")
+            return found.points
     try:
         new = np.asarray(detect(np.asarray(image)), np.float64)
     except NoFaceError:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OccguiError
-from .camera import Pose, project_rotated, rotate
+from .camera import Pose
 from .coefficients import CoefficientLayout, Coefficients
 from .dense import dense_loss
 from .init import initialise_from_landmarks
@@ -57,7 +57,7 @@ from .losses import (
 )
 from .model import NUM_LANDMARKS, MorphableModel
 from .render import coarse_topology, interpolate, rasterize, vertex_normals, vertex_visibility
-from .torch_model import TorchMorphableModel
+from .torch_model import TorchMorphableModel, linear_shape, screen
 
 #: Eq. 16's weights of the per-photo fit (not the paper's λ's, which were tuned for training a
 #: regressor over a data set; docs/morphable.md, "Occlusion drift"): the landmark and
@@ -452,13 +452,8 @@ class MorphableFitter:
             if dense is None:
                 return torch.zeros(())
             mean, b_id, b_exp, d_target = dense
-            d = ident @ b_id[:ident.shape[-1]]
-            if expr.shape[-1]:
-                d = d + expr @ b_exp[:expr.shape[-1]]
-            v = mean + d.reshape(-1, 3)
-            cam_d = rotate(v, angles)
-            xy = project_rotated(cam_d, log_f.exp()[0], trans)
-            pred = torch.cat([xy, cam_d[:, 2:3] * log_f.exp()], -1)       # depth in pixels, larger nearer
+            scr_d, _ = screen(linear_shape(mean, b_id, b_exp, ident, expr), pose_vec())
+            pred = torch.cat([scr_d[:, :2], scr_d[:, 2:3] * log_f.exp()], -1)   # depth in pixels, larger nearer
             return dense_loss(pred, d_target, st.dense_depth_weight)
 
         def image_geometry(scr, cam):

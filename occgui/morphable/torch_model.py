@@ -13,6 +13,24 @@ from .render import render_colors, vertex_normals
 DEFAULT_SKIN_ALBEDO = (0.72, 0.53, 0.44)
 
 
+def linear_shape(mean: torch.Tensor, id_basis: torch.Tensor, exp_basis: torch.Tensor, identity: torch.Tensor,
+                 expression: torch.Tensor) -> torch.Tensor:
+    """(..., N, 3) mm: ``mean`` (N, 3) plus the flattened (K, 3N) bases times the leading
+    coefficients (..., K_id) and (..., K_exp)."""
+    d = identity @ id_basis[:identity.shape[-1]]
+    if expression.shape[-1]:
+        d = d + expression @ exp_basis[:expression.shape[-1]]
+    return mean + d.reshape(*d.shape[:-1], -1, 3)
+
+
+def screen(vertices: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 10 for model points and (..., 6) poses: (screen (..., N, 3): pixels + depth (mm, larger
+    nearer), camera-frame vertices)."""
+    cam = rotate(vertices, pose[..., :3])
+    uv = project_rotated(cam, pose[..., 3], pose[..., 4:6])
+    return torch.cat([uv, cam[..., 2:3]], -1), cam
+
+
 class TorchMorphableModel:
     """Torch tensors of a :class:`MorphableModel` (float32 on ``device``).
 
@@ -61,10 +79,7 @@ class TorchMorphableModel:
 
     def vertices(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
         """(..., N, 3) mm for (..., K_id) and (..., K_exp) normalised coefficients."""
-        d = identity @ self.id_basis[:identity.shape[-1]]
-        if expression.shape[-1]:
-            d = d + expression @ self.exp_basis[:expression.shape[-1]]
-        return self.mean + d.reshape(*d.shape[:-1], -1, 3)
+        return linear_shape(self.mean, self.id_basis, self.exp_basis, identity, expression)
 
     def albedo(self, albedo: torch.Tensor | None) -> torch.Tensor:
         if self.albedo_basis is None or albedo is None or albedo.shape[-1] == 0:
@@ -74,9 +89,7 @@ class TorchMorphableModel:
 
     def screen(self, vertices: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(screen (..., N, 3): pixels + depth (mm, larger nearer), camera-frame vertices)."""
-        cam = rotate(vertices, pose[..., :3])
-        uv = project_rotated(cam, pose[..., 3], pose[..., 4:6])
-        return torch.cat([uv, cam[..., 2:3]], -1), cam
+        return screen(vertices, pose)
 
     def colours(self, cam_vertices: torch.Tensor, albedo: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         """Eq. 11 per vertex with camera-frame normals: (..., N, 3)."""
