@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from occgui import labels as L  # noqa: E402
 from occgui.eval.render import OrthoCamera, frontal_camera, render_mesh, rotation_yaw_pitch_roll  # noqa: E402
 from occgui.landmarks.mediapipe_mesh import MediaPipeMeshLandmarks  # noqa: E402
+from occgui.mediapipe_models import connection_sets  # noqa: E402
 from occgui.morphable import load_default_model  # noqa: E402
-from occgui.morphable.dense import FACE_OVAL, MESH_POINTS, map_path  # noqa: E402
+from occgui.morphable.dense import MESH_POINTS, map_path  # noqa: E402
 
 VIEWS = tuple((yaw, pitch) for yaw in (-10, 0, 10) for pitch in (-10, 0, 10))
 SIZE = 384
@@ -69,11 +70,12 @@ def derive(model, max_spread: float) -> dict:
     detector = MediaPipeMeshLandmarks()
     hits = np.stack([view_hits(model, yaw, pitch, detector) for yaw, pitch in VIEWS])   # (V, 468, 3)
     v = np.asarray(model.mean_shape, np.float64)
+    face_oval = set(connection_sets()["face_oval"].ravel().tolist())   # MediaPipe's FACEMESH_FACE_OVAL
     vertices = np.full(MESH_POINTS, -1, np.int64)
     spread = np.full(MESH_POINTS, np.nan)
     for i in range(MESH_POINTS):
         h = hits[:, i][np.isfinite(hits[:, i, 0])]
-        if i in FACE_OVAL or len(h) < MIN_VIEWS:
+        if i in face_oval or len(h) < MIN_VIEWS:
             continue
         med = np.median(h, axis=0)
         spread[i] = float(np.linalg.norm(h - med, axis=1).max())

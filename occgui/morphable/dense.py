@@ -24,10 +24,6 @@ from ..errors import OccguiError
 MESH_POINTS = 468
 #: The embedded model's map (``resources/``).
 DENSE_MAP = "morphable/ict_face_reduced_mediapipe.json"
-#: MediaPipe's face-oval points (its ``FACEMESH_FACE_OVAL``): the silhouette and hairline, which the
-#: cropped model's border does not follow; never mapped.
-FACE_OVAL = frozenset((10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234,
-                       251, 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454))
 
 
 def map_path():
@@ -45,10 +41,11 @@ class DenseMap:
     vertices: np.ndarray   # (M,) int64, model vertex ids
 
     @classmethod
-    def from_json(cls, text: str, num_vertices: int, source="the dense map") -> "DenseMap":
+    def from_record(cls, record, num_vertices: int, source="the dense map") -> "DenseMap":
+        """From the map file's parsed JSON (``{"vertices": [468 ids or -1], ...}``)."""
         try:
-            ids = np.asarray(json.loads(text)["vertices"], dtype=np.int64)
-        except (ValueError, KeyError, TypeError):
+            ids = np.asarray(record["vertices"], dtype=np.int64)
+        except (ValueError, KeyError, TypeError, IndexError):
             raise OccguiError(f"{source} is not a MediaPipe-to-model vertex map") from None
         if ids.shape != (MESH_POINTS,) or ids.max(initial=-1) >= num_vertices or ids.min(initial=0) < -1:
             raise OccguiError(f"{source} must map {MESH_POINTS} points to vertex ids below {num_vertices} "
@@ -56,20 +53,27 @@ class DenseMap:
         keep = np.flatnonzero(ids >= 0)
         return cls(points=keep, vertices=ids[keep])
 
+    @classmethod
+    def from_json(cls, text: str, num_vertices: int, source="the dense map") -> "DenseMap":
+        try:
+            record = json.loads(text)
+        except ValueError:
+            raise OccguiError(f"{source} is not a MediaPipe-to-model vertex map") from None
+        return cls.from_record(record, num_vertices, source)
+
 
 def default_dense_map(model) -> DenseMap | None:
     """The map of the embedded model, or None for any other model (or when the file is absent)."""
     path = map_path()
     if not path.is_file():
         return None
-    text = path.read_text()
     try:
-        name = json.loads(text).get("model")
+        record = json.loads(path.read_text())
     except ValueError:
         raise OccguiError(f"{path} is not JSON") from None
-    if name != model.name:
+    if not isinstance(record, dict) or record.get("model") != model.name:
         return None
-    return DenseMap.from_json(text, model.num_vertices, path)
+    return DenseMap.from_record(record, model.num_vertices, path)
 
 
 def dense_loss(predicted: torch.Tensor, target: torch.Tensor, depth_weight: float) -> torch.Tensor:
