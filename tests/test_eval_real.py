@@ -66,6 +66,21 @@ def test_overlap_and_landmark_measures():
     assert region[int(gt[30, 1]), int(gt[30, 0])] and not region[5, 5]
 
 
+def test_face_region_summary_counts_only_the_face():
+    """An occluder found over the face but not beside it: whole-crop IoU is low, face-region IoU 1."""
+    from occgui.eval.real import _group
+
+    def rec(inter, union, pred, gt, f):
+        return {"status": "ok", "type": "hand", "occluder_crop_fraction": 0.1, "iout_resynthesized_fraction": 0.1,
+                "landmarks": {}, "occluder": {"inter": inter, "union": union, "pred": pred, "gt": gt,
+                                              "iou": inter / union},
+                "occluder_face": {"inter": f, "union": f, "pred": f, "gt": f, "iou": 1.0}}
+    g = _group([rec(100, 1000, 100, 1000, 100), rec(50, 500, 50, 500, 50)])
+    assert g["pooled"]["iou"] == pytest.approx(0.1) and g["found_rate"] == 0.0
+    assert g["face_region"]["pooled"]["iou"] == 1.0 and g["face_region"]["found_rate"] == 1.0
+    assert g["face_region"]["gt_share"] == pytest.approx(0.1)
+
+
 def test_eval_real_on_a_small_labelled_sample(tmp_path, lfw_dir):
     """Three labelled photos, two clean ones: the report's keys, the per-case transform, the targets."""
     from occgui.cli import main
@@ -84,6 +99,12 @@ def test_eval_real_on_a_small_labelled_sample(tmp_path, lfw_dir):
         assert m.shape == (2, 3)
         assert set(r["landmarks"]) == {"ours", "mediapipe", "dlib"}
         assert r["occluder"]["union"] == 0 or 0.0 <= r["occluder"]["iou"] <= 1.0
+        # the face-region counts are the whole-crop counts restricted to a region: never larger
+        for k in ("inter", "pred", "gt", "union"):
+            assert 0 <= r["occluder_face"][k] <= r["occluder"][k]
+    fr = rep["test"]["all"]["face_region"] if "test" in rep else rep["all"]["all"]["face_region"]
+    assert {"pooled", "found_rate", "gt_share", "with_occluder_label"} <= set(fr)
+    assert "within the face region" in (tmp_path / "report.md").read_text()
     assert rep["targets"] and all({"target", "value", "met"} <= set(t) for t in rep["targets"])
     assert (tmp_path / "report.md").read_text().startswith("# Real occlusions")
     assert rep["software"]["numpy"] and rep["software"]["onnxruntime"]
