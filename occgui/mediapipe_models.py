@@ -86,6 +86,14 @@ def face_mesh(max_faces: int = 1):
 
 
 @lru_cache(maxsize=None)
+def hand_landmarker(max_hands: int = 2, min_confidence: float = 0.5):
+    """MediaPipe Hands: palm detection and 21 landmarks per hand, on still images."""
+    with _quiet_native_stderr():
+        return _mp().solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands,
+                                           min_detection_confidence=min_confidence)
+
+
+@lru_cache(maxsize=None)
 def selfie_segmenter():
     with _quiet_native_stderr():
         return _mp().solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)

@@ -19,3 +19,5 @@ class UNetSettings:
                                              "rather than its arg-max class; 0: the checkpoint's calibrated "
                                              "value (its header's occluder_threshold), or the arg-max when it "
                                              "has none")
+    hand_evidence: bool = setting(False, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
+                                         "occluder (occgui.parsing.hand_evidence; about 16 ms on the 2-core CPU)")

@@ -30,6 +30,8 @@ from .checkpoint import (
     read_header_file,
     read_initialisers,
 )
+from .hand_evidence import VERSION as HAND_EVIDENCE_VERSION
+from .hand_evidence import with_hands
 
 __all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "grown_occluder", "labels_from_logits",
            "load_checkpoint", "predict_logits", "predict_logits_onnx"]
@@ -177,7 +179,8 @@ class UNetParser:
 
     name = "unet"
 
-    def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None):
+    def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None,
+                 hand_evidence: bool = False):
         from ..resources import checkpoint_path
 
         self.device = getattr(ctx, "device", None) or "cpu"
@@ -200,8 +203,11 @@ class UNetParser:
         #: calibrated one, else None (arg-max)
         override = checked_threshold(occluder_threshold, "parse.occluder_threshold")
         self.occluder_threshold = override or checked_threshold(self.meta.get("occluder_threshold"), path)
+        #: mark the hands MediaPipe finds as occluder (:mod:`occgui.parsing.hand_evidence`)
+        self.hand_evidence = bool(hand_evidence)
         self.version = (checkpoint_digest(path) + ("+flip" if self.flip else "")
-                        + (f"+occ{override:g}" if override else ""))
+                        + (f"+occ{override:g}" if override else "")
+                        + (f"+hands{HAND_EVIDENCE_VERSION}" if self.hand_evidence else ""))
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray) -> np.ndarray:
@@ -209,9 +215,13 @@ class UNetParser:
         if self.engine == "onnxruntime":
             logits = predict_logits_onnx(self.model, crops, self.input_size, flip=self.flip,
                                          input_name=self.meta.get("input", "image"))
-            return labels_from_logits(logits, self.occluder_threshold)
-        logits = predict_logits(self.model, crops, self.input_size, self.device, flip=self.flip)
-        return labels_from_logits(logits.permute(0, 2, 3, 1).cpu().numpy(), self.occluder_threshold)
+        else:
+            logits = predict_logits(self.model, crops, self.input_size, self.device, flip=self.flip)
+            logits = logits.permute(0, 2, 3, 1).cpu().numpy()
+        labels = labels_from_logits(logits, self.occluder_threshold)
+        if self.hand_evidence:
+            labels = np.stack([with_hands(lab, crop) for lab, crop in zip(labels, crops)])
+        return labels
 
     def parse(self, crop_rgb: np.ndarray) -> np.ndarray:
         """M_alpha of one ``SxSx3`` uint8 crop: ``SxS`` uint8 label ids at the crop's size."""

@@ -45,7 +45,7 @@ def _unet_parser(ctx):
 
     st = ctx.settings
     return UNetParser(ctx, checkpoint=st.checkpoint or None, flip=st.flip,
-                      occluder_threshold=st.occluder_threshold or None)
+                      occluder_threshold=st.occluder_threshold or None, hand_evidence=st.hand_evidence)
 
 
 def _parser_checkpoint_exists() -> bool:

@@ -1,0 +1,86 @@
+"""Hands as occluder evidence for M_alpha (issue 13 point 3): MediaPipe's bundled hand-landmark model.
+
+The parser learned hands from pasted ones and finds real hands only in part. MediaPipe Hands (palm
+detection and 21 hand landmarks, bundled with the ``mediapipe`` package, about 16 ms on a 256-pixel
+crop on the 2-core CPU) knows real hands. Each hand it finds in the crop becomes an occluder region:
+the convex hull of its 21 points, dilated by :data:`DILATION` times the hand's size (wrist to the
+middle finger's knuckle) so that the fingers' width and the hand's edge are covered. The region is
+written into the parser's map as occluder, over whatever the parser said there (a hand in front of
+the face hides the face) -- unless the parser already marks at least :data:`FOUND_SHARE` of the
+hand's hull as occluder: then the parser's own outline, which follows the fingers, stands (the
+dilated hull would only widen it). Nothing is marked where no hand is found.
+
+Off by default (``parse.hand_evidence``); the measurements and the decision are in
+``checkpoints/parsing_unet.md``.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .. import labels as L
+
+#: The hand-landmark model's detection confidence (MediaPipe's own default).
+MIN_CONFIDENCE = 0.5
+#: At most this many hands per crop.
+MAX_HANDS = 2
+#: Dilation of the 21 points' hull, in units of the hand's size (wrist to middle-finger knuckle).
+DILATION = 0.35
+#: A hand whose hull the parser already marks occluder at least this much is left to the parser.
+FOUND_SHARE = 0.5
+#: Bump when the evidence's output for a given crop changes (part of the parse backend's version).
+VERSION = 2
+
+
+def _points(points) -> np.ndarray:
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if p.shape[0] != 21 or not np.isfinite(p).all():
+        raise ValueError(f"expected 21 finite hand landmarks, got shape {p.shape}")
+    return p
+
+
+def hand_hull(points: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size)`` bool: the convex hull of one hand's 21 landmarks (crop pixels, ``(21, 2)``)."""
+    m = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(m, cv2.convexHull(np.round(_points(points) * 8).astype(np.int32)), 1,
+                       lineType=cv2.LINE_8, shift=3)
+    return m.astype(bool)
+
+
+def hand_region(points: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size)`` bool mask of one hand: its hull dilated by :data:`DILATION` times its size."""
+    p = _points(points)
+    k = max(3, int(np.linalg.norm(p[0] - p[9]) * DILATION)) | 1
+    hull = hand_hull(p, size).astype(np.uint8)
+    return cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(bool)
+
+
+def detect_hands(crop_rgb: np.ndarray) -> list[np.ndarray]:
+    """The hands MediaPipe finds in a square uint8 RGB crop: a ``(21, 2)`` array of crop pixels each."""
+    from ..mediapipe_models import hand_landmarker, run
+
+    h, w = crop_rgb.shape[:2]
+    out = run(hand_landmarker(MAX_HANDS, MIN_CONFIDENCE), crop_rgb[..., :3])
+    return [np.array([[q.x * w, q.y * h] for q in hand.landmark]) for hand in (out.multi_hand_landmarks or [])]
+
+
+def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None) -> np.ndarray:
+    """``(S, S)`` bool: the union of the hand regions found in the crop (all False without a hand),
+    leaving out the hands whose hull ``occluder`` (the parser's, optional) already covers by
+    :data:`FOUND_SHARE` or more."""
+    size = crop_rgb.shape[0]
+    m = np.zeros((size, size), bool)
+    for pts in detect_hands(crop_rgb):
+        if occluder is not None:
+            hull = hand_hull(pts, size)
+            if hull.any() and occluder[hull].mean() >= FOUND_SHARE:
+                continue
+        m |= hand_region(pts, size)
+    return m
+
+
+def with_hands(labels: np.ndarray, crop_rgb: np.ndarray) -> np.ndarray:
+    """M_alpha with the hands found in the crop that the parser missed marked occluder (a copy)."""
+    out = np.array(labels, copy=True)
+    out[hands_mask(crop_rgb, occluder=np.asarray(labels) == L.OCCLUDER)] = L.OCCLUDER
+    return out
