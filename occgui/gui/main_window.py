@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self.session = Session(config, self, compute)
         self.session.auto_rerun = self.settings.auto_rerun()
+        self.session.hand_evidence = self.settings.hand_evidence()
         self.setAcceptDrops(True)
         self.setWindowTitle("occgui")
         self._closed = False
@@ -511,16 +512,20 @@ class MainWindow(QMainWindow):
 
     def show_preferences(self) -> None:
         s = self.session
-        dlg = SettingsDialog(self.settings.device(), s.auto_rerun, s.cuda_available, s.device_description, self)
+        dlg = SettingsDialog(self.settings.device(), s.auto_rerun, s.cuda_available, s.device_description, self,
+                             hand_evidence=s.hand_evidence)
         if dlg.exec():
-            self.apply_preferences(dlg.device, dlg.auto_rerun)
+            self.apply_preferences(dlg.device, dlg.auto_rerun, dlg.hand_evidence)
 
-    def apply_preferences(self, device: str, auto_rerun: bool) -> None:
+    def apply_preferences(self, device: str, auto_rerun: bool, hand_evidence: bool | None = None) -> None:
         if device != self.settings.device():
             self.settings.set_device(device)
             self.session.set_device(device)
             self.status.set_device("\u2026 (applies to the next run)")
         self._set_auto_rerun(auto_rerun)
+        if hand_evidence is not None:
+            self.settings.set_hand_evidence(bool(hand_evidence))
+            self.session.set_hand_evidence(bool(hand_evidence))     # re-runs from M_alpha when a photo is open
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About occgui",

@@ -82,6 +82,8 @@ class Session(QObject):
         self.document = FaceDocument()
         self.undo_stack = QUndoStack(self)
         self.auto_rerun = False
+        #: mark MediaPipe's hands as occluder (see :meth:`set_hand_evidence`)
+        self.hand_evidence = False
         self.last_outcome: RunOutcome | None = None
         self.device = ""
         self.device_description = ""
@@ -98,6 +100,10 @@ class Session(QObject):
         self._stroke: dict | None = None                       # the paint stroke in progress
         self._export_undo_index: int | None = None
         self._device_pref = (config.device if config is not None else "auto")
+        #: the parse stage as the window was configured (what turning the hand evidence off goes back to)
+        self._parse_base = ((config.backends.get("parse"), config.settings.get("parse")) if config is not None
+                            else (None, None))
+        self._hand_evidence_sent = False
         self._configured: str | None = None      # device preference last sent to the worker
         #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
         #: typed settings each backend is switched to with (absent: its defaults)
@@ -250,9 +256,35 @@ class Session(QObject):
             self.rerun()
         return True
 
+    def set_hand_evidence(self, on: bool) -> bool:
+        """Also mark the hands MediaPipe's hand-landmark model finds as occluder (the parse setting
+        ``hand_evidence``; off by default, ``checkpoints/parsing_unet.md``), re-running at once when a
+        photo is open: M_alpha and what reads it are recomputed; corrections are kept. False when
+        nothing changed."""
+        if bool(on) == self.hand_evidence:
+            return False
+        self.hand_evidence = bool(on)
+        if self.document.has_photo:
+            self.rerun()
+        return True
+
     def _run_backends(self) -> dict:
+        from dataclasses import replace
+
+        from ..parsing.settings import UNetSettings
+
+        out: dict = {}
+        if self.hand_evidence or self._hand_evidence_sent:      # on, or back to the configured parse stage
+            backend, settings = self._parse_base
+            if self.hand_evidence:
+                settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(),
+                                   hand_evidence=True)
+            out["parse"] = (backend, settings)
+            self._hand_evidence_sent = self.hand_evidence
         name = self.synthesis_backend
-        return {} if name is None else {"synthesize": (name, self.synthesis_settings.get(name))}
+        if name is not None:
+            out["synthesize"] = (name, self.synthesis_settings.get(name))
+        return out
 
     def cancel(self) -> None:
         """Cancel the run in flight: between two stages, or by stopping the compute process when a

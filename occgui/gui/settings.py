@@ -85,6 +85,12 @@ class AppSettings:
     def set_auto_rerun(self, on: bool) -> None:
         self.qs.setValue("compute/auto_rerun", "true" if on else "false")
 
+    def hand_evidence(self) -> bool:
+        return str(self.qs.value("compute/hand_evidence", "false")).lower() in ("true", "1")
+
+    def set_hand_evidence(self, on: bool) -> None:
+        self.qs.setValue("compute/hand_evidence", "true" if on else "false")
+
     def mesh_mode(self) -> str:
         v = str(self.qs.value("view/mesh_mode", "texture") or "texture")
         return v if v in ("texture", "shaded", "wireframe") else "texture"

@@ -1,4 +1,4 @@
-"""Edit \u25b8 Preferences: the compute device and automatic re-runs."""
+"""Edit \u25b8 Preferences: the compute device, automatic re-runs and the hand evidence."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout
@@ -7,9 +7,10 @@ DEVICE_LABELS = {"auto": "Automatic (CUDA when available, else CPU)", "cpu": "CP
 
 
 class SettingsDialog(QDialog):
-    """A small dialog; read :attr:`device` and :attr:`auto_rerun` after ``exec()``."""
+    """A small dialog; read :attr:`device`, :attr:`auto_rerun` and :attr:`hand_evidence` after ``exec()``."""
 
-    def __init__(self, device: str, auto_rerun: bool, cuda_available: bool, current: str, parent=None):
+    def __init__(self, device: str, auto_rerun: bool, cuda_available: bool, current: str, parent=None, *,
+                 hand_evidence: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Preferences")
         self.setMinimumWidth(440)
@@ -32,6 +33,12 @@ class SettingsDialog(QDialog):
         self.auto_rerun_box = QCheckBox("Re-run automatically after a landmark edit", self)
         self.auto_rerun_box.setChecked(auto_rerun)
         form.addRow("Landmarks:", self.auto_rerun_box)
+        self.hand_evidence_box = QCheckBox("Also mark hands found by MediaPipe Hands as occluder", self)
+        self.hand_evidence_box.setChecked(hand_evidence)
+        self.hand_evidence_box.setToolTip(
+            "Finds real hands the parser misses, but now and then marks a false hand (an ear, a cheek): "
+            "check the occluder overlay, and erase with the brush where it is wrong.")
+        form.addRow("Occluder:", self.hand_evidence_box)
         lay.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
@@ -45,3 +52,7 @@ class SettingsDialog(QDialog):
     @property
     def auto_rerun(self) -> bool:
         return self.auto_rerun_box.isChecked()
+
+    @property
+    def hand_evidence(self) -> bool:
+        return self.hand_evidence_box.isChecked()

@@ -346,6 +346,39 @@ def test_cancel_stops_the_run_and_rerun_works(qtbot, ran_window, sample, tmp_pat
     assert kind == "finished", outcome
 
 
+def test_preferences_dialog_shows_and_returns_the_hand_evidence(qtbot):
+    from occgui.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog("auto", False, False, "CPU", hand_evidence=True)
+    qtbot.addWidget(dlg)
+    assert dlg.hand_evidence and "false hand" in dlg.hand_evidence_box.toolTip()
+    dlg.hand_evidence_box.setChecked(False)
+    assert not dlg.hand_evidence and dlg.device == "auto" and not dlg.auto_rerun
+
+
+def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran_window):
+    """Preferences: the hand evidence (parse.hand_evidence) is stored, and turning it on re-runs at once
+    from M_alpha (its backend id changed) while the stages before it are reused."""
+    from gui_helpers import wait_run_end
+
+    from occgui.gui.settings import AppSettings
+    from occgui.parsing.settings import UNetSettings
+
+    window = ran_window
+    assert not window.session.hand_evidence and "parse" not in window.session._run_backends()
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True))
+    assert kind == "finished", outcome
+    assert AppSettings().hand_evidence() and window.session.hand_evidence
+    stats = window.session._run_stats
+    assert "parse" in stats["computed"] and "detect" in stats["reused"]
+    assert window.session._run_backends()["parse"] == (None, UNetSettings(hand_evidence=True))
+    assert not window.session.set_hand_evidence(True)          # no change, no run
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, False))
+    assert kind == "finished", outcome
+    assert not AppSettings().hand_evidence()
+    assert window.session._run_backends() == {}                # back to the configured parse stage
+
+
 def test_recent_files_and_preferences_persist(qtbot, ran_window, sample):
     window = ran_window
     from occgui.gui.settings import AppSettings
