@@ -103,7 +103,6 @@ class Session(QObject):
         #: the parse stage as the window was configured (what turning the hand evidence off goes back to)
         self._parse_base = ((config.backends.get("parse"), config.settings.get("parse")) if config is not None
                             else (None, None))
-        self._hand_evidence_sent = False
         self._configured: str | None = None      # device preference last sent to the worker
         #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
         #: typed settings each backend is switched to with (absent: its defaults)
@@ -273,14 +272,10 @@ class Session(QObject):
 
         from ..parsing.settings import UNetSettings
 
-        out: dict = {}
-        if self.hand_evidence or self._hand_evidence_sent:      # on, or back to the configured parse stage
-            backend, settings = self._parse_base
-            if self.hand_evidence:
-                settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(),
-                                   hand_evidence=True)
-            out["parse"] = (backend, settings)
-            self._hand_evidence_sent = self.hand_evidence
+        backend, settings = self._parse_base               # the parse stage as configured: no change
+        if self.hand_evidence:
+            settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(), hand_evidence=True)
+        out: dict = {"parse": (backend, settings)}
         name = self.synthesis_backend
         if name is not None:
             out["synthesize"] = (name, self.synthesis_settings.get(name))
