@@ -1,7 +1,7 @@
 """Benchmark of the headless pipeline on the bundled sample (issue: whole run <= 1.5 s warm,
 process cold start to finished export <= 6 s, peak RSS <= 2.5 GB on the 2-core CPU machine).
 
-    python bench/pipeline.py [--runs 5] [--device cpu] [--photo PATH]
+    python bench/pipeline.py [--runs 5] [--device cpu] [--photo PATH] [--option STAGE.SETTING=VALUE ...]
 
 Prints per-stage times (median of warm runs, export included), the cold-start time of a fresh
 ``occgui run`` process with its peak RSS, and each figure as a ratio of its target.
@@ -26,12 +26,13 @@ TARGET_COLD_S = 6.0
 TARGET_RSS_GB = 2.5
 
 
-def warm_runs(photo: Path, runs: int, device: str) -> dict[str, list[float]]:
+def warm_runs(photo: Path, runs: int, device: str, options: list[str] | None = None) -> dict[str, list[float]]:
     from occgui.export import export_result
+    from occgui.pipeline.backends import parse_settings
     from occgui.pipeline.runner import STAGES, Pipeline, PipelineConfig
 
     times: dict[str, list[float]] = {s: [] for s in (*STAGES, "export", "total")}
-    pipeline = Pipeline(PipelineConfig(device=device))
+    pipeline = Pipeline(PipelineConfig(device=device, settings=parse_settings(options)))
     with tempfile.TemporaryDirectory() as tmp:
         pipeline.run(photo)  # model loading and first-call initialisation (not counted)
         for _ in range(runs):
@@ -48,8 +49,10 @@ def warm_runs(photo: Path, runs: int, device: str) -> dict[str, list[float]]:
     return times
 
 
-def cold_start(photo: Path, device: str) -> tuple[float, float]:
+def cold_start(photo: Path, device: str, options: list[str] | None = None) -> tuple[float, float]:
     exe = [sys.executable, "-m", "occgui", "run", str(photo), "-q", "--device", device]
+    for o in options or []:
+        exe += ["--option", o]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         subprocess.run(exe + ["-o", tmp], check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -65,12 +68,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--photo", type=Path, default=sample_photo())
+    ap.add_argument("--option", action="append", default=[], metavar="STAGE.SETTING=VALUE",
+                    help="a backend setting, as for occgui run (e.g. parse.hand_evidence=true)")
     args = ap.parse_args()
 
-    cold_s, rss_gb = cold_start(args.photo, args.device)  # first, so the page cache state is comparable
-    times = warm_runs(args.photo, args.runs, args.device)
+    cold_s, rss_gb = cold_start(args.photo, args.device, args.option)  # first, so the page cache state is comparable
+    times = warm_runs(args.photo, args.runs, args.device, args.option)
     print(f"occgui pipeline benchmark: {args.photo.name}, device={args.device}, {os.cpu_count()} CPU cores, "
-          f"median of {args.runs} warm runs")
+          f"median of {args.runs} warm runs" + (f", options {' '.join(args.option)}" if args.option else ""))
     print(f"{'stage':<14}{'median ms':>10}{'min ms':>9}")
     for s, v in times.items():
         if s == "total":
