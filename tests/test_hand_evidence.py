@@ -34,6 +34,21 @@ def test_hand_region_is_the_dilated_hull_of_the_points():
             HE.hand_region(bad, 256)
 
 
+def test_a_hand_counts_only_when_the_mirror_image_shows_it_too(monkeypatch):
+    """The mirror check: a detection the model repeats in the mirrored crop (mirrored back onto it)
+    is kept; one it does not repeat, or repeats elsewhere, is dropped."""
+    real, false = _hand_points(80.0, 120.0), _hand_points(190.0, 60.0, 25.0)
+    mirror = lambda p: np.c_[256 - p[:, 0], p[:, 1]]  # noqa: E731
+    crop = np.zeros((256, 256, 3), np.uint8)
+    crop[0, 0] = 1                                   # tells the original from its mirror image
+    seen = {"original": [real, false], "mirror": [mirror(real), _hand_points(40.0, 200.0, 20.0)]}
+    monkeypatch.setattr(HE, "_detect_once", lambda img: seen["original" if img[0, 0, 0] == 1 else "mirror"])
+    kept = HE.detect_hands(crop)
+    assert len(kept) == 1 and np.array_equal(kept[0], real)
+    seen["mirror"] = []
+    assert HE.detect_hands(crop) == []
+
+
 def test_without_a_hand_the_map_is_unchanged():
     rng = np.random.default_rng(0)
     crop = np.full((256, 256, 3), 128, np.uint8)
