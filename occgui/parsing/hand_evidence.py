@@ -1,19 +1,21 @@
 """Hands as occluder evidence for M_alpha (issue 13 point 3): MediaPipe's bundled hand-landmark model.
 
 The parser learned hands from pasted ones and finds real hands only in part. MediaPipe Hands (palm
-detection and 21 hand landmarks, bundled with the ``mediapipe`` package, about 16 ms on a 256-pixel
-crop on the 2-core CPU) knows real hands. Each hand it finds in the crop becomes an occluder region:
-the convex hull of its 21 points, dilated by :data:`DILATION` times the hand's size (wrist to the
-middle finger's knuckle) so that the fingers' width and the hand's edge are covered. The region is
-written into the parser's map as occluder, over whatever the parser said there (a hand in front of
-the face hides the face) -- unless the parser already marks at least :data:`FOUND_SHARE` of the
-hand's hull as occluder: then the parser's own outline, which follows the fingers, stands (the
-dilated hull would only widen it). Nothing is marked where no hand is found.
+detection and 21 hand landmarks, bundled with the ``mediapipe`` package) knows real hands. Each hand
+it finds in the crop becomes an occluder region: the convex hull of its 21 points, dilated by
+:data:`DILATION` times the hand's size (wrist to the middle finger's knuckle) so that the fingers'
+width and the hand's edge are covered. The region is written into the parser's map as occluder, over
+whatever the parser said there (a hand in front of the face hides the face) -- unless the parser
+already marks at least :data:`FOUND_SHARE` of the hand's hull as occluder: then the parser's own
+outline, which follows the fingers, stands (the dilated hull would only widen it). Nothing is marked
+where no hand is found.
 
 A hand counts only when the model finds it in the mirror image of the crop too (hull IoU at least
-:data:`MIRROR_AGREEMENT` with a hand found there, mirrored back): the model's false hands on a cheek or
-a collar are seldom found both ways, real hands mostly are (dev photos: 4 of 6 false detections
-dropped, 1 of 11 true ones lost). The two detections cost about 2 × 16 ms on the 2-core CPU.
+:data:`MIRROR_AGREEMENT` with a hand found there, mirrored back): the model's false hands on a cheek
+or a collar are seldom found both ways, real hands mostly are (dev photos: 4 of 6 false detections
+dropped, 1 of 11 true ones lost). Cost (``bench/pipeline.py --option parse.hand_evidence=true`` on
+the bundled sample, whose hand is found both ways, 2-core CPU): the parse stage's median goes from
+21-26 ms to 66-72 ms, the peak RSS of a run from 0.43 to 0.51 GB.
 
 Off by default (``parse.hand_evidence``); the measurements and the decision are in
 ``checkpoints/parsing_unet.md``.

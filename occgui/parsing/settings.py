@@ -20,4 +20,5 @@ class UNetSettings:
                                              "value (its header's occluder_threshold), or the arg-max when it "
                                              "has none")
     hand_evidence: bool = setting(False, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
-                                         "occluder (occgui.parsing.hand_evidence; about 16 ms on the 2-core CPU)")
+                                         "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
+                                         "2-core CPU when a hand is found)")
