@@ -103,6 +103,7 @@ class Session(QObject):
         #: the parse stage as the window was configured (what turning the hand evidence off goes back to)
         self._parse_base = ((config.backends.get("parse"), config.settings.get("parse")) if config is not None
                             else (None, None))
+        self._parse_switched = False             # the last run named the parse stage with the hand evidence
         self._configured: str | None = None      # device preference last sent to the worker
         #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
         #: typed settings each backend is switched to with (absent: its defaults)
@@ -272,10 +273,17 @@ class Session(QObject):
 
         from ..parsing.settings import UNetSettings
 
-        backend, settings = self._parse_base               # the parse stage as configured: no change
-        if self.hand_evidence:
-            settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(), hand_evidence=True)
-        out: dict = {"parse": (backend, settings)}
+        out: dict = {}
+        # A stage named here counts as switched (results kept across a compute-process restart are
+        # recomputed from it on), so the parse stage is named only while the hand evidence is on and
+        # in the one run that turns it off again (back to the parse stage as configured).
+        if self.hand_evidence or self._parse_switched:
+            backend, settings = self._parse_base
+            if self.hand_evidence:
+                settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(),
+                                   hand_evidence=True)
+            out["parse"] = (backend, settings)
+            self._parse_switched = self.hand_evidence
         name = self.synthesis_backend
         if name is not None:
             out["synthesize"] = (name, self.synthesis_settings.get(name))
