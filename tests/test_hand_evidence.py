@@ -76,10 +76,10 @@ def test_a_hand_the_parser_missed_becomes_occluder_one_it_found_is_left_alone(sa
     covered = np.where(hands, L.OCCLUDER, L.SKIN).astype(np.uint8)
     covered[hands & (np.arange(256)[None, :] % 3 == 0)] = L.SKIN    # two thirds of the hand found
     assert np.array_equal(HE.with_hands(covered, crop.image), covered)
-    ctx = BackendContext(device="cpu", crop_size=256, texture_size=512)
-    plain = create("parse", None, ctx)
-    with_ev = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512,
-                                                   settings=UNetSettings(hand_evidence=True)))
+    with_ev = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512))
+    plain = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512,
+                                                 settings=UNetSettings(hand_evidence=False)))
+    assert UNetSettings().hand_evidence                       # on by default
     assert with_ev.version == plain.version + f"+hands{HE.VERSION}"
     a, b = plain.parse(crop.image), with_ev.parse(crop.image)
     assert np.array_equal(b, HE.with_hands(a, crop.image))

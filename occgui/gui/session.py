@@ -82,8 +82,6 @@ class Session(QObject):
         self.document = FaceDocument()
         self.undo_stack = QUndoStack(self)
         self.auto_rerun = False
-        #: mark MediaPipe's hands as occluder (see :meth:`set_hand_evidence`)
-        self.hand_evidence = False
         self.last_outcome: RunOutcome | None = None
         self.device = ""
         self.device_description = ""
@@ -103,7 +101,9 @@ class Session(QObject):
         #: the parse stage as the window was configured (what turning the hand evidence off goes back to)
         self._parse_base = ((config.backends.get("parse"), config.settings.get("parse")) if config is not None
                             else (None, None))
-        self._parse_switched = False             # the last run named the parse stage with the hand evidence
+        self._parse_switched = False             # the last run named the parse stage to switch the hand evidence
+        #: mark MediaPipe's hands as occluder (see :meth:`set_hand_evidence`); starts as configured
+        self.hand_evidence = self._configured_hand_evidence()
         self._configured: str | None = None      # device preference last sent to the worker
         #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
         #: typed settings each backend is switched to with (absent: its defaults)
@@ -258,7 +258,7 @@ class Session(QObject):
 
     def set_hand_evidence(self, on: bool) -> bool:
         """Also mark the hands MediaPipe's hand-landmark model finds as occluder (the parse setting
-        ``hand_evidence``; off by default, ``checkpoints/parsing_unet.md``), re-running at once when a
+        ``hand_evidence``; on by default, ``checkpoints/parsing_unet.md``), re-running at once when a
         photo is open: M_alpha and what reads it are recomputed; corrections are kept. False when
         nothing changed."""
         if bool(on) == self.hand_evidence:
@@ -268,6 +268,15 @@ class Session(QObject):
             self.rerun()
         return True
 
+    def _configured_hand_evidence(self) -> bool:
+        """The hand evidence of the parse stage as the window was configured (the U-Net's setting)."""
+        from ..parsing.settings import UNetSettings
+
+        backend, settings = self._parse_base
+        if backend not in (None, "unet"):
+            return False
+        return (settings if isinstance(settings, UNetSettings) else UNetSettings()).hand_evidence
+
     def _run_backends(self) -> dict:
         from dataclasses import replace
 
@@ -275,15 +284,16 @@ class Session(QObject):
 
         out: dict = {}
         # A stage named here counts as switched (results kept across a compute-process restart are
-        # recomputed from it on), so the parse stage is named only while the hand evidence is on and
-        # in the one run that turns it off again (back to the parse stage as configured).
-        if self.hand_evidence or self._parse_switched:
+        # recomputed from it on), so the parse stage is named only while the hand evidence differs
+        # from the configured one and in the one run that goes back to it.
+        switched = self.hand_evidence != self._configured_hand_evidence()
+        if switched or self._parse_switched:
             backend, settings = self._parse_base
-            if self.hand_evidence:
+            if switched:
                 settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(),
-                                   hand_evidence=True)
+                                   hand_evidence=self.hand_evidence)
             out["parse"] = (backend, settings)
-            self._parse_switched = self.hand_evidence
+            self._parse_switched = switched
         name = self.synthesis_backend
         if name is not None:
             out["synthesize"] = (name, self.synthesis_settings.get(name))

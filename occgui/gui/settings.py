@@ -86,7 +86,11 @@ class AppSettings:
         self.qs.setValue("compute/auto_rerun", "true" if on else "false")
 
     def hand_evidence(self) -> bool:
-        return str(self.qs.value("compute/hand_evidence", "false")).lower() in ("true", "1")
+        """The stored choice; the parse setting's default (on) when none is stored."""
+        from ..parsing.settings import UNetSettings
+
+        v = self.qs.value("compute/hand_evidence", None)
+        return UNetSettings().hand_evidence if v is None else str(v).lower() in ("true", "1")
 
     def set_hand_evidence(self, on: bool) -> None:
         self.qs.setValue("compute/hand_evidence", "true" if on else "false")

@@ -17,7 +17,8 @@ dropped, 1 of 11 true ones lost). Cost (``bench/pipeline.py --option parse.hand_
 the bundled sample, whose hand is found both ways, 2-core CPU): the parse stage's median goes from
 21-26 ms to 66-72 ms, the peak RSS of a run from 0.43 to 0.51 GB.
 
-Off by default (``parse.hand_evidence``); the measurements and the decision are in
+On by default (the parse setting ``hand_evidence``; off: ``--option parse.hand_evidence=false``, or the
+checkbox in the window's Preferences); the measurements and the decision are in
 ``checkpoints/parsing_unet.md``.
 """
 from __future__ import annotations

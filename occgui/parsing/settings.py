@@ -19,6 +19,6 @@ class UNetSettings:
                                              "rather than its arg-max class; 0: the checkpoint's calibrated "
                                              "value (its header's occluder_threshold), or the arg-max when it "
                                              "has none")
-    hand_evidence: bool = setting(False, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
-                                         "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
-                                         "2-core CPU when a hand is found)")
+    hand_evidence: bool = setting(True, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
+                                        "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
+                                        "2-core CPU when a hand is found)")

@@ -6,9 +6,10 @@ gives the label ids of ``occgui.labels`` -- except that the occluder regions fou
 neighbouring pixels whose occluder probability (softmax) reaches the checkpoint's calibrated
 ``occluder_threshold`` (hysteresis, see :func:`labels_from_logits`; the threshold is chosen on the
 dev-val photos of the labelled real occlusions by ``python -m occgui.training.parsing.calibrate`` and
-stored in the file's header). With the setting ``parse.hand_evidence`` the hands MediaPipe's hand-landmark
-model finds in the crop and the network missed are marked occluder too (:mod:`.hand_evidence`; off by
-default, see ``checkpoints/parsing_unet.md``).
+stored in the file's header). With the setting ``parse.hand_evidence`` (on by default) the hands
+MediaPipe's hand-landmark model finds in the crop and the network missed are marked occluder too
+(:mod:`.hand_evidence`, ``checkpoints/parsing_unet.md``). Constructed directly, :class:`UNetParser` is
+the network alone (``hand_evidence=False``), as the training and calibration tools measure it.
 
 One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
 on CPU onnxruntime runs the ONNX graph (no torch import, which keeps the CLI's cold start short);

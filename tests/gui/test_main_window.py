@@ -357,25 +357,27 @@ def test_preferences_dialog_shows_and_returns_the_hand_evidence(qtbot):
 
 
 def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran_window):
-    """Preferences: the hand evidence (parse.hand_evidence) is stored, and turning it on re-runs at once
-    from M_alpha (its backend id changed) while the stages before it are reused."""
+    """Preferences: the hand evidence (parse.hand_evidence, on by default) is stored, and turning it off
+    re-runs at once from M_alpha (its backend id changed) while the stages before it are reused; turning
+    it on again goes back to the parse stage as configured."""
     from gui_helpers import wait_run_end
 
     from occgui.gui.settings import AppSettings
     from occgui.parsing.settings import UNetSettings
 
     window = ran_window
-    assert not window.session.hand_evidence and "parse" not in window.session._run_backends()
-    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True))
-    assert kind == "finished", outcome
-    assert AppSettings().hand_evidence() and window.session.hand_evidence
-    stats = window.session._run_stats
-    assert "parse" in stats["computed"] and "detect" in stats["reused"]
-    assert window.session._run_backends()["parse"] == (None, UNetSettings(hand_evidence=True))
-    assert not window.session.set_hand_evidence(True)          # no change, no run
+    assert AppSettings().hand_evidence()                      # nothing stored: the setting's default
+    assert window.session.hand_evidence and "parse" not in window.session._run_backends()
     kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, False))
     assert kind == "finished", outcome
-    assert not AppSettings().hand_evidence()
+    assert not AppSettings().hand_evidence() and not window.session.hand_evidence
+    stats = window.session._run_stats
+    assert "parse" in stats["computed"] and "detect" in stats["reused"]
+    assert window.session._run_backends()["parse"] == (None, UNetSettings(hand_evidence=False))
+    assert not window.session.set_hand_evidence(False)         # no change, no run
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True))
+    assert kind == "finished", outcome
+    assert AppSettings().hand_evidence()
     assert "parse" not in window.session._run_backends()   # back to the configured parse stage, not named
 
 
