@@ -443,6 +443,31 @@ def test_occluder_threshold_grows_found_occluders_into_likely_neighbours_only():
             unet_parser.checked_threshold(bad, "parse.occluder_threshold")
 
 
+def test_occluder_grows_into_likely_hair_only():
+    """parse.occluder_into_hair: a found occluder takes the connected hair pixels above the map's brows of
+    occluder probability at least the threshold (a hat's crown), never skin however likely, nor hair it
+    does not touch, nor hair below the brows (a beard beside a hand)."""
+    S, O, H, B = L.SKIN, L.OCCLUDER, L.HAIR, L.L_BROW
+    labels = np.array([[H, H, O, S, S],
+                       [H, H, S, S, H],
+                       [S, B, S, B, S],
+                       [S, H, O, S, S]], np.uint8)
+    p = np.array([[0.3, 0.05, 0.9, 0.4, 0.1],
+                  [0.2, 0.3, 0.4, 0.1, 0.5],
+                  [0.0, 0.0, 0.0, 0.0, 0.0],
+                  [0.0, 0.5, 0.9, 0.0, 0.0]])
+    grown = unet_parser.grown_into_hair(labels, p, 0.15)
+    assert grown.tolist() == [[O, H, O, S, S],                 # (0,0) joins through (1,1); (0,1) is unlikely
+                              [O, O, S, S, H],                 # the far hair (1,4) is not reached over skin
+                              [S, B, S, B, S],
+                              [S, H, O, S, S]]                 # below the brows: hair stays hair
+    assert grown is not labels and labels[0, 0] == H
+    no_occ = np.where(labels == O, S, labels)
+    assert unet_parser.grown_into_hair(no_occ, p, 0.15).tolist() == no_occ.tolist()   # nothing found: no growth
+    no_brows = np.where(labels == B, S, labels)
+    assert unet_parser.grown_into_hair(no_brows, p, 0.15).tolist() == no_brows.tolist()  # no brow, no eye: none
+
+
 def test_calibrated_threshold_travels_in_the_header_and_the_setting_overrides_it(tmp_path):
     from occgui.training.onnx_export import export_parser, update_parser_header
 

@@ -115,7 +115,8 @@ def main(argv=None) -> int:
         init = fit_similarity(v[model.landmarks][INNER_LANDMARKS], mv[ml][INNER_LANDMARKS], scale=True)
         _, d_mp = icp(v, mp_surface, init, scale=True)
         on = d_mp < 2.0
-        row = {"fitted_to": target, "lam": 10.0, "mean": round(stats["mean"], 3), "on_mediapipe_share": round(float(on.mean()), 3),
+        row = {"fitted_to": target, "lam": 10.0, "mean": round(stats["mean"], 3),
+               "on_mediapipe_share": round(float(on.mean()), 3),
                "mean_on_mediapipe": round(float(dist[on].mean()), 3),
                "mean_beyond_mediapipe": round(float(dist[~on].mean()), 3)}
         out["split"].append(row)

@@ -19,6 +19,9 @@ class UNetSettings:
                                              "rather than its arg-max class; 0: the checkpoint's calibrated "
                                              "value (its header's occluder_threshold), or the arg-max when it "
                                              "has none")
+    occluder_into_hair: float = setting(0.0, "grow the occluder regions found into the neighbouring pixels above "
+                                             "the brows that the network calls hair and whose occluder "
+                                             "probability reaches this (hats it half sees as hair); 0 = off")
     hand_evidence: bool = setting(True, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
                                         "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
                                         "2-core CPU when a hand is found)")

@@ -36,8 +36,8 @@ from .checkpoint import (
 from .hand_evidence import VERSION as HAND_EVIDENCE_VERSION
 from .hand_evidence import with_hands
 
-__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "grown_occluder", "labels_from_logits",
-           "load_checkpoint", "predict_logits", "predict_logits_onnx"]
+__all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "grown_into_hair", "grown_occluder",
+           "labels_from_logits", "load_checkpoint", "predict_logits", "predict_logits_onnx"]
 
 #: Mirror test-time augmentation (see ``predict_logits``): off by default (2x the time for +0.007 occluder
 #: IoU on held-out identities); the setting ``parse.flip`` (:class:`~occgui.parsing.settings.UNetSettings`) turns it on.
@@ -67,15 +67,16 @@ def load_checkpoint(path, device: str = "cpu"):
 
 
 def checked_threshold(value, source) -> float | None:
-    """An occluder threshold in (0, 1), or None (plain arg-max) for None/0; else a one-line error."""
+    """An occluder probability threshold in (0, 1), or None (off) for None/0; else a one-line error naming
+    ``source`` (the setting or the checkpoint it came from)."""
     if value is None or value == 0:
         return None
     try:
         t = float(value)
     except (TypeError, ValueError):
-        raise CheckpointError(f"{source}: occluder_threshold must be a number, got {value!r}") from None
+        raise CheckpointError(f"{source}: the threshold must be a number, got {value!r}") from None
     if not 0.0 < t < 1.0:
-        raise CheckpointError(f"{source}: occluder_threshold must lie between 0 and 1, got {t:g}")
+        raise CheckpointError(f"{source}: the threshold must lie between 0 and 1, got {t:g}")
     return t
 
 
@@ -109,6 +110,23 @@ def grown_occluder(p_occ: np.ndarray, seeds: np.ndarray, threshold: float) -> np
     _, comp = cv2.connectedComponents(((np.asarray(p_occ) >= threshold) | seeds).astype(np.uint8), connectivity=8)
     seeded = np.unique(comp[seeds])
     return np.isin(comp, seeded[seeded > 0])
+
+
+def grown_into_hair(labels: np.ndarray, p_occ: np.ndarray, threshold: float) -> np.ndarray:
+    """M_alpha (a copy) with its occluder regions grown into the 8-connected *hair* pixels above the brows
+    whose occluder probability reaches ``threshold`` (``parse.occluder_into_hair``). The network labels
+    much of a real hat's crown hair while giving it some occluder probability. Only hair above the map's
+    own topmost brow or eye pixel grows (where a hat sits; nothing without brows and eyes in the map), and
+    no other class: the borders of glasses at the temples, of food or a hand over a bearded chin stay
+    where the arg-max put them."""
+    out = np.array(labels, copy=True)
+    rows = np.flatnonzero(np.isin(out, (L.L_BROW, L.R_BROW, L.L_EYE, L.R_EYE)).any(axis=1))
+    if rows.size == 0:
+        return out
+    hair = out == L.HAIR
+    hair[rows[0]:] = False
+    out[grown_occluder(np.where(hair, p_occ, 0.0), out == L.OCCLUDER, threshold)] = L.OCCLUDER
+    return out
 
 
 def occluder_probability(logits: np.ndarray) -> np.ndarray:
@@ -183,7 +201,7 @@ class UNetParser:
     name = "unet"
 
     def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None,
-                 hand_evidence: bool = False):
+                 hand_evidence: bool = False, occluder_into_hair: float | None = None):
         from ..resources import checkpoint_path
 
         self.device = getattr(ctx, "device", None) or "cpu"
@@ -205,12 +223,16 @@ class UNetParser:
         #: occluder probability from which a pixel is occluder: the setting's, else the checkpoint's
         #: calibrated one, else None (arg-max)
         override = checked_threshold(occluder_threshold, "parse.occluder_threshold")
-        self.occluder_threshold = override or checked_threshold(self.meta.get("occluder_threshold"), path)
+        self.occluder_threshold = override or checked_threshold(self.meta.get("occluder_threshold"),
+                                                                f"{path} (occluder_threshold)")
         #: mark the hands MediaPipe finds as occluder (:mod:`occgui.parsing.hand_evidence`)
         self.hand_evidence = bool(hand_evidence)
+        #: occluder probability from which hair pixels next to an occluder become occluder, or None
+        self.occluder_into_hair = checked_threshold(occluder_into_hair, "parse.occluder_into_hair")
         self.version = (checkpoint_digest(path) + ("+flip" if self.flip else "")
                         + (f"+occ{override:g}" if override else "")
-                        + (f"+hands{HAND_EVIDENCE_VERSION}" if self.hand_evidence else ""))
+                        + (f"+hands{HAND_EVIDENCE_VERSION}" if self.hand_evidence else "")
+                        + (f"+hair{self.occluder_into_hair:g}" if self.occluder_into_hair else ""))
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray) -> np.ndarray:
@@ -224,6 +246,9 @@ class UNetParser:
         labels = labels_from_logits(logits, self.occluder_threshold)
         if self.hand_evidence:
             labels = np.stack([with_hands(lab, crop) for lab, crop in zip(labels, crops)])
+        if self.occluder_into_hair:
+            labels = np.stack([grown_into_hair(lab, p, self.occluder_into_hair)
+                               for lab, p in zip(labels, occluder_probability(logits))])
         return labels
 
     def parse(self, crop_rgb: np.ndarray) -> np.ndarray:

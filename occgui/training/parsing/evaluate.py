@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     p.add_argument("--flip", action="store_true", help="mirror test-time augmentation")
     p.add_argument("--hand-evidence", action="store_true",
                    help="the parse backend's hand evidence (parse.hand_evidence: MediaPipe's hands marked occluder)")
+    p.add_argument("--occluder-into-hair", type=float, metavar="T",
+                   help="grow the occluder into neighbouring hair pixels of occluder probability >= T "
+                        "(parse.occluder_into_hair)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clean-check", action="store_true",
                    help="leave out the photos judged by eye to show a real occluder (resources/clean_check; "
@@ -193,7 +196,7 @@ def main(argv=None) -> int:
     lfw, occ_dir = resolve_data_dirs(args.data)
     clean = build_clean_set(lfw, args.cache, "test", progress=False)
     parser = UNetParser(SimpleNamespace(device="cpu"), checkpoint=args.checkpoint, flip=args.flip,
-                        hand_evidence=args.hand_evidence)
+                        hand_evidence=args.hand_evidence, occluder_into_hair=args.occluder_into_hair)
     exclude = None
     if args.clean_check:
         from ..occlusion.clean_check import judged_occluded
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
                           hand_library=procedural_hand_library(EVAL_HANDS, seed=EVAL_HAND_SEED), exclude=exclude)
     out["clean_check"] = bool(args.clean_check)
     out.update(checkpoint_version=checkpoint_digest(parser.checkpoint), input_size=parser.input_size, flip=parser.flip,
-               hand_evidence=parser.hand_evidence,
+               hand_evidence=parser.hand_evidence, occluder_into_hair=parser.occluder_into_hair,
                procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
     text = json.dumps(out, indent=2)
     if args.output:
