@@ -692,8 +692,8 @@ class MainWindow(QMainWindow):
         if doc.alpha is not None:
             e = doc.alpha_edit
             self.maps.panes["alpha"].set_subtitle(
-                "N\u03b1 U-Net" + (f" \u00b7 painted +{int(e.added.sum())} / erased {int(e.erased.sum())} px"
-                                   if e is not None else ""))
+                "N\u03b1 U-Net" + (" + MediaPipe hands" if self.session.hand_evidence else "")
+                + (f" \u00b7 painted +{int(e.added.sum())} / erased {int(e.erased.sum())} px" if e is not None else ""))
         self._update_title()
 
     def _refresh_paint_overlay(self) -> None:

@@ -374,11 +374,13 @@ def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran
     stats = window.session._run_stats
     assert "parse" in stats["computed"] and "detect" in stats["reused"]
     assert window.session._run_backends()["parse"] == (None, UNetSettings(hand_evidence=False))
+    assert "hands" not in window.maps.panes["alpha"].subtitle_label.text()
     assert not window.session.set_hand_evidence(False)         # no change, no run
     kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True))
     assert kind == "finished", outcome
     assert AppSettings().hand_evidence()
     assert "parse" not in window.session._run_backends()   # back to the configured parse stage, not named
+    assert window.maps.panes["alpha"].subtitle_label.text().startswith("N\u03b1 U-Net + MediaPipe hands")
 
 
 def test_recent_files_and_preferences_persist(qtbot, ran_window, sample):
