@@ -1,40 +1,59 @@
-"""Carry `occgui eval verify` results over a switch of the parser's hand evidence, where it changes nothing.
+"""Carry `occgui eval verify` results over a change of the parse stage, for the photos it does not change.
 
-The hand evidence (``parse.hand_evidence``, :mod:`occgui.parsing.hand_evidence`) alters M_alpha only
-where MediaPipe's hand-landmark model finds a hand in the crop: its first step is one detection on the
-crop, and with no hand found the parse output is the network's, bit for bit, so every stage after it
-(and the verify record) is the same as in a run without the evidence. This tool re-derives, for each
-photo of an earlier run recorded *without* the evidence, the two crops its record came from (the clean
-photo's, and the occluded photo's: the same seeded occluder, checked against the record), runs that
-detection on both, and copies the record under the new run's fingerprint when neither crop has a hand.
-Photos with a hand (and failed or sample photos) are left for ``occgui eval verify`` to measure.
-``--check N`` re-measures N carried photos in full and compares their features with the carried ones.
+A verify record is a function of the photo, the seeded occluder and the stage backends. When only the
+parse stage changed (a setting such as ``parse.hand_evidence``), a photo whose M_alpha is the same under
+the old and the new parse -- for its clean crop and for its occluded crop -- gets the same record bit for
+bit, since every later stage reads the same inputs. This tool re-derives, for each photo of an earlier
+run, the two crops its record came from (the clean photo's, and the occluded photo's: the same seeded
+occluder, checked against the record), parses both with the old and the new parse settings, and copies
+the record under the new run's fingerprint where both maps are identical. The other photos (and failed
+or sample photos) are left for ``occgui eval verify`` to measure. ``--check N`` re-measures N carried
+photos in full and compares their features with the carried ones.
 
-    python tools/carry_verify_cache.py --faces LFW --pairs pairs.txt --out OUT [--shard 0/2] [--check 20]
+    python tools/carry_verify_cache.py --faces LFW --pairs pairs.txt --out OUT \\
+        --from-option parse.hand_evidence=false [--from-run KEY] [--option ...] [--shard 0/2] [--check 20]
 
-OUT is the output folder of the earlier run (its ``cache/verify``). Afterwards run the usual
-``occgui eval verify`` with the same ``--faces/--pairs/--out`` (it measures what is left and writes
-the report). A development tool, not part of the product.
+``--from-option`` gives the parse settings of the earlier run as ``--option`` items, ``--option`` the new
+run's (both default to none: the defaults); the two runs may differ in the parse stage only. OUT is the
+output folder of the earlier run (its ``cache/verify``). ``--from-run`` names the earlier run by its
+fingerprint (its ``settings.KEY.json``), needed when a default has changed since it was made: its
+settings then read differently from the ``--from-option`` ones, which add the changed setting, but its
+parse backend ids must still name the same parser (``name@version``, the settings digest aside).
+Afterwards run ``occgui eval verify`` with the same ``--faces / --pairs / --option / -o`` (it measures
+what is left and writes the report). A development tool, not part of the product.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+
+def _without_parse(settings: dict) -> dict:
+    out = json.loads(json.dumps(settings))
+    for ids in out["backends"].values():
+        ids.pop("parse", None)
+    out.get("backend_settings", {}).pop("parse", None)
+    if not out.get("backend_settings", True):
+        out.pop("backend_settings")
+    return out
+
+
+def _parser_id(backend_id: str) -> str:
+    """``name@version`` of a backend id, without its ``+s<digest>`` of non-default settings."""
+    return re.sub(r"\+s[0-9a-f]+$", "", backend_id)
 
 
 def main(argv=None) -> int:
     from occgui.eval import harness as H
     from occgui.eval import verify as V
     from occgui.eval.lfw import read_pairs, relative_name
-    from occgui.parsing.hand_evidence import VERSION, _detect_once
-    from occgui.parsing.settings import UNetSettings
-    from occgui.pipeline.runner import Pipeline, PipelineConfig
+    from occgui.pipeline.backends import parse_settings
     from occgui.training.occlusion.occluders import composite, sample_eval_family
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,34 +61,42 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--occluders", type=Path, default=Path("../shared/data/occluders"))
+    ap.add_argument("--option", action="append", default=[], help="the new run's STAGE.SETTING=VALUE")
+    ap.add_argument("--from-option", action="append", default=[], help="the earlier run's STAGE.SETTING=VALUE")
+    ap.add_argument("--from-run", metavar="KEY", help="the earlier run's fingerprint (default: that of --from-option)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes every N-th photo from the I-th")
     ap.add_argument("--check", type=int, default=0, help="re-measure this many carried photos in full")
     a = ap.parse_args(argv)
     shard, shards = (int(x) for x in a.shard.split("/"))
 
-    s = V.VerifySettings(faces=a.faces, pairs=a.pairs, occluders=a.occluders, out=a.out, quiet=True)
-    settings, variants, identity, library, families = V._run_settings(s)
-    if not UNetSettings().hand_evidence:
-        sys.exit("the hand evidence is not the default: nothing to carry over")
-    tag = f"+hands{VERSION}"
-    old_settings = json.loads(json.dumps(settings))
-    for ids in old_settings["backends"].values():
-        if not ids["parse"].endswith(tag):
-            sys.exit(f"unexpected parse backend id {ids['parse']!r}")
-        ids["parse"] = ids["parse"][: -len(tag)]
+    def run_settings(options):
+        s = V.VerifySettings(faces=a.faces, pairs=a.pairs, occluders=a.occluders, out=a.out, quiet=True,
+                             backend_settings=parse_settings(options))
+        return s, V._run_settings(s)
+
+    s, (settings, variants, identity, library, families) = run_settings(a.option)
+    _, (old_settings, old_variants, *_) = run_settings(a.from_option)
     folder = a.out / "cache" / "verify"
-    old_key = H.fingerprint(old_settings)
-    if not (folder / f"settings.{old_key}.json").exists():
-        sys.exit(f"no run without the hand evidence ({old_key}) in {folder}")
+    old_key = a.from_run or H.fingerprint(old_settings)
+    recorded = folder / f"settings.{old_key}.json"
+    if not recorded.exists():
+        sys.exit(f"no earlier run {old_key} in {folder}")
+    earlier = json.loads(recorded.read_text())["settings"]
+    for name, other in (("--from-option", old_settings), (old_key, earlier)):
+        if _without_parse(settings) != _without_parse(other):
+            sys.exit(f"the new run and {name} differ in more than the parse stage: nothing can be carried")
+    if any(_parser_id(earlier["backends"][v]["parse"]) != _parser_id(ids["parse"])
+           for v, ids in old_settings["backends"].items()):
+        sys.exit(f"--from-option does not describe the parse stage of {old_key}")
     old, new = H.ItemCache(folder, old_key), H.open_cache(folder, settings, device=variants.device)
-    cfg = variants.full.config
-    plain = Pipeline(PipelineConfig(device=cfg.device, crop_size=cfg.crop_size, texture_size=cfg.texture_size,
-                                    settings={"parse": replace(UNetSettings(), hand_evidence=False)}))
+    if old.key == new.key:
+        sys.exit("the two runs have the same settings: nothing to carry")
+    plain, parse = old_variants.full, variants.full.backend("parse")
 
     pairs = V.select_pairs(read_pairs(a.pairs, a.faces).pairs, (), None)
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
     samples = {relative_name(p) for p in photos[:: max(1, len(photos) // V.SAMPLES)][:V.SAMPLES]}
-    counts = {"carried": 0, "hand": 0, "not_in_old": 0, "already_new": 0, "failed_or_sample": 0}
+    counts = {"carried": 0, "parse_differs": 0, "not_in_old": 0, "already_new": 0, "failed_or_sample": 0}
     carried: list[tuple[Path, dict]] = []
     t0 = time.perf_counter()
     for i, photo in enumerate(photos):
@@ -94,9 +121,9 @@ def main(argv=None) -> int:
                                              rec["occlusion"]["placement"]):
             sys.exit(f"{rel}: the occluder drawn now differs from the record's; the runs are not comparable")
         occ_rgb, _ = composite(clean.image.rgb, H.landmarks_working(clean), occ, pl)
-        occluded = plain.run(occ_rgb, stop_after="detect")
-        if _detect_once(clean.crop.image) or _detect_once(occluded.crop.image):
-            counts["hand"] += 1
+        occluded = plain.run(occ_rgb, stop_after="parse")
+        if not all(np.array_equal(parse.parse(r.crop.image), r.alpha.labels) for r in (clean, occluded)):
+            counts["parse_differs"] += 1
             continue
         new.save(rel, rec)
         counts["carried"] += 1
