@@ -36,7 +36,8 @@ class LandmarkBackend(Protocol):
 
 
 class ParsingBackend(Protocol):
-    """N_alpha: crop (SxSx3 uint8) -> M_alpha label ids (SxS uint8)."""
+    """N_alpha: crop (SxSx3 uint8) -> M_alpha label ids (SxS uint8). A backend with a true ``reads_photo``
+    attribute is called with ``photo=`` (the working image) and ``to_crop=`` (its affine to the crop) too."""
     name: str
     version: str
 
