@@ -101,3 +101,79 @@ def test_a_real_hand_is_found_where_the_label_says(lfw_dir):
     assert hands.any(), "MediaPipe found no hand"
     precision = (hands & gt).sum() / hands.sum()
     assert precision > 0.7, precision
+
+
+def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir):
+    """Carson_Daly_0002 (dev split: fingers over the chin and lips, the palm below the crop): MediaPipe
+    finds no hand in the crop, but finds it in the wider view (parse.hand_context), and the occluder then
+    covers most of the labelled hand (the dilated hull also takes the mouth between thumb and finger)."""
+    from occgui.eval import harness as H
+    from occgui.eval.real import labelled_face, mask_photo_to_crop
+    from occgui.parsing.settings import UNetSettings
+    from occgui.training.real_occlusions import load_labels
+
+    lab = next(x for x in load_labels(split="dev") if x.stem == "Carson_Daly_0002")
+    occ = {}
+    for on in (False, True):
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on)})
+        v.full.config.face_index, _ = labelled_face(v, lab.photo_path(lfw_dir), lab.landmarks)
+        res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
+        w, h = res.image.photo_size
+        gt = mask_photo_to_crop(res, lab.mask((h, w))).astype(bool)
+        occ[on] = res.alpha.labels == L.OCCLUDER
+        assert ("+context" in res.backends["parse"]) == on
+    assert not HE.hands_in_crop(res.crop.image)
+    added = occ[True] & ~occ[False]
+    assert added.mean() > 0.03 and (added & gt).sum() > 0.4 * added.sum()
+    assert (occ[True] & gt).sum() > 0.8 * gt.sum() > (occ[False] & gt).sum() * 2
+
+def test_the_context_view_is_twice_as_wide_and_maps_back_to_crop_pixels():
+    """context_view: a photo point lands in the view where view_to_crop takes it to its crop pixel."""
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[148:153, 198:203] = 255                                  # a dot at working (200, 150)
+    to_crop = np.array([[0.8, 0.1, -30.0], [-0.1, 0.8, 20.0]])
+    view, view_to_crop = HE.context_view(img, to_crop, 256)
+    assert view.shape == (256, 256, 3) and view.dtype == np.uint8
+    ys, xs = np.nonzero(view[..., 0] > 60)
+    q = np.array([xs.mean(), ys.mean()])
+    p = to_crop[:, :2] @ [200.0, 150.0] + to_crop[:, 2]
+    assert np.allclose(view_to_crop[:, :2] @ q + view_to_crop[:, 2], p, atol=1.0)
+    assert np.isclose(abs(np.linalg.det(view_to_crop[:, :2])), HE.CONTEXT_FIELD ** 2)   # a view pixel: 2 crop pixels
+
+
+def test_hands_found_in_the_context_view_are_moved_into_the_crop(monkeypatch):
+    """A hand found only in the wider view counts, in crop pixels; without a view only the crop's count."""
+    crop = np.zeros((256, 256, 3), np.uint8)
+    view = np.ones((256, 256, 3), np.uint8)
+    found_in_view = _hand_points(150.0, 200.0, 30.0)
+    monkeypatch.setattr(HE, "detect_hands", lambda rgb: [found_in_view.copy()] if rgb[0, 0, 0] == 1 else [])
+    view_to_crop = np.array([[2.0, 0.0, -128.0], [0.0, 2.0, -128.0]])
+    assert HE.hands_in_crop(crop) == []
+    (pts,) = HE.hands_in_crop(crop, (view, view_to_crop))
+    assert np.allclose(pts, found_in_view * 2.0 - 128.0)
+    assert HE.hands_mask(crop, context=(view, view_to_crop)).any()
+
+
+def test_the_parse_stage_hands_the_photo_only_to_a_backend_that_reads_it():
+    from types import SimpleNamespace
+
+    from occgui.pipeline.stages import parse
+
+    calls = []
+
+    class Backend:
+        name, version = "fake", "1"
+
+        def __init__(self, reads_photo):
+            self.reads_photo = reads_photo
+
+        def parse(self, crop_rgb, **kw):
+            calls.append(sorted(kw))
+            return np.zeros(crop_rgb.shape[:2], np.uint8)
+
+    crop = SimpleNamespace(image=np.zeros((8, 8, 3), np.uint8), to_crop=np.eye(2, 3))
+    image = SimpleNamespace(rgb=np.zeros((20, 20, 3), np.uint8))
+    parse(Backend(False), crop, image)
+    parse(Backend(True), crop, image)
+    parse(Backend(True), crop, None)
+    assert calls == [[], ["photo", "to_crop"], []]

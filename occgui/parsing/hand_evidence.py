@@ -17,6 +17,10 @@ dropped, 1 of 11 true ones lost). Cost (``bench/pipeline.py --option parse.hand_
 the bundled sample, whose hand is found both ways, 2-core CPU): the parse stage's median goes from
 21-26 ms to 66-72 ms, the peak RSS of a run from 0.43 to 0.51 GB.
 
+With ``parse.hand_context`` (off by default) the hands found in a view of the photo twice as wide around
+the crop (:func:`context_view`) count too: a hand at the face often has its palm outside the crop, and
+the palm detector needs the palm.
+
 On by default (the parse setting ``hand_evidence``; off: ``--option parse.hand_evidence=false``, or the
 checkbox in the window's Preferences); the measurements and the decision are in
 ``checkpoints/parsing_unet.md``.
@@ -90,13 +94,44 @@ def detect_hands(crop_rgb: np.ndarray) -> list[np.ndarray]:
     return keep
 
 
-def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None) -> np.ndarray:
-    """``(S, S)`` bool: the union of the hand regions found in the crop (all False without a hand),
-    leaving out the hands whose hull ``occluder`` (the parser's, optional) already covers by
+#: Field of view of the context view (:func:`context_view`), in crop widths around the crop's centre.
+CONTEXT_FIELD = 2.0
+
+
+def context_view(image_rgb: np.ndarray, to_crop: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size``-pixel square view of the photo around the face crop, :data:`CONTEXT_FIELD` times as
+    wide (border: black), and the ``(2, 3)`` affine from its pixels to crop pixels. A hand at the face
+    often leaves the crop with its palm, which MediaPipe's palm detector needs; in the wider view the
+    whole hand shows."""
+    a = np.asarray(to_crop, np.float64)
+    c = size / 2.0
+    f = CONTEXT_FIELD
+    to_view = np.c_[a[:, :2] / f, (a[:, 2] - c) / f + c]
+    view = cv2.warpAffine(np.ascontiguousarray(image_rgb[..., :3]), to_view, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    view_to_crop = np.array([[f, 0.0, c - f * c], [0.0, f, c - f * c]])
+    return view, view_to_crop
+
+
+def hands_in_crop(crop_rgb: np.ndarray, context: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+    """The hands found in the crop (:func:`detect_hands`) and, with ``context`` (a view of the photo and
+    its affine to crop pixels, :func:`context_view`), those found in that view, in crop pixels."""
+    found = detect_hands(crop_rgb)
+    if context is not None:
+        view, view_to_crop = context
+        m = np.asarray(view_to_crop, np.float64)
+        found += [p @ m[:, :2].T + m[:, 2] for p in detect_hands(view)]
+    return found
+
+
+def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None,
+               context: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``(S, S)`` bool: the union of the hand regions found (:func:`hands_in_crop`; all False without a
+    hand), leaving out the hands whose hull ``occluder`` (the parser's, optional) already covers by
     :data:`FOUND_SHARE` or more."""
     size = crop_rgb.shape[0]
     m = np.zeros((size, size), bool)
-    for pts in detect_hands(crop_rgb):
+    for pts in hands_in_crop(crop_rgb, context):
         if occluder is not None:
             hull = hand_hull(pts, size)
             if hull.any() and occluder[hull].mean() >= FOUND_SHARE:
@@ -105,8 +140,10 @@ def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None) -> np.n
     return m
 
 
-def with_hands(labels: np.ndarray, crop_rgb: np.ndarray) -> np.ndarray:
-    """M_alpha with the hands found in the crop that the parser missed marked occluder (a copy)."""
+def with_hands(labels: np.ndarray, crop_rgb: np.ndarray,
+               context: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """M_alpha with the hands found (in the crop, and in ``context`` when given) that the parser missed
+    marked occluder (a copy)."""
     out = np.array(labels, copy=True)
-    out[hands_mask(crop_rgb, occluder=np.asarray(labels) == L.OCCLUDER)] = L.OCCLUDER
+    out[hands_mask(crop_rgb, occluder=np.asarray(labels) == L.OCCLUDER, context=context)] = L.OCCLUDER
     return out

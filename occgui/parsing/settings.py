@@ -25,3 +25,5 @@ class UNetSettings:
     hand_evidence: bool = setting(True, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
                                         "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
                                         "2-core CPU when a hand is found)")
+    hand_context: bool = setting(False, "with hand_evidence: also look for hands in a view of the photo twice "
+                                        "as wide around the face (a hand whose palm is outside the crop)")

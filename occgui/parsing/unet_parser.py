@@ -34,7 +34,7 @@ from .checkpoint import (
     read_initialisers,
 )
 from .hand_evidence import VERSION as HAND_EVIDENCE_VERSION
-from .hand_evidence import with_hands
+from .hand_evidence import context_view, with_hands
 
 __all__ = ["CHECKPOINT_NAME", "UNetParser", "checkpoint_digest", "grown_into_hair", "grown_occluder",
            "labels_from_logits", "load_checkpoint", "predict_logits", "predict_logits_onnx"]
@@ -201,7 +201,7 @@ class UNetParser:
     name = "unet"
 
     def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None,
-                 hand_evidence: bool = False, occluder_into_hair: float | None = None):
+                 hand_evidence: bool = False, occluder_into_hair: float | None = None, hand_context: bool = False):
         from ..resources import checkpoint_path
 
         self.device = getattr(ctx, "device", None) or "cpu"
@@ -227,16 +227,21 @@ class UNetParser:
                                                                 f"{path} (occluder_threshold)")
         #: mark the hands MediaPipe finds as occluder (:mod:`occgui.parsing.hand_evidence`)
         self.hand_evidence = bool(hand_evidence)
+        #: with the hand evidence, look for hands in a wider view of the photo too (the stage passes it)
+        self.reads_photo = self.hand_evidence and bool(hand_context)
         #: occluder probability from which hair pixels next to an occluder become occluder, or None
         self.occluder_into_hair = checked_threshold(occluder_into_hair, "parse.occluder_into_hair")
         self.version = (checkpoint_digest(path) + ("+flip" if self.flip else "")
                         + (f"+occ{override:g}" if override else "")
                         + (f"+hands{HAND_EVIDENCE_VERSION}" if self.hand_evidence else "")
+                        + ("+context" if self.reads_photo else "")
                         + (f"+hair{self.occluder_into_hair:g}" if self.occluder_into_hair else ""))
         self.checkpoint = path
 
-    def parse_batch(self, crops: np.ndarray) -> np.ndarray:
-        """``(N,S,S,3)`` uint8 crops -> ``(N,S,S)`` uint8 label ids."""
+    def parse_batch(self, crops: np.ndarray, contexts: list | None = None) -> np.ndarray:
+        """``(N,S,S,3)`` uint8 crops -> ``(N,S,S)`` uint8 label ids; ``contexts``: per crop, a wider view
+        of the photo and its affine to crop pixels for the hand evidence (:func:`.hand_evidence.context_view`)
+        or None."""
         if self.engine == "onnxruntime":
             logits = predict_logits_onnx(self.model, crops, self.input_size, flip=self.flip,
                                          input_name=self.meta.get("input", "image"))
@@ -245,15 +250,21 @@ class UNetParser:
             logits = logits.permute(0, 2, 3, 1).cpu().numpy()
         labels = labels_from_logits(logits, self.occluder_threshold)
         if self.hand_evidence:
-            labels = np.stack([with_hands(lab, crop) for lab, crop in zip(labels, crops)])
+            contexts = contexts if contexts is not None else [None] * len(crops)
+            labels = np.stack([with_hands(lab, crop, ctx) for lab, crop, ctx in zip(labels, crops, contexts)])
         if self.occluder_into_hair:
             labels = np.stack([grown_into_hair(lab, p, self.occluder_into_hair)
                                for lab, p in zip(labels, occluder_probability(logits))])
         return labels
 
-    def parse(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """M_alpha of one ``SxSx3`` uint8 crop: ``SxS`` uint8 label ids at the crop's size."""
+    def parse(self, crop_rgb: np.ndarray, photo: np.ndarray | None = None, to_crop: np.ndarray | None = None
+              ) -> np.ndarray:
+        """M_alpha of one ``SxSx3`` uint8 crop: ``SxS`` uint8 label ids at the crop's size. ``photo`` (the
+        working image) and ``to_crop`` (its affine to crop pixels): the hands of a wider view count too,
+        when :attr:`reads_photo`."""
         crop = np.asarray(crop_rgb)
         if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or crop.shape[2] < 3:
             raise ValueError(f"expected a square HxWx3 crop, got shape {crop.shape}")
-        return self.parse_batch(crop[None, :, :, :3].astype(np.uint8, copy=False))[0]
+        ctx = (context_view(np.asarray(photo), to_crop, crop.shape[0])
+               if self.reads_photo and photo is not None and to_crop is not None else None)
+        return self.parse_batch(crop[None, :, :, :3].astype(np.uint8, copy=False), [ctx])[0]

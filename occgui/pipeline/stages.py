@@ -36,7 +36,8 @@ class LandmarkBackend(Protocol):
 
 
 class ParsingBackend(Protocol):
-    """N_alpha: crop (SxSx3 uint8) -> M_alpha label ids (SxS uint8)."""
+    """N_alpha: crop (SxSx3 uint8) -> M_alpha label ids (SxS uint8). A backend with a true ``reads_photo``
+    attribute is called with ``photo=`` (the working image) and ``to_crop=`` (its affine to the crop) too."""
     name: str
     version: str
 
@@ -130,8 +131,11 @@ def apply_landmark_edit(detected: Landmarks, image: LoadedImage, crop: FaceCrop,
     return replace(detected, points=crop_pts, edited=True, warnings=_landmark_warnings(crop_pts, crop))
 
 
-def parse(backend: ParsingBackend, crop: FaceCrop) -> ParsingMap:
-    """M_alpha = N_alpha(I_fac) (paper §3.2)."""
+def parse(backend: ParsingBackend, crop: FaceCrop, image: LoadedImage | None = None) -> ParsingMap:
+    """M_alpha = N_alpha(I_fac) (paper §3.2). A backend whose ``reads_photo`` is true also gets the
+    working photo and the crop's transform (``photo=``, ``to_crop=``): evidence from around the crop."""
+    if image is not None and getattr(backend, "reads_photo", False):
+        return ParsingMap(backend.parse(crop.image, photo=image.rgb, to_crop=crop.to_crop), "alpha", backend.name)
     return ParsingMap(backend.parse(crop.image), "alpha", backend.name)
 
 
@@ -193,7 +197,8 @@ STAGE_TABLE: tuple[StageSpec, ...] = (
     StageSpec("load", (), "image", LoadedImage, "Loading photo", "Load", None, load, ("max_side",)),
     StageSpec("detect", ("load",), "crop", FaceCrop, "Detecting face", "Detect", FaceDetectorBackend, detect,
               ("face_index", "crop_size")),
-    StageSpec("parse", ("detect",), "alpha", ParsingMap, "Parsing (M\u03b1)", "M\u03b1 parse", ParsingBackend, parse),
+    StageSpec("parse", ("detect", "load"), "alpha", ParsingMap, "Parsing (M\u03b1)", "M\u03b1 parse", ParsingBackend,
+              parse),
     StageSpec("landmarks", ("detect", "parse"), "landmarks", Landmarks, "Landmarks", "Landmarks", LandmarkBackend,
               detect_landmarks),
     StageSpec("landmark_map", ("detect", "landmarks"), "beta", ParsingMap, "Landmark map (M\u03b2)", "M\u03b2 map",
