@@ -268,19 +268,19 @@ class Session(QObject):
             self.rerun()
         return True
 
-    def _configured_hand_evidence(self) -> bool:
-        """The hand evidence of the parse stage as the window was configured (the U-Net's setting)."""
+    def _configured_unet_settings(self):
+        """The U-Net's settings as the window was configured (its defaults when none were given)."""
         from ..parsing.settings import UNetSettings
 
-        backend, settings = self._parse_base
-        if backend not in (None, "unet"):
-            return False
-        return (settings if isinstance(settings, UNetSettings) else UNetSettings()).hand_evidence
+        settings = self._parse_base[1]
+        return settings if isinstance(settings, UNetSettings) else UNetSettings()
+
+    def _configured_hand_evidence(self) -> bool:
+        """The hand evidence of the parse stage as the window was configured (the U-Net's setting)."""
+        return self._parse_base[0] in (None, "unet") and self._configured_unet_settings().hand_evidence
 
     def _run_backends(self) -> dict:
         from dataclasses import replace
-
-        from ..parsing.settings import UNetSettings
 
         out: dict = {}
         # A stage named here counts as switched (results kept across a compute-process restart are
@@ -290,8 +290,7 @@ class Session(QObject):
         if switched or self._parse_switched:
             backend, settings = self._parse_base
             if switched:
-                settings = replace(settings if isinstance(settings, UNetSettings) else UNetSettings(),
-                                   hand_evidence=self.hand_evidence)
+                settings = replace(self._configured_unet_settings(), hand_evidence=self.hand_evidence)
             out["parse"] = (backend, settings)
             self._parse_switched = switched
         name = self.synthesis_backend
