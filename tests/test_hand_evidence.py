@@ -154,6 +154,72 @@ def test_hands_found_in_the_context_view_are_moved_into_the_crop(monkeypatch):
     assert HE.hands_mask(crop, context=(view, view_to_crop)).any()
 
 
+def test_the_face_area_is_the_hull_of_skin_and_features_plus_the_occluder():
+    """face_area: a beard parsed as background between the skin's cheeks and chin lies inside the hull."""
+    lab = np.zeros((100, 100), np.uint8)
+    lab[20:80, 20:35] = L.SKIN                  # left cheek
+    lab[20:80, 65:80] = L.SKIN                  # right cheek
+    lab[30:35, 40:60] = L.L_EYE
+    lab[90:95, 10:15] = L.OCCLUDER              # outside the hull, still counts
+    face = HE.face_area(lab)
+    assert face[70, 50] and face[25, 50]        # between the cheeks: the hull
+    assert face[92, 12] and not face[5, 5] and not face[85, 50]
+    assert not HE.face_area(np.zeros((10, 10), np.uint8)).any()
+
+
+def test_a_hand_touches_the_face_with_a_fingertip_only():
+    face = np.zeros((256, 256), bool)
+    p = _hand_points(100.0, 120.0, 40.0)
+    tip = np.round(p[8]).astype(int)            # the index fingertip
+    assert not HE.touches(p, face)
+    face[tip[1], tip[0]] = True
+    assert HE.touches(p, face)
+    face[:] = False
+    face[int(p[0, 1]), int(p[0, 0])] = True     # the wrist is not a fingertip
+    assert not HE.touches(p, face)
+    assert not HE.touches(p + 1000.0, np.ones((256, 256), bool))   # tips outside the crop
+
+
+def test_a_context_hand_counts_only_when_it_touches_the_face(monkeypatch):
+    """with_hands with a context view: the hand found in the view is marked only when one of its
+    fingertips lies on the parser's face (face_area) -- not a hand at the chest or at another person."""
+    crop = np.zeros((256, 256, 3), np.uint8)
+    view = np.ones((256, 256, 3), np.uint8)
+    at = {"hand": _hand_points(128.0, 160.0, 30.0)}
+    monkeypatch.setattr(HE, "detect_hands", lambda rgb: [at["hand"].copy()] if rgb[0, 0, 0] == 1 else [])
+    ident = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    labels = np.zeros((256, 256), np.uint8)
+    labels[60:150, 80:180] = L.SKIN             # the face, above the hand's wrist, reached by its fingers
+    out = HE.with_hands(labels, crop, (view, ident))
+    assert (out == L.OCCLUDER).any()
+    at["hand"] = _hand_points(128.0, 230.0, 15.0)   # a small hand low in the view, fingers below the face
+    assert not HE.touches(at["hand"], HE.face_area(labels))
+    assert np.array_equal(HE.with_hands(labels, crop, (view, ident)), labels)
+
+
+def test_a_finger_on_a_beard_is_found_in_the_context_view(lfw_dir):
+    """Fidel_Castro_0003 (dev split: a finger from the beard to the nose; the beard is parsed as
+    background): with the context view the finger's hand counts -- its index fingertip lies on the face's
+    hull -- and the occluder it adds lies mostly on the labelled occluder."""
+    from occgui.eval import harness as H
+    from occgui.eval.real import labelled_face, mask_photo_to_crop
+    from occgui.parsing.settings import UNetSettings
+    from occgui.training.real_occlusions import load_labels
+
+    lab = next(x for x in load_labels(split="dev") if x.stem == "Fidel_Castro_0003")
+    occ = {}
+    for on in (False, True):
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on)})
+        v.full.config.face_index, _ = labelled_face(v, lab.photo_path(lfw_dir), lab.landmarks)
+        res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
+        w, h = res.image.photo_size
+        gt = mask_photo_to_crop(res, lab.mask((h, w))).astype(bool)
+        occ[on] = res.alpha.labels == L.OCCLUDER
+    added = occ[True] & ~occ[False]
+    assert occ[False].mean() < 0.01 and added.mean() > 0.05
+    assert (added & gt).sum() > 0.3 * added.sum()
+
+
 def test_the_parse_stage_hands_the_photo_only_to_a_backend_that_reads_it():
     from types import SimpleNamespace
 

@@ -19,7 +19,10 @@ the bundled sample, whose hand is found both ways, 2-core CPU): the parse stage'
 
 With ``parse.hand_context`` (off by default) the hands found in a view of the photo twice as wide around
 the crop (:func:`context_view`) count too: a hand at the face often has its palm outside the crop, and
-the palm detector needs the palm.
+the palm detector needs the palm. Such a hand counts only when one of its fingertips lies on the face
+(:func:`face_area`: the hull of the parser's skin and features, and the occluder): the wider view
+also shows hands at the chest and other people's hands, which cost pasted-occluder IoU when they
+counted.
 
 On by default (the parse setting ``hand_evidence``; off: ``--option parse.hand_evidence=false``, or the
 checkbox in the window's Preferences); the measurements and the decision are in
@@ -44,6 +47,8 @@ FOUND_SHARE = 0.5
 MIRROR_AGREEMENT = 0.5
 #: Bump when the evidence's output for a given crop changes (part of the parse backend's version).
 VERSION = 3
+#: Bump when the context view's hands change for a given photo (part of the version with hand_context).
+CONTEXT_VERSION = 3
 
 
 def _points(points) -> np.ndarray:
@@ -113,25 +118,43 @@ def context_view(image_rgb: np.ndarray, to_crop: np.ndarray, size: int) -> tuple
     return view, view_to_crop
 
 
-def hands_in_crop(crop_rgb: np.ndarray, context: tuple[np.ndarray, np.ndarray] | None = None) -> list[np.ndarray]:
+#: The fingertips among the 21 hand landmarks (thumb, index, middle, ring, little finger).
+FINGERTIPS = (4, 8, 12, 16, 20)
+
+
+def touches(points: np.ndarray, face: np.ndarray) -> bool:
+    """Whether a fingertip of the hand (``(21, 2)`` crop pixels) lies on ``face`` (``(S, S)`` bool)."""
+    tips = np.round(_points(points)[list(FINGERTIPS)]).astype(int)
+    h, w = face.shape
+    inside = (tips[:, 0] >= 0) & (tips[:, 0] < w) & (tips[:, 1] >= 0) & (tips[:, 1] < h)
+    return bool(face[tips[inside, 1], tips[inside, 0]].any())
+
+
+def hands_in_crop(crop_rgb: np.ndarray, context: tuple[np.ndarray, np.ndarray] | None = None,
+                  face: np.ndarray | None = None) -> list[np.ndarray]:
     """The hands found in the crop (:func:`detect_hands`) and, with ``context`` (a view of the photo and
-    its affine to crop pixels, :func:`context_view`), those found in that view, in crop pixels."""
+    its affine to crop pixels, :func:`context_view`), those found in that view, in crop pixels -- of
+    these, with ``face`` (:func:`face_area`), only those that touch it with a fingertip (:func:`touches`):
+    a hand *at the face*, not one at the chest or another person's."""
     found = detect_hands(crop_rgb)
     if context is not None:
         view, view_to_crop = context
         m = np.asarray(view_to_crop, np.float64)
-        found += [p @ m[:, :2].T + m[:, 2] for p in detect_hands(view)]
+        for p in detect_hands(view):
+            q = p @ m[:, :2].T + m[:, 2]
+            if face is None or touches(q, face):
+                found.append(q)
     return found
 
 
 def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None,
-               context: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               context: tuple[np.ndarray, np.ndarray] | None = None, face: np.ndarray | None = None) -> np.ndarray:
     """``(S, S)`` bool: the union of the hand regions found (:func:`hands_in_crop`; all False without a
     hand), leaving out the hands whose hull ``occluder`` (the parser's, optional) already covers by
     :data:`FOUND_SHARE` or more."""
     size = crop_rgb.shape[0]
     m = np.zeros((size, size), bool)
-    for pts in hands_in_crop(crop_rgb, context):
+    for pts in hands_in_crop(crop_rgb, context, face):
         if occluder is not None:
             hull = hand_hull(pts, size)
             if hull.any() and occluder[hull].mean() >= FOUND_SHARE:
@@ -140,10 +163,24 @@ def hands_mask(crop_rgb: np.ndarray, occluder: np.ndarray | None = None,
     return m
 
 
+def face_area(labels: np.ndarray) -> np.ndarray:
+    """``(S, S)`` bool: the face as far as a hand at it is concerned -- the convex hull of the parser's
+    skin and facial features, and the occluder (a beard, often parsed as background or hair, lies
+    inside the hull: a finger on it is at the face)."""
+    lab = np.asarray(labels)
+    skin = np.isin(lab, (L.SKIN, *L.FEATURE_IDS)).astype(np.uint8)
+    face = np.zeros(lab.shape, np.uint8)
+    pts = cv2.findNonZero(skin)
+    if pts is not None:
+        cv2.fillConvexPoly(face, cv2.convexHull(pts), 1)
+    return face.astype(bool) | (lab == L.OCCLUDER)
+
+
 def with_hands(labels: np.ndarray, crop_rgb: np.ndarray,
                context: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """M_alpha with the hands found (in the crop, and in ``context`` when given) that the parser missed
     marked occluder (a copy)."""
     out = np.array(labels, copy=True)
-    out[hands_mask(crop_rgb, occluder=np.asarray(labels) == L.OCCLUDER, context=context)] = L.OCCLUDER
+    lab = np.asarray(labels)
+    out[hands_mask(crop_rgb, occluder=lab == L.OCCLUDER, context=context, face=face_area(lab))] = L.OCCLUDER
     return out

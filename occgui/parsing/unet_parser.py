@@ -33,6 +33,9 @@ from .checkpoint import (
     read_header_file,
     read_initialisers,
 )
+from .forehead import VERSION as FOREHEAD_VERSION
+from .forehead import grown_into_forehead, mesh_points68
+from .hand_evidence import CONTEXT_VERSION as HAND_CONTEXT_VERSION
 from .hand_evidence import VERSION as HAND_EVIDENCE_VERSION
 from .hand_evidence import context_view, with_hands
 
@@ -201,7 +204,8 @@ class UNetParser:
     name = "unet"
 
     def __init__(self, ctx=None, checkpoint=None, flip: bool | None = None, occluder_threshold: float | None = None,
-                 hand_evidence: bool = False, occluder_into_hair: float | None = None, hand_context: bool = False):
+                 hand_evidence: bool = False, occluder_into_hair: float | None = None, hand_context: bool = False,
+                 occluder_into_forehead: bool = False):
         from ..resources import checkpoint_path
 
         self.device = getattr(ctx, "device", None) or "cpu"
@@ -231,11 +235,14 @@ class UNetParser:
         self.reads_photo = self.hand_evidence and bool(hand_context)
         #: occluder probability from which hair pixels next to an occluder become occluder, or None
         self.occluder_into_hair = checked_threshold(occluder_into_hair, "parse.occluder_into_hair")
+        #: grow the occluder through the forehead's hair (:mod:`occgui.parsing.forehead`)
+        self.occluder_into_forehead = bool(occluder_into_forehead)
         self.version = (checkpoint_digest(path) + ("+flip" if self.flip else "")
                         + (f"+occ{override:g}" if override else "")
                         + (f"+hands{HAND_EVIDENCE_VERSION}" if self.hand_evidence else "")
-                        + ("+context" if self.reads_photo else "")
-                        + (f"+hair{self.occluder_into_hair:g}" if self.occluder_into_hair else ""))
+                        + (f"+context{HAND_CONTEXT_VERSION}" if self.reads_photo else "")
+                        + (f"+hair{self.occluder_into_hair:g}" if self.occluder_into_hair else "")
+                        + (f"+forehead{FOREHEAD_VERSION}" if self.occluder_into_forehead else ""))
         self.checkpoint = path
 
     def parse_batch(self, crops: np.ndarray, contexts: list | None = None) -> np.ndarray:
@@ -255,6 +262,8 @@ class UNetParser:
         if self.occluder_into_hair:
             labels = np.stack([grown_into_hair(lab, p, self.occluder_into_hair)
                                for lab, p in zip(labels, occluder_probability(logits))])
+        if self.occluder_into_forehead:
+            labels = np.stack([grown_into_forehead(lab, mesh_points68(crop)) for lab, crop in zip(labels, crops)])
         return labels
 
     def parse(self, crop_rgb: np.ndarray, photo: np.ndarray | None = None, to_crop: np.ndarray | None = None

@@ -46,7 +46,8 @@ def _unet_parser(ctx):
     st = ctx.settings
     return UNetParser(ctx, checkpoint=st.checkpoint or None, flip=st.flip,
                       occluder_threshold=st.occluder_threshold or None, hand_evidence=st.hand_evidence,
-                      hand_context=st.hand_context, occluder_into_hair=st.occluder_into_hair or None)
+                      hand_context=st.hand_context, occluder_into_hair=st.occluder_into_hair or None,
+                      occluder_into_forehead=st.occluder_into_forehead)
 
 
 def _parser_checkpoint_exists() -> bool:

@@ -185,6 +185,8 @@ def main(argv=None) -> int:
     p.add_argument("--occluder-into-hair", type=float, metavar="T",
                    help="grow the occluder into neighbouring hair pixels of occluder probability >= T "
                         "(parse.occluder_into_hair)")
+    p.add_argument("--occluder-into-forehead", action="store_true",
+                   help="grow the occluder through the forehead's hair (parse.occluder_into_forehead)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--clean-check", action="store_true",
                    help="leave out the photos judged by eye to show a real occluder (resources/clean_check; "
@@ -196,7 +198,8 @@ def main(argv=None) -> int:
     lfw, occ_dir = resolve_data_dirs(args.data)
     clean = build_clean_set(lfw, args.cache, "test", progress=False)
     parser = UNetParser(SimpleNamespace(device="cpu"), checkpoint=args.checkpoint, flip=args.flip,
-                        hand_evidence=args.hand_evidence, occluder_into_hair=args.occluder_into_hair)
+                        hand_evidence=args.hand_evidence, occluder_into_hair=args.occluder_into_hair,
+                        occluder_into_forehead=args.occluder_into_forehead)
     exclude = None
     if args.clean_check:
         from ..occlusion.clean_check import judged_occluded
@@ -209,6 +212,7 @@ def main(argv=None) -> int:
     out["clean_check"] = bool(args.clean_check)
     out.update(checkpoint_version=checkpoint_digest(parser.checkpoint), input_size=parser.input_size, flip=parser.flip,
                hand_evidence=parser.hand_evidence, occluder_into_hair=parser.occluder_into_hair,
+               occluder_into_forehead=parser.occluder_into_forehead,
                procedural_hands={"count": EVAL_HANDS, "seed": EVAL_HAND_SEED}, seconds=round(time.time() - t0, 1))
     text = json.dumps(out, indent=2)
     if args.output:

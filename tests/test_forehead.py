@@ -1,0 +1,76 @@
+"""parse.occluder_into_forehead (occgui.parsing.forehead): the occluder grows through the forehead's hair."""
+from __future__ import annotations
+
+import numpy as np
+
+from occgui import labels as L
+from occgui.metrics import face_region
+from occgui.parsing import forehead as F
+
+
+def _face68(size=128):
+    """68 points of a frontal face: jaw 0-16 (a U from ear to ear), brows 17-26 at y=50, the rest inside."""
+    t = np.linspace(np.pi, 0, 17)
+    jaw = np.c_[64 + 40 * np.cos(t), 60 + 50 * np.sin(t)]
+    brows = np.c_[np.linspace(30, 98, 10), np.full(10, 50.0)]
+    inner = np.c_[np.linspace(40, 88, 41), np.linspace(60, 100, 41)]
+    return np.vstack([jaw, brows, inner])
+
+
+def test_the_forehead_is_the_face_region_above_the_brows():
+    p = _face68()
+    fh = F.forehead(p, 128)
+    region = face_region(p, 128)
+    assert fh.any() and not (fh & ~region).any()
+    ys = np.nonzero(fh)[0]
+    assert ys.max() < 50 and ys.min() < 40                     # above the brows, reaching up the forehead
+    assert not fh[:, :20].any() and not fh[:, 110:].any()       # not beside the face
+
+
+def test_forehead_hair_joins_a_touching_occluder_only():
+    p = _face68()
+    lab = np.full((128, 128), L.SKIN, np.uint8)
+    fh = F.forehead(p, 128)
+    lab[fh] = L.HAIR                                            # a hat the network calls hair ...
+    lab[50:54, 55:70] = L.OCCLUDER                              # ... and occluder at its brim, on the brows
+    lab[100:110, 60:70] = L.HAIR                                # a beard: not the forehead
+    out = F.grown_into_forehead(lab, p)
+    assert out is not lab and (lab[fh] == L.HAIR).all()
+    assert (out[fh] == L.OCCLUDER).all()                        # all the forehead's hair touches the brim
+    rest = ~fh
+    assert np.array_equal(out[rest], lab[rest])                 # the beard and everything else unchanged
+    split = lab.copy()                                          # a skin gap cuts the forehead's right part off
+    split[:, 75:78] = np.where(fh[:, 75:78], L.SKIN, split[:, 75:78])
+    out = F.grown_into_forehead(split, p)
+    right, left = fh.copy(), fh.copy()
+    right[:, :78] = False
+    left[:, 75:] = False
+    assert (out[right] == L.HAIR).all() and (out[left] == L.OCCLUDER).all()
+    none = np.where(lab == L.OCCLUDER, L.SKIN, lab).astype(np.uint8)
+    assert np.array_equal(F.grown_into_forehead(none, p), none)   # no occluder found: nothing grows
+    assert np.array_equal(F.grown_into_forehead(lab, None), lab)  # no face mesh: nothing grows
+
+
+def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):
+    """Billy_Andrade_0001 (dev split: a cap the network labels mostly hair): with the option the occluder
+    grows over the forehead, only from hair, and covers more of the labelled cap at a better IoU."""
+    from occgui.eval import harness as H
+    from occgui.eval.real import mask_photo_to_crop
+    from occgui.parsing.settings import UNetSettings
+    from occgui.training.real_occlusions import load_labels
+
+    lab = next(x for x in load_labels(split="dev") if x.stem == "Billy_Andrade_0001")
+    maps, iou = {}, {}
+    for on in (False, True):
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(occluder_into_forehead=on)})
+        res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
+        assert ("+forehead" in res.backends["parse"]) == on
+        w, h = res.image.photo_size
+        gt = mask_photo_to_crop(res, lab.mask((h, w))).astype(bool)
+        maps[on] = res.alpha.labels
+        occ = maps[on] == L.OCCLUDER
+        iou[on] = (occ & gt).sum() / (occ | gt).sum()
+    changed = maps[True] != maps[False]
+    assert changed.mean() > 0.01
+    assert (maps[False][changed] == L.HAIR).all() and (maps[True][changed] == L.OCCLUDER).all()
+    assert iou[True] > iou[False] + 0.1, iou
