@@ -76,11 +76,14 @@ def test_a_hand_the_parser_missed_becomes_occluder_one_it_found_is_left_alone(sa
     covered = np.where(hands, L.OCCLUDER, L.SKIN).astype(np.uint8)
     covered[hands & (np.arange(256)[None, :] % 3 == 0)] = L.SKIN    # two thirds of the hand found
     assert np.array_equal(HE.with_hands(covered, crop.image), covered)
-    with_ev = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512))
-    plain = create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512,
-                                                 settings=UNetSettings(hand_evidence=False)))
-    assert UNetSettings().hand_evidence                       # on by default
-    assert with_ev.version == plain.version + f"+hands{HE.VERSION}"
+    def backend(**kw):
+        return create("parse", None, BackendContext(device="cpu", crop_size=256, texture_size=512,
+                                                    settings=UNetSettings(occluder_into_forehead=False, **kw)))
+
+    with_ev, plain = backend(), backend(hand_evidence=False)
+    s = UNetSettings()
+    assert s.hand_evidence and s.hand_context and s.occluder_into_forehead    # all on by default
+    assert with_ev.version == plain.version + f"+hands{HE.VERSION}+context{HE.CONTEXT_VERSION}"
     a, b = plain.parse(crop.image), with_ev.parse(crop.image)
     assert np.array_equal(b, HE.with_hands(a, crop.image))
 

@@ -693,6 +693,7 @@ class MainWindow(QMainWindow):
             e = doc.alpha_edit
             self.maps.panes["alpha"].set_subtitle(
                 "N\u03b1 U-Net" + (" + MediaPipe hands" if self.session.hand_evidence else "")
+                + (" + forehead hair" if self.session.forehead_growth else "")
                 + (f" \u00b7 painted +{int(e.added.sum())} / erased {int(e.erased.sum())} px" if e is not None else ""))
         self._update_title()
 

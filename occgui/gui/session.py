@@ -275,6 +275,12 @@ class Session(QObject):
         settings = self._parse_base[1]
         return settings if isinstance(settings, UNetSettings) else UNetSettings()
 
+    @property
+    def forehead_growth(self) -> bool:
+        """Whether the parse stage grows the occluder over the forehead's hair (the U-Net's setting
+        ``occluder_into_forehead`` as configured; on by default)."""
+        return self._parse_base[0] in (None, "unet") and self._configured_unet_settings().occluder_into_forehead
+
     def _configured_hand_evidence(self) -> bool:
         """The hand evidence of the parse stage as the window was configured (the U-Net's setting)."""
         return self._parse_base[0] in (None, "unet") and self._configured_unet_settings().hand_evidence

@@ -36,7 +36,8 @@ class SettingsDialog(QDialog):
         self.hand_evidence_box = QCheckBox("Also mark hands found by MediaPipe Hands as occluder", self)
         self.hand_evidence_box.setChecked(hand_evidence)
         self.hand_evidence_box.setToolTip(
-            "Finds real hands the parser misses, but now and then marks a false hand (an ear, a cheek): "
+            "Finds real hands the parser misses (in the crop, and those touching the face in a wider view "
+            "of the photo), but now and then marks a false hand (an ear, a cheek): "
             "check the occluder overlay, and erase with the brush where it is wrong.")
         form.addRow("Occluder:", self.hand_evidence_box)
         lay.addLayout(form)

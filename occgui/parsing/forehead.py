@@ -1,5 +1,6 @@
 """Hair over the forehead next to a found occluder is occluder too (issue 13 point 3; the parse setting
-``occluder_into_forehead``, off by default).
+``occluder_into_forehead``, on by default since 2026-12-07; the measurements and the decision are in
+``checkpoints/parsing_unet.md``).
 
 Under a real hat the network says *hair* for much of the hat, and occluder for a patch of it. A hat, a
 band or a fringe that covers the forehead hides the face there whatever its class, and the labelled

@@ -17,7 +17,7 @@ dropped, 1 of 11 true ones lost). Cost (``bench/pipeline.py --option parse.hand_
 the bundled sample, whose hand is found both ways, 2-core CPU): the parse stage's median goes from
 21-26 ms to 66-72 ms, the peak RSS of a run from 0.43 to 0.51 GB.
 
-With ``parse.hand_context`` (off by default) the hands found in a view of the photo twice as wide around
+With ``parse.hand_context`` (on by default since 2026-12-07) the hands found in a view of the photo twice as wide around
 the crop (:func:`context_view`) count too: a hand at the face often has its palm outside the crop, and
 the palm detector needs the palm. Such a hand counts only when one of its fingertips lies on the face
 (:func:`face_area`: the hull of the parser's skin and features, and the occluder): the wider view

@@ -25,9 +25,10 @@ class UNetSettings:
     hand_evidence: bool = setting(True, "mark the hands MediaPipe's hand-landmark model finds in the crop as "
                                         "occluder (occgui.parsing.hand_evidence; about 45 ms more on the "
                                         "2-core CPU when a hand is found)")
-    hand_context: bool = setting(False, "with hand_evidence: also look for hands in a view of the photo twice "
-                                        "as wide around the face (a hand whose palm is outside the crop)")
-    occluder_into_forehead: bool = setting(False, "grow the occluder found through the hair that covers the forehead "
+    hand_context: bool = setting(True, "with hand_evidence: also look for hands in a view of the photo twice "
+                                       "as wide around the face (a hand whose palm is outside the crop), kept "
+                                       "when a fingertip touches the face")
+    occluder_into_forehead: bool = setting(True, "grow the occluder found through the hair that covers the forehead "
                                                   "(the face region above the brows, from MediaPipe's face mesh of "
                                                   "the crop): a hat the network half calls hair (occgui.parsing."
                                                   "forehead)")

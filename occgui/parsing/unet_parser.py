@@ -8,8 +8,11 @@ neighbouring pixels whose occluder probability (softmax) reaches the checkpoint'
 dev-val photos of the labelled real occlusions by ``python -m occgui.training.parsing.calibrate`` and
 stored in the file's header). With the setting ``parse.hand_evidence`` (on by default) the hands
 MediaPipe's hand-landmark model finds in the crop and the network missed are marked occluder too
-(:mod:`.hand_evidence`, ``checkpoints/parsing_unet.md``). Constructed directly, :class:`UNetParser` is
-the network alone (``hand_evidence=False``), as the training and calibration tools measure it.
+(:mod:`.hand_evidence`, ``checkpoints/parsing_unet.md``), also those found in a wider view of the photo
+that touch the face (``parse.hand_context``, on by default); and with ``parse.occluder_into_forehead``
+(on by default) the occluder found grows through the forehead's hair (:mod:`.forehead`: a hat the
+network half calls hair). Constructed directly, :class:`UNetParser` is the network alone
+(``hand_evidence=False``, no forehead growth), as the training and calibration tools measure it.
 
 One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
 on CPU onnxruntime runs the ONNX graph (no torch import, which keeps the CLI's cold start short);
@@ -263,7 +266,8 @@ class UNetParser:
             labels = np.stack([grown_into_hair(lab, p, self.occluder_into_hair)
                                for lab, p in zip(labels, occluder_probability(logits))])
         if self.occluder_into_forehead:
-            labels = np.stack([grown_into_forehead(lab, mesh_points68(crop)) for lab, crop in zip(labels, crops)])
+            labels = np.stack([grown_into_forehead(lab, mesh_points68(crop)) if (lab == L.OCCLUDER).any() else lab
+                               for lab, crop in zip(labels, crops)])     # the face mesh only when something grows
         return labels
 
     def parse(self, crop_rgb: np.ndarray, photo: np.ndarray | None = None, to_crop: np.ndarray | None = None

@@ -375,6 +375,7 @@ def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran
     assert "parse" in stats["computed"] and "detect" in stats["reused"]
     assert window.session._run_backends()["parse"] == (None, UNetSettings(hand_evidence=False))
     assert "hands" not in window.maps.panes["alpha"].subtitle_label.text()
+    assert "forehead hair" in window.maps.panes["alpha"].subtitle_label.text()   # its own setting, still on
     assert not window.session.set_hand_evidence(False)         # no change, no run
     kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True))
     assert kind == "finished", outcome
