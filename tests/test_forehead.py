@@ -25,6 +25,10 @@ def test_the_forehead_is_the_face_region_above_the_brows():
     ys = np.nonzero(fh)[0]
     assert ys.max() < 50 and ys.min() < 40                     # above the brows, reaching up the forehead
     assert not fh[:, :20].any() and not fh[:, 110:].any()       # not beside the face
+    bad = p.copy()
+    bad[20, 1] = np.nan
+    assert not F.forehead(bad, 128).any()                       # non-finite points: no forehead
+    assert np.array_equal(F.forehead(np.c_[p, np.zeros(68)], 128), fh)   # (68, 3) mesh points: x, y used
 
 
 def test_forehead_hair_joins_a_touching_occluder_only():
@@ -34,11 +38,13 @@ def test_forehead_hair_joins_a_touching_occluder_only():
     lab[fh] = L.HAIR                                            # a hat the network calls hair ...
     lab[50:54, 55:70] = L.OCCLUDER                              # ... and occluder at its brim, on the brows
     lab[100:110, 60:70] = L.HAIR                                # a beard: not the forehead
+    lab[50:60, 40:55] = L.HAIR                                  # hair beside the brim, below the brows
     out = F.grown_into_forehead(lab, p)
     assert out is not lab and (lab[fh] == L.HAIR).all()
     assert (out[fh] == L.OCCLUDER).all()                        # all the forehead's hair touches the brim
     rest = ~fh
-    assert np.array_equal(out[rest], lab[rest])                 # the beard and everything else unchanged
+    assert np.array_equal(out[rest], lab[rest])                 # the beard, the hair below the brows: unchanged
+    assert (out[50:60, 40:55] == L.HAIR).all()
     split = lab.copy()                                          # a skin gap cuts the forehead's right part off
     split[:, 75:78] = np.where(fh[:, 75:78], L.SKIN, split[:, 75:78])
     out = F.grown_into_forehead(split, p)
@@ -62,7 +68,7 @@ def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):
     lab = next(x for x in load_labels(split="dev") if x.stem == "Billy_Andrade_0001")
     maps, iou = {}, {}
     for on in (False, True):
-        v = H.Variants("cpu", {}, {"parse": UNetSettings(occluder_into_forehead=on)})
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(occluder_into_forehead=on, hand_context=False)})
         res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
         assert ("+forehead" in res.backends["parse"]) == on
         w, h = res.image.photo_size
@@ -74,3 +80,34 @@ def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):
     assert changed.mean() > 0.01
     assert (maps[False][changed] == L.HAIR).all() and (maps[True][changed] == L.OCCLUDER).all()
     assert iou[True] > iou[False] + 0.1, iou
+
+
+def test_the_face_mesh_runs_only_when_the_map_has_an_occluder(monkeypatch):
+    """parse_batch asks MediaPipe for the face mesh only when something could grow; a photo that is not
+    HxWx3 is refused with a clear error (the context view needs colour)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from occgui.parsing import unet_parser
+
+    calls = []
+    monkeypatch.setattr(unet_parser, "mesh_points68", lambda crop: calls.append(1) or None)
+    maps = {"occ": False}
+
+    def labels(logits, threshold):
+        out = np.full(logits.shape[:-1], L.SKIN, np.uint8)
+        if maps["occ"]:
+            out[:, 10:20, 10:20] = L.OCCLUDER
+        return out
+
+    monkeypatch.setattr(unet_parser, "labels_from_logits", labels)
+    parser = unet_parser.UNetParser(SimpleNamespace(device="cpu"), occluder_into_forehead=True)
+    crop = np.full((256, 256, 3), 128, np.uint8)
+    parser.parse(crop)
+    assert calls == []
+    maps["occ"] = True
+    parser.parse(crop)
+    assert calls == [1]
+    with pytest.raises(ValueError, match="HxWx3 photo"):
+        parser.parse(crop, photo=np.zeros((50, 50), np.uint8), to_crop=np.eye(2, 3))

@@ -118,7 +118,7 @@ def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir)
     lab = next(x for x in load_labels(split="dev") if x.stem == "Carson_Daly_0002")
     occ = {}
     for on in (False, True):
-        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on)})
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on, occluder_into_forehead=False)})
         v.full.config.face_index, _ = labelled_face(v, lab.photo_path(lfw_dir), lab.landmarks)
         res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
         w, h = res.image.photo_size
@@ -212,7 +212,7 @@ def test_a_finger_on_a_beard_is_found_in_the_context_view(lfw_dir):
     lab = next(x for x in load_labels(split="dev") if x.stem == "Fidel_Castro_0003")
     occ = {}
     for on in (False, True):
-        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on)})
+        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on, occluder_into_forehead=False)})
         v.full.config.face_index, _ = labelled_face(v, lab.photo_path(lfw_dir), lab.landmarks)
         res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
         w, h = res.image.photo_size

@@ -26,9 +26,11 @@ VERSION = 1
 
 
 def forehead(points68: np.ndarray, size: int) -> np.ndarray:
-    """``(size, size)`` bool: the face region (:func:`occgui.metrics.face_region`) above the topmost brow
-    point -- the forehead up to about the hairline."""
-    p = np.asarray(points68, dtype=np.float64)
+    """``(size, size)`` bool: the face region (:func:`occgui.metrics.face_region`) above the pixel row of
+    the topmost brow point -- the forehead up to about the hairline. Empty for non-finite points."""
+    p = np.asarray(points68, dtype=np.float64)[:, :2]
+    if p.shape != (68, 2) or not np.isfinite(p).all():
+        return np.zeros((size, size), bool)
     region = face_region(p, size)
     region[max(int(np.floor(p[17:27, 1].min())), 0):] = False
     return region

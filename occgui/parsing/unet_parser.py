@@ -278,6 +278,9 @@ class UNetParser:
         crop = np.asarray(crop_rgb)
         if crop.ndim != 3 or crop.shape[0] != crop.shape[1] or crop.shape[2] < 3:
             raise ValueError(f"expected a square HxWx3 crop, got shape {crop.shape}")
-        ctx = (context_view(np.asarray(photo), to_crop, crop.shape[0])
+        photo = None if photo is None else np.asarray(photo)
+        if photo is not None and (photo.ndim != 3 or photo.shape[2] < 3):
+            raise ValueError(f"expected an HxWx3 photo for the context view, got shape {photo.shape}")
+        ctx = (context_view(photo, to_crop, crop.shape[0])
                if self.reads_photo and photo is not None and to_crop is not None else None)
         return self.parse_batch(crop[None, :, :, :3].astype(np.uint8, copy=False), [ctx])[0]
