@@ -106,16 +106,15 @@ def test_a_real_hand_is_found_where_the_label_says(lfw_dir):
     assert precision > 0.7, precision
 
 
-def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir):
-    """Carson_Daly_0002 (dev split: fingers over the chin and lips, the palm below the crop): MediaPipe
-    finds no hand in the crop, but finds it in the wider view (parse.hand_context), and the occluder then
-    covers most of the labelled hand (the dilated hull also takes the mouth between thumb and finger)."""
+def _context_on_and_off(lfw_dir, stem):
+    """For the dev photo ``stem``: the label's mask in crop pixels, the occluder of M_alpha without and
+    with the context view (the forehead growth off), and the last run's result."""
     from occgui.eval import harness as H
     from occgui.eval.real import labelled_face, mask_photo_to_crop
     from occgui.parsing.settings import UNetSettings
     from occgui.training.real_occlusions import load_labels
 
-    lab = next(x for x in load_labels(split="dev") if x.stem == "Carson_Daly_0002")
+    lab = next(x for x in load_labels(split="dev") if x.stem == stem)
     occ = {}
     for on in (False, True):
         v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on, occluder_into_forehead=False)})
@@ -125,6 +124,14 @@ def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir)
         gt = mask_photo_to_crop(res, lab.mask((h, w))).astype(bool)
         occ[on] = res.alpha.labels == L.OCCLUDER
         assert ("+context" in res.backends["parse"]) == on
+    return gt, occ, res
+
+
+def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir):
+    """Carson_Daly_0002 (dev split: fingers over the chin and lips, the palm below the crop): MediaPipe
+    finds no hand in the crop, but finds it in the wider view (parse.hand_context), and the occluder then
+    covers most of the labelled hand (the dilated hull also takes the mouth between thumb and finger)."""
+    gt, occ, res = _context_on_and_off(lfw_dir, "Carson_Daly_0002")
     assert not HE.hands_in_crop(res.crop.image)
     added = occ[True] & ~occ[False]
     assert added.mean() > 0.03 and (added & gt).sum() > 0.4 * added.sum()
@@ -204,20 +211,7 @@ def test_a_finger_on_a_beard_is_found_in_the_context_view(lfw_dir):
     """Fidel_Castro_0003 (dev split: a finger from the beard to the nose; the beard is parsed as
     background): with the context view the finger's hand counts -- its index fingertip lies on the face's
     hull -- and the occluder it adds lies mostly on the labelled occluder."""
-    from occgui.eval import harness as H
-    from occgui.eval.real import labelled_face, mask_photo_to_crop
-    from occgui.parsing.settings import UNetSettings
-    from occgui.training.real_occlusions import load_labels
-
-    lab = next(x for x in load_labels(split="dev") if x.stem == "Fidel_Castro_0003")
-    occ = {}
-    for on in (False, True):
-        v = H.Variants("cpu", {}, {"parse": UNetSettings(hand_context=on, occluder_into_forehead=False)})
-        v.full.config.face_index, _ = labelled_face(v, lab.photo_path(lfw_dir), lab.landmarks)
-        res = v.full.run(lab.photo_path(lfw_dir), stop_after="parse")
-        w, h = res.image.photo_size
-        gt = mask_photo_to_crop(res, lab.mask((h, w))).astype(bool)
-        occ[on] = res.alpha.labels == L.OCCLUDER
+    gt, occ, _ = _context_on_and_off(lfw_dir, "Fidel_Castro_0003")
     added = occ[True] & ~occ[False]
     assert occ[False].mean() < 0.01 and added.mean() > 0.05
     assert (added & gt).sum() > 0.3 * added.sum()
