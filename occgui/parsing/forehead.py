@@ -51,12 +51,12 @@ def grown_into_forehead(labels: np.ndarray, points68: np.ndarray | None) -> np.n
 
 
 def mesh_points68(crop_rgb: np.ndarray) -> np.ndarray | None:
-    """The 68 points of MediaPipe's face mesh of the crop (the face nearest its centre), or None."""
-    from ..landmarks.correspondence import mesh_to_ibug68
-    from ..landmarks.mediapipe_mesh import face_mesh_points
+    """The 68 points of MediaPipe's face mesh of the crop, as the ``mediapipe`` landmark backend gives them
+    (the face nearest the crop's centre), or None without a face."""
+    from ..errors import NoFaceError
+    from ..landmarks.mediapipe_mesh import MediaPipeMeshLandmarks
 
-    faces = face_mesh_points(np.ascontiguousarray(crop_rgb[..., :3]), max_faces=2)
-    if not faces:
+    try:
+        return MediaPipeMeshLandmarks().detect(np.ascontiguousarray(crop_rgb[..., :3])).points
+    except NoFaceError:
         return None
-    c = np.array(crop_rgb.shape[1::-1], dtype=np.float64) / 2
-    return mesh_to_ibug68(min(faces, key=lambda m: np.linalg.norm(m[:, :2].mean(axis=0) - c)))
