@@ -36,12 +36,15 @@ def test_forehead_hair_joins_a_touching_occluder_only():
     lab = np.full((128, 128), L.SKIN, np.uint8)
     fh = F.forehead(p, 128)
     lab[fh] = L.HAIR                                            # a hat the network calls hair ...
-    lab[50:54, 55:70] = L.OCCLUDER                              # ... and occluder at its brim, on the brows
+    lab[44:52, 55:70] = L.OCCLUDER                              # ... and occluder at its brim, above the brows
     lab[100:110, 60:70] = L.HAIR                                # a beard: not the forehead
     lab[50:60, 40:55] = L.HAIR                                  # hair beside the brim, below the brows
     out = F.grown_into_forehead(lab, p)
-    assert out is not lab and (lab[fh] == L.HAIR).all()
+    brim_px = np.zeros_like(fh)
+    brim_px[44:52, 55:70] = True
+    assert out is not lab and (lab[fh & ~brim_px] == L.HAIR).all()
     assert (out[fh] == L.OCCLUDER).all()                        # all the forehead's hair touches the brim
+    brim = lab[44:52, 55:70].copy()
     rest = ~fh
     assert np.array_equal(out[rest], lab[rest])                 # the beard, the hair below the brows: unchanged
     assert (out[50:60, 40:55] == L.HAIR).all()
@@ -52,9 +55,34 @@ def test_forehead_hair_joins_a_touching_occluder_only():
     right[:, :78] = False
     left[:, 75:] = False
     assert (out[right] == L.HAIR).all() and (out[left] == L.OCCLUDER).all()
+    hand = np.where(lab == L.OCCLUDER, L.HAIR, lab).astype(np.uint8)   # a hand over the eye whose top edge
+    hand[45:75, 35:60] = L.OCCLUDER                             # reaches into the forehead's hair: its centroid
+    assert np.array_equal(F.grown_into_forehead(hand, p), hand)  # lies below the brows, so nothing grows
+    both = hand.copy()
+    both[44:52, 65:80] = L.OCCLUDER                             # with a band above the brows, the hair grows
+    out = F.grown_into_forehead(both, p)
+    assert (out[fh & (both == L.HAIR)] == L.OCCLUDER).any() and (brim == L.OCCLUDER).all()
     none = np.where(lab == L.OCCLUDER, L.SKIN, lab).astype(np.uint8)
     assert np.array_equal(F.grown_into_forehead(none, p), none)   # no occluder found: nothing grows
     assert np.array_equal(F.grown_into_forehead(lab, None), lab)  # no face mesh: nothing grows
+
+
+def test_seeds_are_the_occluder_components_above_the_brows():
+    p = _face68()
+    occ = np.zeros((128, 128), bool)
+    occ[30:48, 40:60] = True                                    # centroid row 38.5: above the brows (50)
+    occ[46:80, 70:90] = True                                    # centroid row 62.5: a hand over an eye
+    s = F.seeds(occ, p)
+    assert s[30:48, 40:60].all() and not s[46:80, 70:90].any()
+    assert not F.seeds(np.zeros_like(occ), p).any()
+    speck = np.zeros_like(occ)
+    speck[20:26, 60:66] = True                                  # 36 px < 0.3 % of 128x128 (49.2 px): a speck
+    assert not F.seeds(speck, p).any()
+    speck[20:28, 60:68] = True                                  # 64 px: a seed
+    assert F.seeds(speck, p)[20:28, 60:68].all()
+    bad = p.copy()
+    bad[0, 0] = np.inf
+    assert not F.seeds(occ, bad).any()
 
 
 def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):

@@ -6,7 +6,9 @@ Under a real hat the network says *hair* for much of the hat, and occluder for a
 band or a fringe that covers the forehead hides the face there whatever its class, and the labelled
 real occlusions mark it so: things on the head count where they lie in front of the face region,
 below the natural hairline (``resources/real_occlusions/README.md``). So the occluder the map has
-(the network's, and the hands') grows through the 8-connected *hair* pixels of the forehead: the
+(the network's, and the hands') grows through the 8-connected *hair* pixels of the forehead -- from
+its parts that lie above the brows and are more than specks (:func:`seeds`, since VERSION 2: a hand
+over an eye or glasses that reach the brows took the fringe beside them with VERSION 1): the
 face region (:func:`occgui.metrics.face_region`, the hull of the 68 points with the brows raised by
 a third of the brow-to-chin height, up to about the hairline) above the topmost brow point. The 68
 points come from MediaPipe's face mesh of the crop itself (never from the user's landmarks: a
@@ -21,8 +23,12 @@ import numpy as np
 from .. import labels as L
 from ..metrics import face_region
 
+#: A seed covers at least this share of the crop: specks of occluder in a fringe grow nothing (a hat's
+#: patch covered 0.5-14 % of the crop on the dev split's hats, the specks under 0.05 %).
+MIN_SEED_SHARE = 0.003
+
 #: Bump when the output for a given crop and map changes (part of the parse backend's version).
-VERSION = 1
+VERSION = 2
 
 
 def forehead(points68: np.ndarray, size: int) -> np.ndarray:
@@ -38,16 +44,36 @@ def forehead(points68: np.ndarray, size: int) -> np.ndarray:
 
 def grown_into_forehead(labels: np.ndarray, points68: np.ndarray | None) -> np.ndarray:
     """M_alpha (a copy) with every forehead hair pixel (:func:`forehead`) 8-connected through such pixels
-    to an occluder pixel marked occluder; unchanged without ``points68`` or without an occluder."""
+    to a *seed* marked occluder; unchanged without ``points68`` or without a seed. The seeds are the occluder
+    components (8-connected) whose centroid lies above the topmost brow point -- a hat's or a band's, not the
+    hand over an eye or the glasses whose top edge merely reaches the brows, nor specks in a fringe
+    (:func:`seeds`)."""
     out = np.array(labels, copy=True)
-    occ = out == L.OCCLUDER
-    if points68 is None or not occ.any():
+    if points68 is None:
+        return out
+    occ = seeds(out == L.OCCLUDER, points68)
+    if not occ.any():
         return out
     hair = (out == L.HAIR) & forehead(points68, out.shape[0])
     _, comp = cv2.connectedComponents((hair | occ).astype(np.uint8), connectivity=8)
     seeded = np.unique(comp[occ])
     out[hair & np.isin(comp, seeded[seeded > 0])] = L.OCCLUDER
     return out
+
+
+def seeds(occluder: np.ndarray, points68: np.ndarray) -> np.ndarray:
+    """The components (8-connected) of the ``occluder`` mask whose centroid row lies above the topmost
+    brow point of ``points68`` and which cover at least :data:`MIN_SEED_SHARE` of the mask; empty for
+    non-finite points."""
+    p = np.asarray(points68, dtype=np.float64)[:, :2]
+    keep = np.zeros(occluder.shape, bool)
+    if p.shape != (68, 2) or not np.isfinite(p).all() or not occluder.any():
+        return keep
+    n, comp, stats, centroids = cv2.connectedComponentsWithStats(occluder.astype(np.uint8), connectivity=8)
+    min_area = MIN_SEED_SHARE * occluder.size
+    above = [c for c in range(1, n)
+             if centroids[c, 1] < p[17:27, 1].min() and stats[c, cv2.CC_STAT_AREA] >= min_area]
+    return np.isin(comp, above) if above else keep
 
 
 def mesh_points68(crop_rgb: np.ndarray) -> np.ndarray | None:

@@ -31,5 +31,5 @@ class UNetSettings:
                                        "together: about 55 ms more on the 2-core CPU when a hand is found)")
     occluder_into_forehead: bool = setting(True, "grow the occluder found through the hair that covers the forehead "
                                                   "(the face region above the brows, from MediaPipe's face mesh of "
-                                                  "the crop): a hat the network half calls hair (occgui.parsing."
-                                                  "forehead)")
+                                                  "the crop), from the occluder's parts above the brows: a hat "
+                                                  "the network half calls hair (occgui.parsing.forehead)")

@@ -10,8 +10,8 @@ stored in the file's header). With the setting ``parse.hand_evidence`` (on by de
 MediaPipe's hand-landmark model finds in the crop and the network missed are marked occluder too
 (:mod:`.hand_evidence`, ``checkpoints/parsing_unet.md``), also those found in a wider view of the photo
 that touch the face (``parse.hand_context``, on by default); and with ``parse.occluder_into_forehead``
-(on by default) the occluder found grows through the forehead's hair (:mod:`.forehead`: a hat the
-network half calls hair). Constructed directly, :class:`UNetParser` is the network alone
+(on by default) the occluder found above the brows grows through the forehead's hair (:mod:`.forehead`:
+a hat the network half calls hair). Constructed directly, :class:`UNetParser` is the network alone
 (``hand_evidence=False``, no forehead growth), as the training and calibration tools measure it.
 
 One file (``checkpoints/parsing_unet.onnx``, see :mod:`occgui.parsing.checkpoint`), two engines:
