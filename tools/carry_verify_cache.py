@@ -19,12 +19,17 @@ output folder of the earlier run (its ``cache/verify``). ``--from-run`` names th
 fingerprint (its ``settings.KEY.json``), needed when a default has changed since it was made: its
 settings then read differently from the ``--from-option`` ones, which add the changed setting, but its
 parse backend ids must still name the same parser (``name@version``, the settings digest aside).
+``--from-forehead1``: the earlier run grew the forehead's hair from every occluder part (parse id
+``+forehead1``, before :func:`occgui.parsing.forehead.seeds`); its maps are re-derived so. Both runs'
+maps come from the whole parse stage (with the wider view the hand evidence reads), as the runs made
+them.
 Afterwards run ``occgui eval verify`` with the same ``--faces / --pairs / --option / -o`` (it measures
 what is left and writes the report). A development tool, not part of the product.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -53,6 +58,8 @@ def main(argv=None) -> int:
     from occgui.eval import harness as H
     from occgui.eval import verify as V
     from occgui.eval.lfw import read_pairs, relative_name
+    from occgui.parsing import forehead
+    from occgui.pipeline import stages
     from occgui.pipeline.backends import parse_settings
     from occgui.training.occlusion.occluders import composite, sample_eval_family
 
@@ -64,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--option", action="append", default=[], help="the new run's STAGE.SETTING=VALUE")
     ap.add_argument("--from-option", action="append", default=[], help="the earlier run's STAGE.SETTING=VALUE")
     ap.add_argument("--from-run", metavar="KEY", help="the earlier run's fingerprint (default: that of --from-option)")
+    ap.add_argument("--from-forehead1", action="store_true",
+                    help="the earlier run grew the forehead from every occluder part (parse id +forehead1)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes every N-th photo from the I-th")
     ap.add_argument("--check", type=int, default=0, help="re-measure this many carried photos in full")
     a = ap.parse_args(argv)
@@ -85,13 +94,29 @@ def main(argv=None) -> int:
     for name, other in (("--from-option", old_settings), (old_key, earlier)):
         if _without_parse(settings) != _without_parse(other):
             sys.exit(f"the new run and {name} differ in more than the parse stage: nothing can be carried")
-    if any(_parser_id(earlier["backends"][v]["parse"]) != _parser_id(ids["parse"])
+    def then(parse_id: str) -> str:
+        return (parse_id.replace(f"+forehead{forehead.VERSION}", "+forehead1") if a.from_forehead1 else parse_id)
+
+    if any(_parser_id(earlier["backends"][v]["parse"]) != _parser_id(then(ids["parse"]))
            for v, ids in old_settings["backends"].items()):
         sys.exit(f"--from-option does not describe the parse stage of {old_key}")
     old, new = H.ItemCache(folder, old_key), H.open_cache(folder, settings, device=variants.device)
     if old.key == new.key:
         sys.exit("the two runs have the same settings: nothing to carry")
     plain, parse = old_variants.full, variants.full.backend("parse")
+
+    @contextlib.contextmanager
+    def old_forehead():
+        """With --from-forehead1: the forehead growth as the earlier run had it (every occluder part seeds)."""
+        if not a.from_forehead1:
+            yield
+            return
+        seeds = forehead.seeds
+        forehead.seeds = lambda occluder, points68: np.array(occluder, dtype=bool, copy=True)
+        try:
+            yield
+        finally:
+            forehead.seeds = seeds
 
     pairs = V.select_pairs(read_pairs(a.pairs, a.faces).pairs, (), None)
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
@@ -113,16 +138,18 @@ def main(argv=None) -> int:
         if rel in samples or rec.get("status") != "ok" or rec.get("occlusion", {}).get("status") != "ok":
             counts["failed_or_sample"] += 1
             continue
-        clean = plain.run(photo, stop_after="landmarks")
-        rng = H.case_rng(s.seed, rel, 0)
-        fam = families[int(rng.integers(len(families)))]
-        occ, pl = sample_eval_family(rng, library, fam, H.landmarks_working(clean))
-        if (fam, occ.name, pl.to_dict()) != (rec["occlusion"]["family"], rec["occlusion"]["occluder"],
-                                             rec["occlusion"]["placement"]):
-            sys.exit(f"{rel}: the occluder drawn now differs from the record's; the runs are not comparable")
-        occ_rgb, _ = composite(clean.image.rgb, H.landmarks_working(clean), occ, pl)
-        occluded = plain.run(occ_rgb, stop_after="parse")
-        if not all(np.array_equal(parse.parse(r.crop.image), r.alpha.labels) for r in (clean, occluded)):
+        with old_forehead():
+            clean = plain.run(photo, stop_after="landmarks")
+            rng = H.case_rng(s.seed, rel, 0)
+            fam = families[int(rng.integers(len(families)))]
+            occ, pl = sample_eval_family(rng, library, fam, H.landmarks_working(clean))
+            if (fam, occ.name, pl.to_dict()) != (rec["occlusion"]["family"], rec["occlusion"]["occluder"],
+                                                 rec["occlusion"]["placement"]):
+                sys.exit(f"{rel}: the occluder drawn now differs from the record's; the runs are not comparable")
+            occ_rgb, _ = composite(clean.image.rgb, H.landmarks_working(clean), occ, pl)
+            occluded = plain.run(occ_rgb, stop_after="parse")
+        if not all(np.array_equal(stages.parse(parse, r.crop, r.image).labels, r.alpha.labels)
+                   for r in (clean, occluded)):
             counts["parse_differs"] += 1
             continue
         new.save(rel, rec)
