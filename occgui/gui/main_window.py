@@ -79,6 +79,7 @@ class MainWindow(QMainWindow):
         self.session = Session(config, self, compute)
         self.session.auto_rerun = self.settings.auto_rerun()
         self.session.hand_evidence = self.settings.hand_evidence()
+        self.session.forehead_growth = self.settings.forehead_growth()
         self.setAcceptDrops(True)
         self.setWindowTitle("occgui")
         self._closed = False
@@ -513,11 +514,12 @@ class MainWindow(QMainWindow):
     def show_preferences(self) -> None:
         s = self.session
         dlg = SettingsDialog(self.settings.device(), s.auto_rerun, s.cuda_available, s.device_description, self,
-                             hand_evidence=s.hand_evidence)
+                             hand_evidence=s.hand_evidence, forehead_growth=s.forehead_growth)
         if dlg.exec():
-            self.apply_preferences(dlg.device, dlg.auto_rerun, dlg.hand_evidence)
+            self.apply_preferences(dlg.device, dlg.auto_rerun, dlg.hand_evidence, dlg.forehead_growth)
 
-    def apply_preferences(self, device: str, auto_rerun: bool, hand_evidence: bool | None = None) -> None:
+    def apply_preferences(self, device: str, auto_rerun: bool, hand_evidence: bool | None = None,
+                          forehead_growth: bool | None = None) -> None:
         if device != self.settings.device():
             self.settings.set_device(device)
             self.session.set_device(device)
@@ -525,7 +527,10 @@ class MainWindow(QMainWindow):
         self._set_auto_rerun(auto_rerun)
         if hand_evidence is not None:
             self.settings.set_hand_evidence(bool(hand_evidence))
-            self.session.set_hand_evidence(bool(hand_evidence))     # re-runs from M_alpha when a photo is open
+        if forehead_growth is not None:
+            self.settings.set_forehead_growth(bool(forehead_growth))
+        # one re-run from M_alpha when a photo is open and either changed
+        self.session.set_parse_options(hand_evidence=hand_evidence, forehead_growth=forehead_growth)
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About occgui",

@@ -101,9 +101,11 @@ class Session(QObject):
         #: the parse stage as the window was configured (what turning the hand evidence off goes back to)
         self._parse_base = ((config.backends.get("parse"), config.settings.get("parse")) if config is not None
                             else (None, None))
-        self._parse_switched = False             # the last run named the parse stage to switch the hand evidence
+        self._parse_switched = False             # the last run named the parse stage to switch an option below
         #: mark MediaPipe's hands as occluder (see :meth:`set_hand_evidence`); starts as configured
         self.hand_evidence = self._configured_hand_evidence()
+        #: grow the occluder over the forehead's hair (see :meth:`set_forehead_growth`); starts as configured
+        self.forehead_growth = self._configured_forehead_growth()
         self._configured: str | None = None      # device preference last sent to the worker
         #: the ``synthesize`` backend chosen in the I_out view (None: the pipeline's) and the
         #: typed settings each backend is switched to with (absent: its defaults)
@@ -261,9 +263,23 @@ class Session(QObject):
         ``hand_evidence``; on by default, ``checkpoints/parsing_unet.md``), re-running at once when a
         photo is open: M_alpha and what reads it are recomputed; corrections are kept. False when
         nothing changed."""
-        if bool(on) == self.hand_evidence:
+        return self.set_parse_options(hand_evidence=on)
+
+    def set_forehead_growth(self, on: bool) -> bool:
+        """Grow the occluder found above the brows through the forehead's hair (the parse setting
+        ``occluder_into_forehead``; on by default, ``checkpoints/parsing_unet.md``), re-running at once when
+        a photo is open: M_alpha and what reads it are recomputed; corrections are kept. False when
+        nothing changed."""
+        return self.set_parse_options(forehead_growth=on)
+
+    def set_parse_options(self, *, hand_evidence: bool | None = None, forehead_growth: bool | None = None) -> bool:
+        """Set the hand evidence and the forehead growth (None: unchanged) and re-run once when a photo is
+        open and either changed. False when nothing changed."""
+        new = (self.hand_evidence if hand_evidence is None else bool(hand_evidence),
+               self.forehead_growth if forehead_growth is None else bool(forehead_growth))
+        if new == (self.hand_evidence, self.forehead_growth):
             return False
-        self.hand_evidence = bool(on)
+        self.hand_evidence, self.forehead_growth = new
         if self.document.has_photo:
             self.rerun()
         return True
@@ -275,10 +291,8 @@ class Session(QObject):
         settings = self._parse_base[1]
         return settings if isinstance(settings, UNetSettings) else UNetSettings()
 
-    @property
-    def forehead_growth(self) -> bool:
-        """Whether the parse stage grows the occluder over the forehead's hair (the U-Net's setting
-        ``occluder_into_forehead`` as configured; on by default)."""
+    def _configured_forehead_growth(self) -> bool:
+        """The forehead growth of the parse stage as the window was configured (the U-Net's setting)."""
         return self._parse_base[0] in (None, "unet") and self._configured_unet_settings().occluder_into_forehead
 
     def _configured_hand_evidence(self) -> bool:
@@ -290,13 +304,17 @@ class Session(QObject):
 
         out: dict = {}
         # A stage named here counts as switched (results kept across a compute-process restart are
-        # recomputed from it on), so the parse stage is named only while the hand evidence differs
-        # from the configured one and in the one run that goes back to it.
-        switched = self.hand_evidence != self._configured_hand_evidence()
+        # recomputed from it on), so the parse stage is named only while the hand evidence or the forehead
+        # growth differs from the configured one and in the one run that goes back to it.
+        # (another parse backend than the U-Net has neither option: its stage is never named here)
+        switched = self._parse_base[0] in (None, "unet") and (
+            self.hand_evidence != self._configured_hand_evidence()
+            or self.forehead_growth != self._configured_forehead_growth())
         if switched or self._parse_switched:
             backend, settings = self._parse_base
             if switched:
-                settings = replace(self._configured_unet_settings(), hand_evidence=self.hand_evidence)
+                settings = replace(self._configured_unet_settings(), hand_evidence=self.hand_evidence,
+                                   occluder_into_forehead=self.forehead_growth)
             out["parse"] = (backend, settings)
             self._parse_switched = switched
         name = self.synthesis_backend

@@ -95,6 +95,16 @@ class AppSettings:
     def set_hand_evidence(self, on: bool) -> None:
         self.qs.setValue("compute/hand_evidence", "true" if on else "false")
 
+    def forehead_growth(self) -> bool:
+        """The stored choice; the parse setting's default (on) when none is stored."""
+        from ..parsing.settings import UNetSettings
+
+        v = self.qs.value("compute/forehead_growth", None)
+        return UNetSettings().occluder_into_forehead if v is None else str(v).lower() in ("true", "1")
+
+    def set_forehead_growth(self, on: bool) -> None:
+        self.qs.setValue("compute/forehead_growth", "true" if on else "false")
+
     def mesh_mode(self) -> str:
         v = str(self.qs.value("view/mesh_mode", "texture") or "texture")
         return v if v in ("texture", "shaded", "wireframe") else "texture"

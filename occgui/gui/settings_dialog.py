@@ -1,4 +1,4 @@
-"""Edit \u25b8 Preferences: the compute device, automatic re-runs and the hand evidence."""
+"""Edit \u25b8 Preferences: the compute device, automatic re-runs, the hand evidence and the forehead growth."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout
@@ -7,10 +7,11 @@ DEVICE_LABELS = {"auto": "Automatic (CUDA when available, else CPU)", "cpu": "CP
 
 
 class SettingsDialog(QDialog):
-    """A small dialog; read :attr:`device`, :attr:`auto_rerun` and :attr:`hand_evidence` after ``exec()``."""
+    """A small dialog; read :attr:`device`, :attr:`auto_rerun`, :attr:`hand_evidence` and
+    :attr:`forehead_growth` after ``exec()``."""
 
     def __init__(self, device: str, auto_rerun: bool, cuda_available: bool, current: str, parent=None, *,
-                 hand_evidence: bool = False):
+                 hand_evidence: bool = False, forehead_growth: bool = False):
         super().__init__(parent)
         self.setWindowTitle("Preferences")
         self.setMinimumWidth(440)
@@ -40,6 +41,13 @@ class SettingsDialog(QDialog):
             "of the photo), but now and then marks a false hand (an ear, a cheek): "
             "check the occluder overlay, and erase with the brush where it is wrong.")
         form.addRow("Occluder:", self.hand_evidence_box)
+        self.forehead_growth_box = QCheckBox("Grow the occluder through the hair over the forehead", self)
+        self.forehead_growth_box.setChecked(forehead_growth)
+        self.forehead_growth_box.setToolTip(
+            "Finds the hats the parser half calls hair: an occluder above the brows takes the forehead's "
+            "hair it touches. A fringe that touches a hat or band is then re-drawn too: turn this off, or "
+            "erase with the brush where it is wrong.")
+        form.addRow("", self.forehead_growth_box)
         lay.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
@@ -57,3 +65,7 @@ class SettingsDialog(QDialog):
     @property
     def hand_evidence(self) -> bool:
         return self.hand_evidence_box.isChecked()
+
+    @property
+    def forehead_growth(self) -> bool:
+        return self.forehead_growth_box.isChecked()

@@ -349,11 +349,14 @@ def test_cancel_stops_the_run_and_rerun_works(qtbot, ran_window, sample, tmp_pat
 def test_preferences_dialog_shows_and_returns_the_hand_evidence(qtbot):
     from occgui.gui.settings_dialog import SettingsDialog
 
-    dlg = SettingsDialog("auto", False, False, "CPU", hand_evidence=True)
+    dlg = SettingsDialog("auto", False, False, "CPU", hand_evidence=True, forehead_growth=True)
     qtbot.addWidget(dlg)
     assert dlg.hand_evidence and "false hand" in dlg.hand_evidence_box.toolTip()
+    assert dlg.forehead_growth and "fringe" in dlg.forehead_growth_box.toolTip()
     dlg.hand_evidence_box.setChecked(False)
-    assert not dlg.hand_evidence and dlg.device == "auto" and not dlg.auto_rerun
+    assert not dlg.hand_evidence and dlg.device == "auto" and not dlg.auto_rerun and dlg.forehead_growth
+    dlg.forehead_growth_box.setChecked(False)
+    assert not dlg.forehead_growth
 
 
 def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran_window):
@@ -382,6 +385,40 @@ def test_hand_evidence_preference_reruns_from_the_parser_and_persists(qtbot, ran
     assert AppSettings().hand_evidence()
     assert "parse" not in window.session._run_backends()   # back to the configured parse stage, not named
     assert window.maps.panes["alpha"].subtitle_label.text().startswith("N\u03b1 U-Net + MediaPipe hands")
+
+
+def test_forehead_growth_preference_reruns_once_from_the_parser_and_persists(qtbot, ran_window):
+    """Preferences: the forehead growth (parse.occluder_into_forehead, on by default) is stored; turning it
+    off re-runs from M_alpha with the setting off; changing it and the hand evidence together re-runs once;
+    turning both back goes to the parse stage as configured."""
+    from gui_helpers import wait_run_end
+
+    from occgui.gui.settings import AppSettings
+    from occgui.parsing.settings import UNetSettings
+
+    window = ran_window
+    s = window.session
+    assert AppSettings().forehead_growth() and s.forehead_growth
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, None, False))
+    assert kind == "finished", outcome
+    assert not AppSettings().forehead_growth() and not s.forehead_growth and s.hand_evidence
+    assert "parse" in s._run_stats["computed"] and "detect" in s._run_stats["reused"]
+    assert s._run_backends()["parse"] == (None, UNetSettings(occluder_into_forehead=False))
+    text = window.maps.panes["alpha"].subtitle_label.text()
+    assert "forehead hair" not in text and "MediaPipe hands" in text
+    assert not s.set_forehead_growth(False)                      # no change, no run
+    runs, rerun = [], s.rerun
+    s.rerun = lambda *a, **k: runs.append(1) or rerun(*a, **k)
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, False, True))
+    assert kind == "finished", outcome
+    assert len(runs) == 1                                        # both changed: one re-run
+    assert s._run_backends()["parse"] == (None, UNetSettings(hand_evidence=False))
+    kind, outcome = wait_run_end(qtbot, window, lambda: window.apply_preferences("auto", False, True, True))
+    assert kind == "finished", outcome
+    assert AppSettings().forehead_growth() and AppSettings().hand_evidence()
+    assert "parse" not in s._run_backends()
+    assert window.maps.panes["alpha"].subtitle_label.text().startswith(
+        "N\u03b1 U-Net + MediaPipe hands + forehead hair")
 
 
 def test_recent_files_and_preferences_persist(qtbot, ran_window, sample):
