@@ -22,7 +22,9 @@ parse backend ids must still name the same parser (``name@version``, the setting
 ``--from-forehead1``: the earlier run grew the forehead's hair from every occluder part (parse id
 ``+forehead1``, before :func:`occgui.parsing.forehead.seeds`); its maps are re-derived so. Both runs'
 maps come from the whole parse stage (with the wider view the hand evidence reads), as the runs made
-them.
+them; the tool's earlier form parsed the crop alone, so a record it carried into a run with
+``parse.hand_context`` on may be wrong where the wider view adds a hand: ``--recheck-wider-view``
+leaves such photos (where the earlier run's map differs from its crop-alone map) to be measured anew.
 Afterwards run ``occgui eval verify`` with the same ``--faces / --pairs / --option / -o`` (it measures
 what is left and writes the report). A development tool, not part of the product.
 """
@@ -73,6 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--from-run", metavar="KEY", help="the earlier run's fingerprint (default: that of --from-option)")
     ap.add_argument("--from-forehead1", action="store_true",
                     help="the earlier run grew the forehead from every occluder part (parse id +forehead1)")
+    ap.add_argument("--recheck-wider-view", action="store_true",
+                    help="measure anew the photos whose map the wider view's hands change (records the "
+                         "tool's earlier form carried there may be wrong)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes every N-th photo from the I-th")
     ap.add_argument("--check", type=int, default=0, help="re-measure this many carried photos in full")
     a = ap.parse_args(argv)
@@ -121,7 +126,9 @@ def main(argv=None) -> int:
     pairs = V.select_pairs(read_pairs(a.pairs, a.faces).pairs, (), None)
     photos = sorted({p.a for p in pairs} | {p.b for p in pairs})
     samples = {relative_name(p) for p in photos[:: max(1, len(photos) // V.SAMPLES)][:V.SAMPLES]}
-    counts = {"carried": 0, "parse_differs": 0, "not_in_old": 0, "already_new": 0, "failed_or_sample": 0}
+    counts = {"carried": 0, "parse_differs": 0, "not_in_old": 0, "already_new": 0, "failed_or_sample": 0,
+              "wider_view_matters": 0}
+    old_parse = plain.backend("parse")
     carried: list[tuple[Path, dict]] = []
     t0 = time.perf_counter()
     for i, photo in enumerate(photos):
@@ -148,6 +155,13 @@ def main(argv=None) -> int:
                 sys.exit(f"{rel}: the occluder drawn now differs from the record's; the runs are not comparable")
             occ_rgb, _ = composite(clean.image.rgb, H.landmarks_working(clean), occ, pl)
             occluded = plain.run(occ_rgb, stop_after="parse")
+            # the tool's earlier form parsed the crop alone: a record it carried into a run with the
+            # wider view's hands may be wrong where that view adds a hand, so such photos are measured anew
+            view_matters = a.recheck_wider_view and not all(
+                np.array_equal(old_parse.parse(r.crop.image), r.alpha.labels) for r in (clean, occluded))
+        if view_matters:
+            counts["wider_view_matters"] += 1
+            continue
         if not all(np.array_equal(stages.parse(parse, r.crop, r.image).labels, r.alpha.labels)
                    for r in (clean, occluded)):
             counts["parse_differs"] += 1
