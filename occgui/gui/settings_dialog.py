@@ -31,19 +31,16 @@ class SettingsDialog(QDialog):
         note.setWordWrap(True)
         note.setObjectName("PaneSubtitle")
         form.addRow("", note)
-        self.auto_rerun_box = QCheckBox("Re-run automatically after a landmark edit", self)
-        self.auto_rerun_box.setChecked(auto_rerun)
+        self.auto_rerun_box = self._checkbox("Re-run automatically after a landmark edit", auto_rerun)
         form.addRow("Landmarks:", self.auto_rerun_box)
-        self.hand_evidence_box = QCheckBox("Also mark hands found by MediaPipe Hands as occluder", self)
-        self.hand_evidence_box.setChecked(hand_evidence)
-        self.hand_evidence_box.setToolTip(
+        self.hand_evidence_box = self._checkbox(
+            "Also mark hands found by MediaPipe Hands as occluder", hand_evidence,
             "Finds real hands the parser misses (in the crop, and those touching the face in a wider view "
             "of the photo), but now and then marks a false hand (an ear, a cheek): "
             "check the occluder overlay, and erase with the brush where it is wrong.")
         form.addRow("Occluder:", self.hand_evidence_box)
-        self.forehead_growth_box = QCheckBox("Grow the occluder through the hair over the forehead", self)
-        self.forehead_growth_box.setChecked(forehead_growth)
-        self.forehead_growth_box.setToolTip(
+        self.forehead_growth_box = self._checkbox(
+            "Grow the occluder through the hair over the forehead", forehead_growth,
             "Finds the hats the parser half calls hair: an occluder above the brows takes the forehead's "
             "hair it touches. A fringe that touches a hat or band is then re-drawn too: turn this off, or "
             "erase with the brush where it is wrong.")
@@ -53,6 +50,13 @@ class SettingsDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         lay.addWidget(buttons)
+
+    def _checkbox(self, text: str, checked: bool, tip: str = "") -> QCheckBox:
+        box = QCheckBox(text, self)
+        box.setChecked(checked)
+        if tip:
+            box.setToolTip(tip)
+        return box
 
     @property
     def device(self) -> str:
