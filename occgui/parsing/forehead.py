@@ -8,9 +8,9 @@ real occlusions mark it so: things on the head count where they lie in front of 
 below the natural hairline (``resources/real_occlusions/README.md``). So the occluder the map has
 (the network's, and the hands') grows through the 8-connected *hair* pixels of the forehead -- from
 its parts that lie above the brows and are more than specks (:func:`seeds`, since VERSION 2: a hand
-over an eye or glasses that reach the brows took the fringe beside them with VERSION 1): the
-face region (:func:`occgui.metrics.face_region`, the hull of the 68 points with the brows raised by
-a third of the brow-to-chin height, up to about the hairline) above the topmost brow point. The 68
+over an eye or glasses that reach the brows took the fringe beside them with VERSION 1) -- in the
+forehead from temple to temple up to the estimated hairline (:func:`forehead`, since VERSION 3; before,
+the narrower and lower face region of :func:`occgui.metrics.face_region`), above the topmost brow point. The 68
 points come from MediaPipe's face mesh of the crop itself (never from the user's landmarks: a
 landmark edit must not change M_alpha). Hair that touches no occluder stays hair, and nothing grows
 without a face mesh.
@@ -21,24 +21,36 @@ import cv2
 import numpy as np
 
 from .. import labels as L
-from ..metrics import face_region
 
 #: A seed covers at least this share of the crop: specks of occluder in a fringe grow nothing (a hat's
 #: patch covered 0.5-14 % of the crop on the dev split's hats, the specks under 0.05 %).
 MIN_SEED_SHARE = 0.003
 
+#: The hairline's height above the topmost brow point, as a share of the brow-to-chin height: the median
+#: top edge of the labelled hat and hair masks of the dev split (0.39; quartiles 0.37-0.42), which the
+#: labellers placed where the natural hairline would be.
+HAIRLINE_SHARE = 0.39
+
 #: Bump when the output for a given crop and map changes (part of the parse backend's version).
-VERSION = 2
+VERSION = 3
 
 
 def forehead(points68: np.ndarray, size: int) -> np.ndarray:
-    """``(size, size)`` bool: the face region (:func:`occgui.metrics.face_region`) above the pixel row of
-    the topmost brow point -- the forehead up to about the hairline. Empty for non-finite points."""
+    """``(size, size)`` bool: the forehead from temple to temple up to the estimated hairline -- the hull
+    of the face contour's top ends (points 0 and 16) and the brows (17-26), with the same points raised by
+    :data:`HAIRLINE_SHARE` of the brow-to-chin height -- above the pixel row of the topmost brow point.
+    Empty for non-finite points."""
     p = np.asarray(points68, dtype=np.float64)[:, :2]
     if p.shape != (68, 2) or not np.isfinite(p).all():
         return np.zeros((size, size), bool)
-    region = face_region(p, size)
-    region[max(int(np.floor(p[17:27, 1].min())), 0):] = False
+    brow_top = p[17:27, 1].min()
+    top = p[[0, 16, *range(17, 27)]]
+    raised = top - np.array([0.0, HAIRLINE_SHARE * max(p[8, 1] - brow_top, 0.0)])
+    hull = cv2.convexHull(np.round(np.vstack([top, raised]) * 8).astype(np.int32))
+    region = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(region, hull, 1, lineType=cv2.LINE_8, shift=3)
+    region = region.astype(bool)
+    region[max(int(np.floor(brow_top)), 0):] = False
     return region
 
 
