@@ -30,6 +30,7 @@ class UNetSettings:
                                        "when a fingertip touches the face (this and occluder_into_forehead "
                                        "together: about 55 ms more on the 2-core CPU when a hand is found)")
     occluder_into_forehead: bool = setting(True, "grow the occluder found through the hair that covers the forehead "
-                                                  "(the face region above the brows, from MediaPipe's face mesh of "
-                                                  "the crop), from the occluder's parts above the brows: a hat "
-                                                  "the network half calls hair (occgui.parsing.forehead)")
+                                                  "(above the brows, from temple to temple up to the estimated "
+                                                  "hairline, from MediaPipe's face mesh of the crop), from the "
+                                                  "occluder's parts above the brows: a hat the network half "
+                                                  "calls hair (occgui.parsing.forehead)")
