@@ -42,8 +42,8 @@ class SettingsDialog(QDialog):
         self.forehead_growth_box = self._checkbox(
             "Grow the occluder through the hair over the forehead", forehead_growth,
             "Finds the hats the parser half calls hair: an occluder above the brows takes the forehead's "
-            "hair it touches, from temple to temple up to the estimated hairline. A fringe that touches a hat or band is then re-drawn too: turn this off, or "
-            "erase with the brush where it is wrong.")
+            "hair it touches, from temple to temple up to the estimated hairline. A fringe that touches a "
+            "hat or band is then re-drawn too: turn this off, or erase with the brush where it is wrong.")
         form.addRow("", self.forehead_growth_box)
         lay.addLayout(form)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
