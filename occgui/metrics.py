@@ -116,6 +116,16 @@ def group_iou_from_confusion(cm: np.ndarray, groups: dict) -> dict[str, float]:
     return out
 
 
+def hull_mask(points: np.ndarray, shape) -> np.ndarray:
+    """Boolean mask of shape ``shape`` (``size`` or ``(rows, cols)``) filled inside the convex hull of
+    ``points`` (``(N, 2)`` pixel coordinates, rasterised at 1/8 pixel)."""
+    shape = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]
+    hull = cv2.convexHull(np.round(np.asarray(points, dtype=np.float64)[:, :2] * 8).astype(np.int32))
+    m = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8, shift=3)
+    return m.astype(bool)
+
+
 def face_region(points68: np.ndarray, size: int) -> np.ndarray:
     """Boolean mask of the face in a ``size`` x ``size`` crop (the false-occluder-area region of
     ``occgui eval real`` and of the parser calibration): the hull of the 68 points with the brows
@@ -123,7 +133,4 @@ def face_region(points68: np.ndarray, size: int) -> np.ndarray:
     p = np.asarray(points68, dtype=np.float64)
     up = p[8] - p[17:27].mean(axis=0)
     raised = p[17:27] - up / 3.0
-    hull = cv2.convexHull(np.round(np.vstack([p, raised]) * 8).astype(np.int32))
-    m = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8, shift=3)
-    return m.astype(bool)
+    return hull_mask(np.vstack([p, raised]), size)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..metrics import hull_mask
+
 SURFACE = 468
 SPECK_IOD = 0.04
 MIN_FACE_FRACTION = 0.01
@@ -50,10 +52,7 @@ def face_hull(mesh_xy: np.ndarray, shape: tuple[int, int], growth: float = 1.0) 
     p = np.asarray(mesh_xy, dtype=np.float64)[:SURFACE, :2]
     c = p.mean(axis=0)
     p = c + (p - c) * growth
-    hull = cv2.convexHull(np.round(p * 8).astype(np.int32))
-    m = np.zeros(shape[:2], np.uint8)
-    cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8, shift=3)
-    return m.astype(bool)
+    return hull_mask(p, shape)
 
 
 def cleaned_occluder(occluder: np.ndarray, mesh_xy: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .. import labels as L
+from ..metrics import hull_mask
 
 #: A seed covers at least this share of the crop: specks of occluder in a fringe grow nothing (a hat's
 #: patch covered 0.5-14 % of the crop on the dev split's hats, the specks under 0.05 %).
@@ -46,10 +47,7 @@ def forehead(points68: np.ndarray, size: int) -> np.ndarray:
     brow_top = p[17:27, 1].min()
     top = p[[0, 16, *range(17, 27)]]
     raised = top - np.array([0.0, HAIRLINE_SHARE * max(p[8, 1] - brow_top, 0.0)])
-    hull = cv2.convexHull(np.round(np.vstack([top, raised]) * 8).astype(np.int32))
-    region = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(region, hull, 1, lineType=cv2.LINE_8, shift=3)
-    region = region.astype(bool)
+    region = hull_mask(np.vstack([top, raised]), size)
     region[max(int(np.floor(brow_top)), 0):] = False
     return region
 

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from .. import labels as L
+from ..metrics import hull_mask
 
 #: The hand-landmark model's detection confidence (MediaPipe's own default).
 MIN_CONFIDENCE = 0.5
@@ -61,10 +62,7 @@ def _points(points) -> np.ndarray:
 
 def hand_hull(points: np.ndarray, size: int) -> np.ndarray:
     """``(size, size)`` bool: the convex hull of one hand's 21 landmarks (crop pixels, ``(21, 2)``)."""
-    m = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(m, cv2.convexHull(np.round(_points(points) * 8).astype(np.int32)), 1,
-                       lineType=cv2.LINE_8, shift=3)
-    return m.astype(bool)
+    return hull_mask(_points(points), size)
 
 
 def hand_region(points: np.ndarray, size: int) -> np.ndarray:
