@@ -129,13 +129,19 @@ def _context_on_and_off(lfw_dir, stem):
 
 def test_a_hand_whose_palm_leaves_the_crop_is_found_in_the_context_view(lfw_dir):
     """Carson_Daly_0002 (dev split: fingers over the chin and lips, the palm below the crop): MediaPipe
-    finds no hand in the crop, but finds it in the wider view (parse.hand_context), and the occluder then
-    covers most of the labelled hand (the dilated hull also takes the mouth between thumb and finger)."""
+    finds no hand in the crop, but finds it in the wider view (parse.hand_context): its region covers most
+    of the labelled hand (the dilated hull also takes the mouth between thumb and finger), and with the
+    context on the occluder covers at least what it covers without. (Whether the region is written into
+    M_alpha depends on the network: parser v5 already marks half of this hand's hull, so its own outline
+    stands -- ``FOUND_SHARE``.)"""
     gt, occ, res = _context_on_and_off(lfw_dir, "Carson_Daly_0002")
     assert not HE.hands_in_crop(res.crop.image)
-    added = occ[True] & ~occ[False]
-    assert added.mean() > 0.03 and (added & gt).sum() > 0.4 * added.sum()
-    assert (occ[True] & gt).sum() > 0.8 * gt.sum() > (occ[False] & gt).sum() * 2
+    context = HE.context_view(res.image.rgb, res.crop.to_crop, res.crop.size)
+    found = HE.hands_in_crop(res.crop.image, context, HE.face_area(res.alpha.labels))
+    assert len(found) == 1
+    region = HE.hand_region(found[0], res.crop.size)
+    assert (region & gt).sum() > 0.8 * gt.sum() and (region & gt).sum() > 0.4 * region.sum()
+    assert (occ[True] & gt).sum() >= (occ[False] & gt).sum() > 0.3 * gt.sum()
 
 def test_the_context_view_is_twice_as_wide_and_maps_back_to_crop_pixels():
     """context_view: a photo point lands in the view where view_to_crop takes it to its crop pixel."""
