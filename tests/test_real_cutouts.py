@@ -222,3 +222,42 @@ def test_warp_photo_brings_background_in_and_keeps_labels_aligned():
     assert seen_bg
     r0, y0 = warp_photo(np.random.default_rng(0), rgb, lab, 0.0)
     assert np.array_equal(y0, lab) and np.array_equal(r0, rgb)
+
+
+def test_dev_folds_partition_the_dev_photos_stratified_and_seeded():
+    items = [_Item(f"h{i:02d}", "hand") for i in range(19)] + [_Item(f"t{i:02d}", "hat") for i in range(53)] + \
+        [_Item(f"m{i:02d}", "microphone") for i in range(10)] + [_Item("o0", "other_person")]
+    folds = RC.dev_folds(items, 5, seed=2)
+    flat = [s for f in folds for s in f]
+    assert sorted(flat) == sorted(it.stem for it in items) and len(flat) == len(set(flat))
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1 and all(f == sorted(f) for f in folds)
+    for prefix, n in (("h", 19), ("t", 53), ("m", 10)):
+        per = [sum(s.startswith(prefix) for s in f) for f in folds]
+        assert max(per) - min(per) <= 1 and sum(per) == n
+    assert RC.dev_folds(list(reversed(items)), 5, seed=2) == folds
+    assert RC.dev_folds(items, 5, seed=3) != folds
+    with pytest.raises(Exception, match="folds"):
+        RC.dev_folds(items, 1)
+
+
+def test_a_fold_is_given_as_i_of_k():
+    assert RC.parse_fold("2/5") == (2, 5)
+    for bad in ("5/5", "-1/5", "1/1", "x", "1-5"):
+        with pytest.raises(Exception, match="I/K"):
+            RC.parse_fold(bad)
+
+
+def test_the_trainer_holds_out_one_fold_or_n_photos():
+    from types import SimpleNamespace
+
+    from occgui.training.parsing.train import held_out_stems
+
+    items = [_Item(f"h{i:02d}", "hand") for i in range(20)] + [_Item(f"t{i:02d}", "hat") for i in range(30)]
+    folds = RC.dev_folds(items, 5, seed=0)
+    got = [held_out_stems(SimpleNamespace(real_fold=f"{i}/5", real_val=0, real_val_seed=0), items) for i in range(5)]
+    assert got == [set(f) for f in folds]
+    assert held_out_stems(SimpleNamespace(real_fold=None, real_val=10, real_val_seed=0), items) == \
+        set(RC.dev_val_stems(items, 10, 0))
+    assert held_out_stems(SimpleNamespace(real_val=0), items) == set()
+    with pytest.raises(Exception, match="not both"):
+        held_out_stems(SimpleNamespace(real_fold="0/5", real_val=10, real_val_seed=0), items)

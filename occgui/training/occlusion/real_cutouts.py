@@ -182,6 +182,38 @@ def dev_val_stems(items, n: int, seed: int = 0) -> list[str]:
     return sorted(out)
 
 
+def dev_folds(items, k: int, seed: int = 0) -> list[list[str]]:
+    """``k`` disjoint, type-stratified folds of the dev photos for cross-validation (hold out each fold in
+    turn as dev-val; the test split stays untouched). ``items`` have ``stem`` and ``type``. Within a type
+    the stems go, in a seeded permutation, round-robin over the folds, starting where the previous type
+    stopped, so every type's photos and the folds' sizes differ by at most one between folds. Each fold
+    is sorted; together they hold every stem once."""
+    items = sorted(items, key=lambda it: it.stem)
+    k = int(k)
+    if k < 2 or k > len(items):
+        raise OccguiError(f"cross-validation needs 2 to {len(items)} folds of the {len(items)} dev photos, got {k}")
+    rng = np.random.default_rng([int(seed), 2609])
+    folds: list[list[str]] = [[] for _ in range(k)]
+    at = 0
+    for t in sorted({it.type for it in items}):
+        stems = [it.stem for it in items if it.type == t]
+        for i in rng.permutation(len(stems)):
+            folds[at % k].append(stems[i])
+            at += 1
+    return [sorted(f) for f in folds]
+
+
+def parse_fold(value: str) -> tuple[int, int]:
+    """``"I/K"`` (fold I of K, 0-based) -> ``(I, K)``; a one-line error otherwise."""
+    try:
+        i, k = (int(x) for x in str(value).split("/"))
+    except ValueError:
+        raise OccguiError(f"a fold is given as I/K (0 <= I < K), got {value!r}") from None
+    if not 0 <= i < k or k < 2:
+        raise OccguiError(f"a fold is given as I/K (0 <= I < K, K >= 2), got {value!r}")
+    return i, k
+
+
 def occluder_scores(pred_occ, gt_masks) -> dict[str, float]:
     """Pooled occluder IoU / precision / recall and the share of photos found (IoU >= 0.3) of predicted
     occluder masks against labelled ones (photos with an empty label count as found when nothing is

@@ -94,7 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hold N dev photos (seeded, stratified by type: real_cutouts.dev_val_stems) out of "
                              "training as dev-val: every --real-val-every steps the EMA network is scored on them and "
                              "saved to RUN/snapshots/, the best pooled IoU also as RUN/best_devval.onnx (default 0)")
-    parser.add_argument("--real-val-seed", type=int, default=0, help="seed of the dev-val choice")
+    parser.add_argument("--real-fold", metavar="I/K",
+                        help="cross-validation: hold fold I of K (0-based; seeded, stratified by type: "
+                             "real_cutouts.dev_folds) out of training as dev-val, instead of --real-val's N photos; "
+                             "the K runs' dev-val curves are averaged by occgui.training.parsing.crossval")
+    parser.add_argument("--real-val-seed", type=int, default=0, help="seed of the dev-val choice (and of the folds)")
     parser.add_argument("--real-val-every", type=int, default=100, metavar="STEPS",
                         help="steps between dev-val scores and snapshots (default %(default)s)")
     parser.add_argument("--real-photo-warp", type=float, default=0.0,
@@ -124,7 +128,7 @@ EVAL_HANDS = 32
 
 HYPER = ("seed", "batch_size", "lr", "warmup", "input_size", "widths", "limit", "steps", "minutes", "augment", "init",
          "procedural_hands", "soft_labels", "photos", "real_labels", "real_faces", "real_photo_weight",
-         "real_cutout_weight", "real_val", "real_val_seed", "real_val_every", "real_photo_warp")
+         "real_cutout_weight", "real_val", "real_fold", "real_val_seed", "real_val_every", "real_photo_warp")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
@@ -511,18 +515,33 @@ def run(args) -> int:
     return 0
 
 
+def held_out_stems(args, crops) -> set[str]:
+    """The dev photos held out of training as dev-val: fold I of K with ``--real-fold I/K``, else
+    ``--real-val`` N photos (none by default); both seeded by ``--real-val-seed``."""
+    from ..occlusion.real_cutouts import dev_folds, dev_val_stems, parse_fold
+
+    seed = getattr(args, "real_val_seed", 0)
+    fold = getattr(args, "real_fold", None)
+    if fold:
+        if getattr(args, "real_val", 0):
+            raise OccguiError("give --real-fold or --real-val, not both")
+        i, k = parse_fold(fold)
+        return set(dev_folds(crops, k, seed)[i])
+    return set(dev_val_stems(crops, getattr(args, "real_val", 0) or 0, seed))
+
+
 def _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progress):
     """The :class:`real_mix.RealMixSampler` of ``--real-labels`` (dev split only) and its record."""
     import torch
 
     from ...parsing.unet_parser import predict_logits
-    from ..occlusion.real_cutouts import dev_val_stems, make_cutouts, real_crops_for_training
+    from ..occlusion.real_cutouts import make_cutouts, real_crops_for_training
     from .real_mix import RealMixSampler, pseudo_labels
 
     folder = None if args.real_labels in ("bundled", "default") else args.real_labels
     faces = Path(args.real_faces) if args.real_faces else lfw
     crops = real_crops_for_training(folder, faces, cache_dir=args.cache, progress=progress)
-    val_stems = set(dev_val_stems(crops, getattr(args, "real_val", 0) or 0, getattr(args, "real_val_seed", 0)))
+    val_stems = held_out_stems(args, crops)
     val_crops = [c for c in crops if c.stem in val_stems]
     crops = [c for c in crops if c.stem not in val_stems]
     if init_model is None:  # resumed run: the initial parser is the one recorded in the state's config
@@ -543,7 +562,8 @@ def _real_sampler(args, clean, train_lib, lfw, init_model, device, soft, progres
     info = {"labels": str(args.real_labels), "split": "dev", "photos": sorted(c.stem for c in crops),
             "cutouts": len(cutouts), "photo_weight": args.real_photo_weight, "cutout_weight": args.real_cutout_weight,
             "photo_warp": getattr(args, "real_photo_warp", 0.0) or 0.0,
-            "dev_val": {"photos": sorted(val_stems), "seed": getattr(args, "real_val_seed", 0)}}
+            "dev_val": {"photos": sorted(val_stems), "seed": getattr(args, "real_val_seed", 0),
+                        "fold": getattr(args, "real_fold", None)}}
     return sampler, info, val_crops
 
 
