@@ -52,3 +52,8 @@ def test_runs_without_folds_or_scores_are_refused_with_one_line(tmp_path, capsys
     assert capsys.readouterr().out.strip().count("\n") == 0
     with pytest.raises(Exception, match="no dev-val scores"):
         CV.curve([_run(tmp_path, "a", "0/2", {}), _run(tmp_path, "b", "1/2", {100: 0.2})])
+
+
+def test_no_runs_is_refused(tmp_path):
+    with pytest.raises(Exception, match="one run for each fold"):
+        CV.curve([])

@@ -68,8 +68,8 @@ def curve(runs) -> CrossValCurve:
     """The folds' mean curve of the run folders ``runs``: one run for each fold of the same K and seed."""
     read = sorted((read_dev_val(Path(r)) for r in runs), key=lambda x: x[0])
     folds = [f for f, _, _ in read]
-    k = folds[0][1] if folds else 0
-    if {s for _, s, _ in read} != {read[0][1]} or [f for f in folds] != [(i, k) for i in range(k)]:
+    k = folds[0][1] if folds else 2
+    if len({s for _, s, _ in read}) != 1 or folds != [(i, k) for i in range(k)]:
         have = ", ".join(f"{i}/{kk} (seed {s})" for (i, kk), s, _ in read)
         raise OccguiError(f"cross-validation needs one run for each fold I/K of one K and seed; got {have}")
     common = sorted(set.intersection(*(set(s) for _, _, s in read)))
