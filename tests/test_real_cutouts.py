@@ -261,3 +261,17 @@ def test_the_trainer_holds_out_one_fold_or_n_photos():
     assert held_out_stems(SimpleNamespace(real_val=0), items) == set()
     with pytest.raises(Exception, match="not both"):
         held_out_stems(SimpleNamespace(real_fold="0/5", real_val=10, real_val_seed=0), items)
+
+
+def test_a_malformed_fold_is_refused_when_the_command_line_is_read(capsys):
+    import argparse
+
+    from occgui.training.parsing.train import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    base = ["--data", "D", "-o", "O"]
+    assert p.parse_args(base + ["--real-fold", "1/5"]).real_fold == "1/5"
+    with pytest.raises(SystemExit):
+        p.parse_args(base + ["--real-fold", "5/5"])
+    assert "I/K" in capsys.readouterr().err

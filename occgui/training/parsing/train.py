@@ -47,6 +47,17 @@ from ...parsing.checkpoint import CHECKPOINT_NAME
 DEFAULT_CACHE = Path(os.environ.get("OCCGUI_CACHE", Path.home() / ".cache" / "occgui"))
 
 
+def _fold_argument(value: str) -> str:
+    """``--real-fold``'s value, checked when the command line is read (not after the data are loaded)."""
+    from ..occlusion.real_cutouts import parse_fold
+
+    try:
+        parse_fold(value)
+    except OccguiError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``occgui train parsing``."""
     parser.add_argument("--data", required=True,
@@ -94,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hold N dev photos (seeded, stratified by type: real_cutouts.dev_val_stems) out of "
                              "training as dev-val: every --real-val-every steps the EMA network is scored on them and "
                              "saved to RUN/snapshots/, the best pooled IoU also as RUN/best_devval.onnx (default 0)")
-    parser.add_argument("--real-fold", metavar="I/K",
+    parser.add_argument("--real-fold", metavar="I/K", type=_fold_argument,
                         help="cross-validation: hold fold I of K (0-based; seeded, stratified by type: "
                              "real_cutouts.dev_folds) out of training as dev-val, instead of --real-val's N photos; "
                              "the K runs' dev-val curves are averaged by occgui.training.parsing.crossval")
