@@ -313,6 +313,12 @@ def test_verify_fit_fits_what_the_backend_fits_with_the_iout_landmarks(tmp_path:
     rep = run(VerifyFitSettings(**common, iout_landmarks="off"))
     assert seen == ["off"] * 3, "another mode's fits are not reused"
     assert len(list(out.glob("fits-*.json"))) == 2
+    assert rep["settings"]["expression_prior"] == ""          # the backend's default: off
+    seen.clear()
+    rep = run(VerifyFitSettings(**common, iout_landmarks="off", expression_prior="learned"))
+    assert seen == ["off"] * 3, "a prior's fits are not those without it"
+    assert rep["settings"]["expression_prior"].endswith("ict_face_reduced_expression_prior.npz")
+    assert len(list(out.glob("fits-*.json"))) == 3
     with pytest.raises(Exception, match="--iout-landmarks must be one of"):
         run(VerifyFitSettings(**common, iout_landmarks="sideways"))
 

@@ -2,7 +2,8 @@
 
     python tools/morphable_drift.py collect --faces DIR [--names A-P] --limit 24 \
         --families hand_over_eye,surgical_mask,sunglasses -o cases.npz
-    python tools/morphable_drift.py fit cases.npz [--set FIELD=VALUE ...] [--iout-landmarks hidden] [--json out.json]
+    python tools/morphable_drift.py fit cases.npz [--set FIELD=VALUE ...] [--iout-landmarks hidden] \
+        [--expression-prior learned] [--json out.json]
 
 ``collect`` runs the pipeline up to ``synthesize`` (clean, and full/raw per occluder family) and
 saves the fit inputs; ``fit`` fits them with ``FitSettings`` (defaults, or fields set with
@@ -29,10 +30,10 @@ def _value(cur, text: str):
     return type(cur)(text)
 
 
-def settings_from(pairs: list[str]):
+def settings_from(pairs: list[str], base=None):
     from occgui.morphable.fit import FitSettings
 
-    st = FitSettings()
+    st = FitSettings() if base is None else base
     for p in pairs:
         key, _, val = p.partition("=")
         if key.startswith("weights."):
@@ -66,6 +67,9 @@ def main(argv=None) -> int:
     f.add_argument("--photos", type=int, default=None, metavar="N", help="only the first N photos' cases")
     f.add_argument("--iout-landmarks", choices=("off", "hidden", "all", "blend"), default="off",
                    help="Eq. 12's landmarks re-detected on I_out (MorphableSettings.iout_landmarks)")
+    f.add_argument("--expression-prior", default=None, metavar="learned|FILE",
+                   help="fit with a learned expression prior (occgui.morphable.expression_prior) and the weights "
+                        "the backend uses with it (geometry.expression_prior); --set applies on top")
     f.add_argument("--region", choices=("all", "face"), default="all",
                    help="vertices counted: the whole model, or its face region M only")
     a = ap.parse_args(argv)
@@ -103,24 +107,37 @@ def main(argv=None) -> int:
     if a.photos is not None:
         keep = list(dict.fromkeys(c.photo for c in cases))[: a.photos]
         cases = [c for c in cases if c.photo in keep]
-    st = settings_from(a.set)
+    prior = None
+    base = None
+    if a.expression_prior is not None:
+        from occgui.geometry.morphable_mesh import fit_configuration
+        from occgui.geometry.settings import MorphableSettings
+
+        base, prior, _path = fit_configuration(MorphableSettings(expression_prior=a.expression_prior), model)
+    st = settings_from(a.set, base)
     t0 = time.perf_counter()
     fitted = D.redetect_cases(cases, a.iout_landmarks, dense=st.dense_weight > 0)
-    fits = D.fit_cases(model, fitted, st)
+    fits = D.fit_cases(model, fitted, st, expression_prior=prior)
     secs = [r.seconds for r in fits.values()]
     ids = None if a.region == "all" else __import__("numpy").flatnonzero(model.face_mask)
     summary = D.summarize_drift(model, fits, cases, ids)
     summary["settings"] = a.set
     summary["iout_landmarks"] = a.iout_landmarks
+    summary["expression_prior"] = a.expression_prior or ""
     summary["fit_seconds_median"] = float(sorted(secs)[len(secs) // 2])
     summary["wall_s"] = time.perf_counter() - t0
+    from occgui.eval.report import software_versions
+
+    summary["cases_file"] = str(a.cases)
+    summary["software"] = software_versions()
     for fam, per in summary.items():
         if isinstance(per, dict) and "full" in per:
             print(f"{fam:16s} full {per['full']['mean']:.2f} (p90 {per['full']['p90']:.2f})  "
                   f"raw {per.get('raw', {}).get('mean', float('nan')):.2f}  n={per['full']['cases']}")
     le = summary["clean_landmark_error"]
     print(f"clean landmark error {le['mean']:.4f} (max {le['max']:.4f}, {le['photos']} photos); "
-          f"fit median {summary['fit_seconds_median']:.2f} s; iout_landmarks={a.iout_landmarks} {' '.join(a.set)}")
+          f"fit median {summary['fit_seconds_median']:.2f} s; iout_landmarks={a.iout_landmarks} {' '.join(a.set)}"
+          f"{' expression prior ' + str(a.expression_prior) if prior else ''}")
     if a.json:
         a.json.write_text(json.dumps(summary, indent=1))
     return 0

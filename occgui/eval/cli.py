@@ -150,7 +150,8 @@ def cmd_verify_fit(args) -> int:
     s = VerifyFitSettings(faces=Path(args.faces), pairs=Path(args.pairs),
                           occluders=_occluders(args, Path(args.faces), 3), out=Path(args.output),
                           limit=args.limit, folds=folds, seed=args.seed, variants=variants,
-                          iout_landmarks=args.iout_landmarks, quiet=args.quiet, collect_only=args.collect_only,
+                          iout_landmarks=args.iout_landmarks, expression_prior=args.expression_prior,
+                          quiet=args.quiet, collect_only=args.collect_only,
                           log=lambda m: print(m, file=sys.stderr, flush=True))
     report = run(s)
     if s.collect_only:
@@ -303,6 +304,8 @@ def add_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     w.add_argument("--iout-landmarks", default=None, metavar="MODE", help="Eq. 12's landmarks re-detected on I_out "
                    "before each fit, as the morphable backend does: off|hidden|all|blend (default: the backend's, "
                    "geometry.iout_landmarks)")
+    w.add_argument("--expression-prior", default=None, metavar="off|learned|FILE", help="the fit's expression "
+                   "prior, as the morphable backend's geometry.expression_prior (default: the backend's)")
     w.add_argument("-o", "--output", required=True, metavar="OUT", help="report folder")
     w.add_argument("--collect-only", action="store_true", help="only run the pipeline and keep the fit inputs "
                    "(OUT/cases.npz); a later run fits them")

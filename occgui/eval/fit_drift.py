@@ -162,11 +162,13 @@ def redetect_cases(cases: list[FitCase], mode: str, detect=None, dense: bool = F
             for c in cases]
 
 
-def fit_cases(model, cases: list[FitCase], settings, log=None) -> dict[tuple[str, str, str], object]:
-    """``(photo, family, variant) -> FitResult`` of every case with one fitter."""
+def fit_cases(model, cases: list[FitCase], settings, log=None, expression_prior=None
+              ) -> dict[tuple[str, str, str], object]:
+    """``(photo, family, variant) -> FitResult`` of every case with one fitter
+    (``expression_prior``: :class:`occgui.morphable.expression_prior.ExpressionPrior` or None)."""
     from ..morphable.fit import MorphableFitter
 
-    fitter = MorphableFitter(model, settings)
+    fitter = MorphableFitter(model, settings, expression_prior)
     out = {}
     for c in cases:
         out[(c.photo, c.family, c.variant)] = fitter.fit(c.target)

@@ -56,6 +56,9 @@ class VerifyFitSettings:
     #: Eq. 12's landmarks re-detected on I_out before the fit, as the ``morphable`` backend does
     #: (``MorphableSettings.iout_landmarks``; None: the backend's default)
     iout_landmarks: str | None = None
+    #: the expression prior of the fit, as ``MorphableSettings.expression_prior`` ('off', 'learned'
+    #: or a file; None: the backend's default)
+    expression_prior: str | None = None
     quiet: bool = False
     #: only collect the fit inputs (``cases.npz``), no fit and no report
     collect_only: bool = False
@@ -101,8 +104,12 @@ def evaluate(pairs, features: dict, variants: tuple[str, ...]) -> dict:
     return out
 
 
-def _digest(fit_settings, model_name: str, iout_landmarks: str) -> str:
+def _digest(fit_settings, model_name: str, iout_landmarks: str, prior_path=None) -> str:
     key = f"{model_name}|{fit_settings!r}" + ("" if iout_landmarks == "off" else f"|iolm-{iout_landmarks}")
+    if prior_path is not None:
+        from ..resources import checkpoint_digest
+
+        key += f"|eprior-{checkpoint_digest(prior_path)}"
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
@@ -141,11 +148,12 @@ def run(s: VerifyFitSettings) -> dict:
     """Collect (or reuse) the fit inputs, fit (or reuse the fits of the same settings), score and
     write ``report.json`` / ``report.md`` into ``s.out``; returns the report."""
     import time
+    from dataclasses import replace
 
-    from ..geometry.morphable_mesh import IOUT_LANDMARK_MODES, redetected_target
+    from ..geometry.morphable_mesh import IOUT_LANDMARK_MODES, fit_configuration, redetected_target
     from ..geometry.settings import MorphableSettings
     from ..morphable import load_default_model
-    from ..morphable.fit import FitSettings, MorphableFitter
+    from ..morphable.fit import MorphableFitter
 
     bad = [v for v in s.variants if v not in ("full", "raw")]
     if bad or not s.variants:
@@ -163,11 +171,16 @@ def run(s: VerifyFitSettings) -> dict:
     if s.collect_only:
         return {"collected_cases": len(cases), "seconds": t_collect}
     model = load_default_model()
-    fs = s.fit if s.fit is not None else FitSettings(device=s.device)
-    iolm = s.iout_landmarks if s.iout_landmarks is not None else MorphableSettings().iout_landmarks
+    backend = MorphableSettings()
+    if s.expression_prior is not None:
+        backend = replace(backend, expression_prior=s.expression_prior)
+    fs, prior, prior_path = fit_configuration(backend, model, s.device)   # what the backend fits with
+    if s.fit is not None:
+        fs = s.fit
+    iolm = s.iout_landmarks if s.iout_landmarks is not None else backend.iout_landmarks
     if iolm not in IOUT_LANDMARK_MODES:
         raise OccguiError(f"--iout-landmarks must be one of {', '.join(IOUT_LANDMARK_MODES)}, got {iolm!r}")
-    fits_path = Path(s.out) / f"fits-{_digest(fs, model.name, iolm)}.json"
+    fits_path = Path(s.out) / f"fits-{_digest(fs, model.name, iolm, prior_path)}.json"
     stored = json.loads(fits_path.read_text()) if fits_path.is_file() else {}
     wanted = {relative_name(p) for p in photos}
     fitter = None
@@ -178,7 +191,7 @@ def run(s: VerifyFitSettings) -> dict:
         key = "clean" if c.family == CLEAN else f"occluded_{c.variant}"
         if key in stored.get(c.photo, {}):
             continue
-        fitter = fitter or MorphableFitter(model, fs)
+        fitter = fitter or MorphableFitter(model, fs, prior)
         target = redetected_target(c.target, iolm, dense=fs.dense_weight > 0)   # what the backend fits
         res = fitter.fit(target)
         seconds.append(res.seconds)
@@ -201,7 +214,7 @@ def run(s: VerifyFitSettings) -> dict:
     report["settings"] = {"faces": str(s.faces), "pairs_file": str(s.pairs), "occluders": str(s.occluders),
                           "limit": s.limit, "folds": list(s.folds), "seed": s.seed, "device": s.device,
                           "variants": list(s.variants), "fit_settings": repr(fs), "model": model.name,
-                          "iout_landmarks": iolm,
+                          "iout_landmarks": iolm, "expression_prior": "" if prior_path is None else str(prior_path),
                           "pairs_used": len(pairs), "photos": len(photos),
                           "photos_without_clean_fit": sorted(ph for ph in wanted if "clean" not in stored.get(ph, {})),
                           "occluded_fits_per_family": fams}
@@ -244,6 +257,7 @@ def markdown(report: dict) -> str:
         R.md_table(["method", "100%-EER", "accuracy", "nAUC"], paper + ours), "",
         "## Occlusion drop (accuracy points, w/o Occ minus w/ Occ)", "",
         R.md_table(["feature", "drop", "paper drop"], [[f, d, PAPER_DROP] for f, d in dr.items()], digits=2), "",
-        f"Fit settings: `{s['fit_settings']}`", "",
+        f"Fit settings: `{s['fit_settings']}`; Eq. 12's landmarks on I_out: {s.get('iout_landmarks', '?')}; "
+        f"expression prior: {s.get('expression_prior') or 'off (Eq. 14)'}", "",
         f"Software: {', '.join(f'{k} {x}' for k, x in report['software'].items())}", "",
     ])

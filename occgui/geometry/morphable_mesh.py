@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -146,6 +147,27 @@ def crop_to_photo(image: LoadedImage, crop: FaceCrop) -> np.ndarray:
     return np.asarray(crop.from_crop, np.float64) / float(image.scale)
 
 
+def fit_configuration(st: MorphableSettings, model, device: str = "cpu"):
+    """``(FitSettings, ExpressionPrior | None, prior path | None)`` of the backend's settings: what
+    the backend fits with, and what the evaluation's fits (``occgui eval verify-fit``) reproduce.
+    With a learned expression prior (``geometry.expression_prior``) the fit uses
+    :data:`occgui.morphable.fit.PRIOR_FIT_WEIGHTS` and leaves the landmarks M_alpha's occluder
+    hides to the prior (:data:`occgui.morphable.fit.PRIOR_OCCLUDED_LANDMARK_WEIGHT`)."""
+    from ..morphable import default_expression_prior_path
+    from ..morphable.expression_prior import load_expression_prior
+    from ..morphable.fit import PRIOR_FIT_WEIGHTS, PRIOR_OCCLUDED_LANDMARK_WEIGHT, FitSettings
+
+    cell = 0.0 if device == "cuda" and st.cuda_full_topology else float(st.coarse_cell_mm)
+    fs = FitSettings(iterations=st.iterations, image_iterations=st.image_iterations, use_identity=st.use_identity,
+                     visibility_size=st.visibility_size, render_size=st.render_size, coarse_cell_mm=cell,
+                     device=device, dense_weight=float(st.dense_weight))
+    if st.expression_prior in ("", "off"):
+        return fs, None, None
+    path = default_expression_prior_path() if st.expression_prior == "learned" else Path(st.expression_prior)
+    prior = load_expression_prior(path).check(model)
+    return replace(fs, weights=PRIOR_FIT_WEIGHTS, occluded_landmark_weight=PRIOR_OCCLUDED_LANDMARK_WEIGHT), prior, path
+
+
 class MorphableGeometry:
     """Stage ``geometry`` backend (see the module docstring)."""
 
@@ -153,7 +175,7 @@ class MorphableGeometry:
 
     def __init__(self, ctx=None):
         from ..morphable import load_default_model, load_model
-        from ..morphable.fit import FitSettings, MorphableFitter
+        from ..morphable.fit import MorphableFitter
 
         st = getattr(ctx, "settings", None)
         self.settings = st if isinstance(st, MorphableSettings) else MorphableSettings()
@@ -174,16 +196,16 @@ class MorphableGeometry:
                 raise OccguiError(f"geometry.{name} must be >= 0, got {getattr(st, name)}")
         if st.render_size < 16 or st.visibility_size < 16:
             raise OccguiError("geometry.render_size and geometry.visibility_size must be at least 16 px")
-        cell = 0.0 if device == "cuda" and st.cuda_full_topology else float(st.coarse_cell_mm)
         self.device = device
         if st.dense_weight < 0:
             raise OccguiError(f"geometry.dense_weight must be >= 0, got {st.dense_weight:g}")
-        self.fit_settings = FitSettings(iterations=st.iterations, image_iterations=st.image_iterations,
-                                        use_identity=st.use_identity, visibility_size=st.visibility_size,
-                                        render_size=st.render_size, coarse_cell_mm=cell, device=device,
-                                        dense_weight=float(st.dense_weight))
-        self.fitter = MorphableFitter(self.model, self.fit_settings)
+        self.fit_settings, self.expression_prior, prior_path = fit_configuration(st, self.model, device)
+        self.fitter = MorphableFitter(self.model, self.fit_settings, self.expression_prior)
         self.version = f"{VERSION}+{self.model.name}"
+        if self.expression_prior is not None:
+            from ..resources import checkpoint_digest
+
+            self.version += f"+eprior-{checkpoint_digest(prior_path)}"
         if st.initial not in INITIAL_VALUES:
             raise OccguiError(f"geometry.initial must be one of {', '.join(INITIAL_VALUES)}, got {st.initial!r}")
         if st.iout_landmarks not in IOUT_LANDMARK_MODES:
@@ -218,6 +240,8 @@ class MorphableGeometry:
         target = redetected_target(FitTarget.from_pipeline(synthesis, landmarks, gamma, alpha), st.iout_landmarks,
                                    keep=edited, dense=self.fitter.dense_map is not None and edited is None,
                                    stage_mesh=landmarks.mesh)
+        if edited is not None:
+            target = replace(target, trusted=edited)   # a moved point always counts in Eq. 12
         key = self._warm_key(image, crop)
         initial = self._last[1] if st.warm_start and self._last is not None and self._last[0] == key else None
         t0 = time.perf_counter()

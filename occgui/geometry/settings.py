@@ -39,6 +39,10 @@ class MorphableSettings:
                                          "after de-occlusion: 'off' (the landmark stage's points), 'hidden' (the "
                                          "re-detected points replace those M_alpha's occluder covers), 'all', or "
                                          "'blend' (the hidden ones, the others averaged with the stage's)")
+    expression_prior: str = setting("off", "prior of the expression coefficients, not in the paper: 'off' (Eq. 14's "
+                                           "omega_beta ||beta||^2), 'learned' (the mean and covariance of clean "
+                                           "fits of LFW photos shipped for the default model, "
+                                           "occgui.morphable.expression_prior) or the path of such a .npz")
     dense_weight: float = setting(0.0, "weight (per point, relative to Eq. 12) of MediaPipe's dense face mesh as a "
                                        "fitting target, not in the paper: its points on I_out (re-detected like "
                                        "iout_landmarks, else the landmark stage's) pull the model vertices under "

@@ -6,7 +6,8 @@
   ``resources/morphable/`` (MIT); :func:`load_model` -- any of them by path;
 * :mod:`.regions` -- vertex labels and the face region from the 68 landmark vertices;
 * :mod:`.regressor` (the R-Net, trained by ``occgui train recon``), :mod:`.camera` (Eq. 10),
-  :mod:`.lighting` (Eq. 11), :mod:`.render` (pytorch3d), :mod:`.losses` (Eq. 12-16), :mod:`.coefficients`
+  :mod:`.lighting` (Eq. 11), :mod:`.render` (pytorch3d), :mod:`.losses` (Eq. 12-16),
+  :mod:`.expression_prior` (a learned expression prior, not in the paper), :mod:`.coefficients`
   (the vector y), :mod:`.init` (landmark least squares), :mod:`.fit` (the per-photo analysis-by-synthesis fit).
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .coefficients import CoefficientLayout, Coefficients
 from .model import MorphableModel, MorphableModelError, load_npz_model
 
 DEFAULT_MODEL = "morphable/ict_face_reduced.npz"
+#: The learned expression prior of the default model (``tools/derive_expression_prior.py``).
+DEFAULT_EXPRESSION_PRIOR = "morphable/ict_face_reduced_expression_prior.npz"
 
 
 def load_default_model() -> MorphableModel:
@@ -25,6 +28,13 @@ def load_default_model() -> MorphableModel:
     from ..resources import resource_path
 
     return load_npz_model(resource_path(DEFAULT_MODEL))
+
+
+def default_expression_prior_path() -> Path:
+    """The shipped learned expression prior of the default model (see ``resources/morphable/README.md``)."""
+    from ..resources import resource_path
+
+    return Path(resource_path(DEFAULT_EXPRESSION_PRIOR))
 
 
 def load_model(path) -> MorphableModel:
@@ -45,4 +55,4 @@ def load_model(path) -> MorphableModel:
 
 
 __all__ = ["CoefficientLayout", "Coefficients", "MorphableModel", "MorphableModelError", "Pose",
-           "load_default_model", "load_model", "load_npz_model"]
+           "default_expression_prior_path", "load_default_model", "load_model", "load_npz_model"]

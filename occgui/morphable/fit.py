@@ -41,6 +41,7 @@ from ..errors import OccguiError
 from .camera import Pose
 from .coefficients import CoefficientLayout, Coefficients
 from .dense import dense_loss
+from .expression_prior import ExpressionPrior
 from .init import initialise_from_landmarks
 from .lighting import SH_BANDS, ambient_gamma, irradiance_basis
 from .losses import (
@@ -67,6 +68,14 @@ from .torch_model import TorchMorphableModel, linear_shape, screen
 #: blendshape weights; the paper's 1.75e-3 is for Deep3DFaceRecon's PCA expression basis and
 #: leaves the blendshapes nearly unconstrained). Measured on development photos (A-P).
 FIT_WEIGHTS = LossWeights(landmark=1.6e-2, regularisation=1.5e-2, omega_beta=1.0)
+#: The per-photo weights with the learned expression prior (:mod:`.expression_prior`, not in the
+#: paper): its Mahalanobis term replaces ω_β ||β̃||² at ω_β = PRIOR_OMEGA_BETA (docs/morphable.md,
+#: chosen on development photos A-P against occlusion drift and the clean landmark error).
+PRIOR_OMEGA_BETA = 10.0
+PRIOR_FIT_WEIGHTS = LossWeights(landmark=1.6e-2, regularisation=1.5e-2, omega_beta=PRIOR_OMEGA_BETA)
+#: With the learned prior, the landmarks M_alpha's occluder hides weigh this much in Eq. 12: the
+#: prior infers them from the visible ones (``FitSettings.occluded_landmark_weight``).
+PRIOR_OCCLUDED_LANDMARK_WEIGHT = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,9 +129,14 @@ class FitTarget:
     #: MediaPipe's face mesh on the same image ((468+, 3) crop pixels, z in x's units, larger =
     #: farther), the dense term's target; None: no dense term
     dense: np.ndarray | None = None
+    #: (68,) bool: points the user placed; ``occluded_landmark_weight`` never lowers their weight
+    #: (a correction always counts); None: none
+    trusted: np.ndarray | None = None
 
     def __post_init__(self):
         img = np.asarray(self.image)
+        if self.trusted is not None and np.asarray(self.trusted).shape != (NUM_LANDMARKS,):
+            raise OccguiError(f"the fit's trusted points must be a (68,) mask, got {np.asarray(self.trusted).shape}")
         if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1] or img.dtype != np.uint8:
             raise OccguiError(f"the fit needs a square RGB uint8 image, got {img.dtype} {img.shape}")
         lm = np.asarray(self.landmarks, np.float64)
@@ -344,9 +358,13 @@ class MorphableFitter:
     """Fits one model; holds its torch tensors, the coarse topology and (lazily) the identity
     network, so repeated fits (e.g. after landmark edits) pay for them once."""
 
-    def __init__(self, model: MorphableModel, settings: FitSettings = FitSettings()):
+    def __init__(self, model: MorphableModel, settings: FitSettings = FitSettings(),
+                 expression_prior: ExpressionPrior | None = None):
+        """``expression_prior``: the learned expression term
+        (:mod:`occgui.morphable.expression_prior`) in place of Eq. 14's ``ω_β ||β̃||²``."""
         self.model = model
         self.settings = settings
+        self.expression_prior = None if expression_prior is None else expression_prior.check(model)
         self.layout = CoefficientLayout.of(model)
         if settings.coarse_cell_mm > 0:
             ids, tri = coarse_topology(model.mean_shape[:, :2], model.triangles, model.landmarks,
@@ -396,6 +414,8 @@ class MorphableFitter:
         lmk_w_np = np.ones(NUM_LANDMARKS)
         if target.alpha_labels is not None and st.occluded_landmark_weight != 1.0:
             hidden = occluded_landmarks(target.landmarks, target.alpha_labels, OCCLUDED_LANDMARK_MARGIN / r)
+            if target.trusted is not None:
+                hidden &= ~np.asarray(target.trusted, bool)
             lmk_w_np[hidden] = st.occluded_landmark_weight
         lmk_w = torch.as_tensor(lmk_w_np, dtype=torch.float32, device=dev)
         dense = None
@@ -412,7 +432,8 @@ class MorphableFitter:
 
         # ---- initial value (reference frame)
         if initial is None:
-            pose, ident, expr = initialise_from_landmarks(self.model, lm_ref_np, st.weights, point_weights=lmk_w_np)
+            pose, ident, expr = initialise_from_landmarks(self.model, lm_ref_np, st.weights, point_weights=lmk_w_np,
+                                                          expression_prior=self.expression_prior)
             coeffs = Coefficients(identity=ident, expression=expr, albedo=np.zeros(self.layout.num_albedo),
                                   gamma=ambient_gamma(dtype=torch.float64).numpy(), pose=pose)
             light_init = True
@@ -429,6 +450,11 @@ class MorphableFitter:
         def param(a, grad=True):
             return torch.tensor(np.asarray(a, np.float32), device=dev, requires_grad=grad)
 
+        exp_prior = None
+        if self.expression_prior is not None:
+            ep = self.expression_prior
+            exp_prior = (torch.as_tensor(ep.mean, dtype=torch.float32, device=dev),
+                         torch.as_tensor(ep.whiten, dtype=torch.float32, device=dev))
         ident = param(coeffs.identity)
         expr = param(coeffs.expression, st.fit_expression)
         alb = param(coeffs.albedo, st.fit_albedo)
@@ -506,7 +532,7 @@ class MorphableFitter:
             with torch.no_grad():
                 p_i = _sample(att_ref, scr[:, :2], REFERENCE_SIZE, "nearest")[:, 0] * area_w
             l_pix = photometric_loss(observed, colours, p_i, p_i > 0)
-            l_reg = regularisation_loss(ident, expr, alb, wts)
+            l_reg = regularisation_loss(ident, expr, alb, wts, exp_prior)
             loss = total_loss(l_lmk, l_pix, l_reg, 0.0, wts) + st.light_prior * light_prior_loss(gamma)
             loss.backward()
             opt.step()
@@ -541,7 +567,7 @@ class MorphableFitter:
                 target_px = img_r[0].permute(1, 2, 0)
                 l_pix = photometric_loss(target_px.reshape(-1, 3), rendered.reshape(-1, 3), att_r.reshape(-1),
                                          region.reshape(-1))
-                l_reg = regularisation_loss(ident, expr, alb, wts)
+                l_reg = regularisation_loss(ident, expr, alb, wts, exp_prior)
                 l_ff = torch.zeros(())
                 if use_id:
                     cov = ras.mask[0, ..., None].float()

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .camera import Pose
+from .expression_prior import ExpressionPrior
 from .losses import LossWeights
 from .model import MorphableModel
 
@@ -45,9 +46,11 @@ def pose_from_correspondences(points3d: np.ndarray, points2d: np.ndarray, weight
 
 
 def shape_given_pose(model: MorphableModel, pose: Pose, points2d: np.ndarray, weights: np.ndarray,
-                     loss_weights: LossWeights, pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
+                     loss_weights: LossWeights, pixel_scale: float,
+                     expression_prior: ExpressionPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Identity and expression coefficients minimising the weighted landmark term (pixels times
-    ``pixel_scale`` = reference pixels) plus the Eq. 14 prior, as Eq. 16 weighs them."""
+    ``pixel_scale`` = reference pixels) plus the Eq. 14 prior, as Eq. 16 weighs them (with
+    ``expression_prior``, its learned expression term)."""
     lm = model.landmarks
     r = pose.rotation()
     p = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]) @ r * pose.scale       # (2, 3)
@@ -59,9 +62,14 @@ def shape_given_pose(model: MorphableModel, pose: Pose, points2d: np.ndarray, we
     b = (points2d - base).reshape(-1) * pixel_scale
     sw = np.sqrt(np.repeat(weights, 2) / weights.sum())
     lam = loss_weights.regularisation / loss_weights.landmark
-    prior = np.r_[np.full(k_id, loss_weights.omega_alpha), np.full(model.num_expression, loss_weights.omega_beta)]
-    h = (a * sw[:, None]).T @ (a * sw[:, None]) + lam * np.diag(prior)
-    g = (a * sw[:, None]).T @ (b * sw)
+    prior = np.diag(np.r_[np.full(k_id, loss_weights.omega_alpha),
+                          np.full(model.num_expression, loss_weights.omega_beta)])
+    centre = np.zeros(len(prior))
+    if expression_prior is not None:
+        prior[k_id:, k_id:] = loss_weights.omega_beta * expression_prior.precision
+        centre[k_id:] = expression_prior.mean
+    h = (a * sw[:, None]).T @ (a * sw[:, None]) + lam * prior
+    g = (a * sw[:, None]).T @ (b * sw) + lam * prior @ centre
     c = np.linalg.solve(h, g)
     return c[:k_id], c[k_id:]
 
@@ -76,9 +84,11 @@ def landmark_weights() -> np.ndarray:
 # (ruff only sees that where the class is defined in the same file, as in losses.py).
 def initialise_from_landmarks(model: MorphableModel, points2d, loss_weights: LossWeights = LossWeights(),  # noqa: B008
                               pixel_scale: float = 1.0, alternations: int = ALTERNATIONS,
-                              point_weights: np.ndarray | None = None):
+                              point_weights: np.ndarray | None = None,
+                              expression_prior: ExpressionPrior | None = None):
     """(pose, identity, expression) from (68, 2) landmarks in image pixels; ``point_weights``
-    (68,) multiply the contour weights (e.g. low for landmarks under an occluder)."""
+    (68,) multiply the contour weights (e.g. low for landmarks under an occluder);
+    ``expression_prior``: the learned expression term instead of Eq. 14's."""
     pts = np.asarray(points2d, np.float64)
     w = landmark_weights()
     if point_weights is not None:
@@ -89,7 +99,7 @@ def initialise_from_landmarks(model: MorphableModel, points2d, loss_weights: Los
     for _ in range(alternations):
         shape = model.shape(ident, expr)[model.landmarks]
         pose = pose_from_correspondences(shape, pts, w)
-        ident, expr = shape_given_pose(model, pose, pts, w, loss_weights, pixel_scale)
+        ident, expr = shape_given_pose(model, pose, pts, w, loss_weights, pixel_scale, expression_prior)
     shape = model.shape(ident, expr)[model.landmarks]
     pose = pose_from_correspondences(shape, pts, w)
     return pose, ident, expr

@@ -79,9 +79,18 @@ def photometric_loss(target: torch.Tensor, rendered: torch.Tensor, attention: to
 
 
 def regularisation_loss(identity: torch.Tensor, expression: torch.Tensor, albedo: torch.Tensor | None = None,
-                        weights: LossWeights = LossWeights()) -> torch.Tensor:
-    """Eq. 14: ``ω_α ||α̃||² + ω_β ||β̃||²`` (+ ``ω_δ ||δ̃||²`` for an albedo basis)."""
-    r = weights.omega_alpha * (identity ** 2).sum(-1) + weights.omega_beta * (expression ** 2).sum(-1)
+                        weights: LossWeights = LossWeights(),
+                        expression_prior: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Eq. 14: ``ω_α ||α̃||² + ω_β ||β̃||²`` (+ ``ω_δ ||δ̃||²`` for an albedo basis).
+
+    ``expression_prior`` = ``(μ, W)`` replaces ``||β̃||²`` by ``||W (β̃ - μ)||²``, the learned
+    expression prior of :mod:`occgui.morphable.expression_prior` (not in the paper)."""
+    if expression_prior is None:
+        e = (expression ** 2).sum(-1)
+    else:
+        mean, whiten = expression_prior
+        e = (((expression - mean) @ whiten.T) ** 2).sum(-1)
+    r = weights.omega_alpha * (identity ** 2).sum(-1) + weights.omega_beta * e
     if albedo is not None and albedo.shape[-1]:
         r = r + weights.omega_albedo * (albedo ** 2).sum(-1)
     return r
