@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import MorphableModel, MorphableModelError
+from .model import MorphableModel, MorphableModelError, read_npz
 
 FORMAT = "occgui-expression-prior-1"
 
@@ -91,13 +91,7 @@ def save_expression_prior(path, prior: ExpressionPrior) -> None:
 def load_expression_prior(path) -> ExpressionPrior:
     """Read a file written by :func:`save_expression_prior` (one-line error on a bad file)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise MorphableModelError(f"expression prior not found: {path}") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise MorphableModelError(f"not a readable expression prior: {path} ({str(e).splitlines()[0]})") from None
+    data = read_npz(path, "expression prior")
     if str(data.get("format", "")) != FORMAT:
         raise MorphableModelError(f"{path.name} is not an occgui expression prior (expected format {FORMAT!r})")
     missing = [k for k in ("mean", "covariance", "model") if k not in data]

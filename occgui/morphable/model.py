@@ -192,16 +192,23 @@ class MorphableModel:
 _REQUIRED = ("mean_shape", "id_basis", "id_std", "exp_basis", "exp_std", "triangles", "landmarks", "face_mask")
 
 
-def load_npz_model(path) -> MorphableModel:
-    """Read a model written by :meth:`MorphableModel.save_npz` (never unpickles anything)."""
+def read_npz(path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (never unpickled); a missing or unreadable file raises a one-line
+    :class:`MorphableModelError` naming ``what`` it should have been."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise MorphableModelError(f"morphable model file not found: {path}") from None
+        raise MorphableModelError(f"{what} not found: {path}") from None
     except (ValueError, OSError, EOFError) as e:
-        raise MorphableModelError(f"not a readable morphable-model .npz: {path} ({str(e).splitlines()[0]})") from None
+        raise MorphableModelError(f"not a readable {what}: {path} ({str(e).splitlines()[0]})") from None
+
+
+def load_npz_model(path) -> MorphableModel:
+    """Read a model written by :meth:`MorphableModel.save_npz` (never unpickles anything)."""
+    path = Path(path)
+    data = read_npz(path, "morphable-model .npz")
     if str(data.get("format", "")) != NPZ_FORMAT:
         raise MorphableModelError(f"{path.name} is not an occgui morphable model (format tag "
                                   f"{str(data.get('format', 'missing'))!r}, expected {NPZ_FORMAT!r})")
