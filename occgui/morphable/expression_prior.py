@@ -15,9 +15,10 @@ development set, Ledoit-Wolf shrinkage). The fit then uses
     ω_β (β̃ - μ)ᵀ P (β̃ - μ),   P = Σ⁻¹ · tr(Σ) / K
 
 in place of ``ω_β ||β̃||²``: the covariance's shape with the diagonal prior's overall strength
-(``P = I`` and ``μ = 0`` give Eq. 14 back), so the weights chosen for the fit
-(``occgui.morphable.fit.FIT_WEIGHTS``) keep their meaning. :attr:`whiten` is the ``W`` with
-``WᵀW = P``.
+(``P = I`` and ``μ = 0`` give Eq. 14 back), so ω_β keeps its scale; with a prior the backend fits
+at ω_β = 10 (``occgui.morphable.fit.PRIOR_FIT_WEIGHTS``). :attr:`whiten` is the ``W`` with
+``WᵀW = P``. An option (``geometry.expression_prior``, default off); docs/morphable.md has the
+measurements and why it is not the default.
 """
 from __future__ import annotations
 
