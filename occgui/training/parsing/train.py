@@ -16,7 +16,9 @@ and ``metrics.json`` (``evaluate.evaluate_parser`` on held-out identities Q-S).
 
 ``--real-labels`` mixes the labelled real occlusions (``resources/real_occlusions``, dev split only) into
 the stream: the dev photos themselves and occluders cut out of them and pasted on training faces
-(``occgui.training.parsing.real_mix``, ``occgui.training.occlusion.real_cutouts``).
+(``occgui.training.parsing.real_mix``, ``occgui.training.occlusion.real_cutouts``). ``--teacher`` writes the
+occluders a teacher parser finds in the "clean" training photos (caps, hands, sunglasses the label generator
+calls hair, skin or background) into their labels (``occgui.training.parsing.teacher``).
 
 With ``--steps`` the learning-rate schedule follows the step count and a run is reproducible;
 with ``--minutes`` it follows the training wall time (the data stream stays seeded).
@@ -116,6 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra geometric jitter of the dev photos themselves (0..1: scale up to +-0.2, "
                              "rotation up to +-15 degrees, shift up to 0.08 of the crop, times this) against "
                              "memorising them (default 0: none)")
+    parser.add_argument("--teacher", metavar="CHECKPOINT",
+                        help="pseudo-label the real occluders in the clean training photos: where the parse stage of "
+                             "this parsing checkpoint (network, hands, forehead growth) marks more than "
+                             "--teacher-min-fraction of a crop, its occluder replaces the generated labels "
+                             "(occgui.training.parsing.teacher; cached beside the clean set)")
+    parser.add_argument("--teacher-network-only", action="store_true",
+                        help="the teacher is the network alone: no hands from MediaPipe, no forehead growth")
+    parser.add_argument("--teacher-min-fraction", type=float, default=0.01, metavar="F",
+                        help="share of the crop the teacher must mark for a photo to be pseudo-labelled "
+                             "(default %(default)s)")
     parser.add_argument("--eval-photos", type=int, default=300, help="held-out photos evaluated at the end (0: skip)")
     parser.add_argument("--eval-every", type=float, default=15.0,
                         help="minutes between quick held-out checks (0: never)")
@@ -139,7 +151,8 @@ EVAL_HANDS = 32
 
 HYPER = ("seed", "batch_size", "lr", "warmup", "input_size", "widths", "limit", "steps", "minutes", "augment", "init",
          "procedural_hands", "soft_labels", "photos", "real_labels", "real_faces", "real_photo_weight",
-         "real_cutout_weight", "real_val", "real_fold", "real_val_seed", "real_val_every", "real_photo_warp")
+         "real_cutout_weight", "real_val", "real_fold", "real_val_seed", "real_val_every", "real_photo_warp",
+         "teacher", "teacher_min_fraction", "teacher_network_only")
 
 
 def _class_weights(sampler, n: int = 192) -> np.ndarray:
@@ -336,6 +349,15 @@ def run(args) -> int:
 
     clean = build_clean_set(lfw, args.cache, "train", workers=args.workers, progress=progress, limit=args.limit,
                             sample=getattr(args, "photos", None))
+    teacher_info = None
+    if getattr(args, "teacher", None):
+        from .teacher import teacher_parse_batch, with_teacher_occluders
+
+        parse_batch, digest = teacher_parse_batch(args.teacher, rules=not getattr(args, "teacher_network_only", False))
+        clean = with_teacher_occluders(clean, parse_batch, digest, args.teacher_min_fraction, progress=progress)
+        record = json.loads((Path(clean.source) / "meta.json").read_text())["teacher"]
+        teacher_info = {"checkpoint": str(args.teacher), "parse": digest, "min_fraction": record["min_fraction"],
+                        "photos": record["photos"], "pixel_share": record["pixel_share"]}
     library = load_library(occ_dir)
     train_lib = library.filter(exclude_kinds=HELDOUT_KINDS)
     if args.procedural_hands:
@@ -506,6 +528,8 @@ def run(args) -> int:
         meta["real_occlusions"] = real_info
         if best_val is not None:
             real_info["best_dev_val"] = best_val
+    if teacher_info is not None:
+        meta["teacher"] = teacher_info
     if getattr(args, "photos", None):
         meta["train_photo_sample"] = args.photos
     export_parser(ema, run_dir / CHECKPOINT_NAME, input_size=args.input_size, meta=meta)
