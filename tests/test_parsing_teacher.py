@@ -54,7 +54,9 @@ def test_the_teacher_writes_its_occluder_where_it_marks_enough_of_the_crop(tmp_p
     want[1, 5:25, 30:50] = L.OCCLUDER                       # the cap on the forehead, over the generated hair
     assert np.array_equal(out.labels, want)                 # the speck on photo 2 is left alone
     assert np.array_equal(clean.labels[1], np.load(tmp_path / "set" / "labels.npy")[1])   # the source untouched
-    rec = json.loads((tmp_path / "set").parent.joinpath(out.source, "meta.json").read_text())["teacher"]
+    rec = T.teacher_record(out)
+    assert rec == json.loads((tmp_path / "set").parent.joinpath(out.source, "meta.json").read_text())["teacher"]
+    assert T.teacher_record(clean) == {}
     assert rec["photos"] == 1 and rec["photo_names"] == ["B/B_0001.jpg"] and rec["digest"] == "fake@1"
     assert rec["pixel_share"] == pytest.approx(400 / S ** 2)
     # training processes get the set as its folder: the pseudo-labels travel with it

@@ -95,6 +95,13 @@ def with_teacher_occluders(clean: CleanSet, parse_batch: Callable[[np.ndarray], 
     return load_clean_set(folder)
 
 
+def teacher_record(clean: CleanSet) -> dict:
+    """The ``"teacher"`` record of a set made by :func:`with_teacher_occluders` (empty for any other set)."""
+    if clean.source is None:
+        return {}
+    return json.loads((Path(clean.source) / "meta.json").read_text()).get("teacher", {})
+
+
 def teacher_parse_batch(checkpoint, device: str = "cpu", rules: bool = True):
     """``(parse_batch, digest)`` of the parse stage of ``checkpoint`` (network, hands in the crop, forehead
     growth; with ``rules=False`` the network alone) -- the teacher of :func:`with_teacher_occluders`."""

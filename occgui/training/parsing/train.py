@@ -351,11 +351,11 @@ def run(args) -> int:
                             sample=getattr(args, "photos", None))
     teacher_info = None
     if getattr(args, "teacher", None):
-        from .teacher import teacher_parse_batch, with_teacher_occluders
+        from .teacher import teacher_parse_batch, teacher_record, with_teacher_occluders
 
         parse_batch, digest = teacher_parse_batch(args.teacher, rules=not getattr(args, "teacher_network_only", False))
         clean = with_teacher_occluders(clean, parse_batch, digest, args.teacher_min_fraction, progress=progress)
-        record = json.loads((Path(clean.source) / "meta.json").read_text())["teacher"]
+        record = teacher_record(clean)
         teacher_info = {"checkpoint": str(args.teacher), "parse": digest, "min_fraction": record["min_fraction"],
                         "photos": record["photos"], "pixel_share": record["pixel_share"]}
     library = load_library(occ_dir)
