@@ -91,8 +91,9 @@ def test_seeds_are_the_occluder_components_above_the_brows():
 
 
 def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):
-    """Billy_Andrade_0001 (dev split: a cap the network labels mostly hair): with the option the occluder
-    grows over the forehead, only from hair, and covers more of the labelled cap at a better IoU."""
+    """Billy_Andrade_0001 (dev split: a cap the network labels partly hair): with the option the occluder
+    grows over the forehead, only from hair, and covers more of the labelled cap at a better IoU (parser
+    v6c: 0.64 -> 0.70; v6c's network alone finds more of the cap than v5's, so the growth adds less)."""
     from occgui.eval import harness as H
     from occgui.eval.real import mask_photo_to_crop
     from occgui.parsing.settings import UNetSettings
@@ -112,7 +113,7 @@ def test_a_hat_the_network_half_calls_hair_is_found(lfw_dir):
     changed = maps[True] != maps[False]
     assert changed.mean() > 0.01
     assert (maps[False][changed] == L.HAIR).all() and (maps[True][changed] == L.OCCLUDER).all()
-    assert iou[True] > iou[False] + 0.1, iou
+    assert iou[True] > iou[False] + 0.04, iou
 
 
 def test_the_face_mesh_runs_only_when_the_map_has_an_occluder(monkeypatch):

@@ -215,12 +215,19 @@ def test_a_context_hand_counts_only_when_it_touches_the_face(monkeypatch):
 
 def test_a_finger_on_a_beard_is_found_in_the_context_view(lfw_dir):
     """Fidel_Castro_0003 (dev split: a finger from the beard to the nose; the beard is parsed as
-    background): with the context view the finger's hand counts -- its index fingertip lies on the face's
-    hull -- and the occluder it adds lies mostly on the labelled occluder."""
-    gt, occ, _ = _context_on_and_off(lfw_dir, "Fidel_Castro_0003")
-    added = occ[True] & ~occ[False]
-    assert occ[False].mean() < 0.01 and added.mean() > 0.05
-    assert (added & gt).sum() > 0.3 * added.sum()
+    background): MediaPipe finds no hand in the crop, but in the wider view the finger's hand counts -- its
+    index fingertip lies on the face's hull -- and its region takes nearly all of the labelled finger; with
+    the context on the occluder covers at least what it covers without. (Whether the region is written into
+    M_alpha depends on the network: parser v5 marked under 1 % of the crop here and the context view added
+    the region; v6c marks half of the hand's hull itself, so its own outline stands -- ``FOUND_SHARE``.)"""
+    gt, occ, res = _context_on_and_off(lfw_dir, "Fidel_Castro_0003")
+    assert not HE.hands_in_crop(res.crop.image)
+    context = HE.context_view(res.image.rgb, res.crop.to_crop, res.crop.size)
+    found = HE.hands_in_crop(res.crop.image, context, HE.face_area(res.alpha.labels))
+    assert len(found) == 1
+    region = HE.hand_region(found[0], res.crop.size)
+    assert (region & gt).sum() > 0.9 * gt.sum() and (region & gt).sum() > 0.4 * region.sum()
+    assert (occ[True] & gt).sum() >= (occ[False] & gt).sum() > 0.3 * gt.sum()
 
 
 def test_the_parse_stage_hands_the_photo_only_to_a_backend_that_reads_it():
